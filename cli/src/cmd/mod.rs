@@ -1,0 +1,16 @@
+//! The commands, one file each, and [`run`], which dispatches to them.
+
+pub mod version;
+
+use std::io::Write;
+
+use crate::args::{Cli, Command};
+use crate::error::CliError;
+
+/// Runs `cli`'s command, writing its result to `out`.
+pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
+    match &cli.command {
+        Command::Version(args) => version::run(args, out)?,
+    }
+    out.flush().map_err(CliError::Write)
+}

@@ -1,0 +1,20 @@
+//! berth's controller.
+//!
+//! The controller will hold the Raft-replicated cluster state, schedule tasks onto node
+//! agents and serve the gRPC API for the CLI and the agents. This first version serves
+//! only the `Info` service, and only on a Unix socket for in-process use: the design
+//! allows no plaintext network listener, and mutual TLS is not there yet.
+//!
+//! Layout: [`api`] holds the gRPC handlers, one file per service, which convert and
+//! delegate; [`server`] assembles them and runs a server on a listener; [`cmd`] is the
+//! command line of the `berth-controller` binary; [`telemetry`] sets up tracing.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod cmd;
+pub mod server;
+pub mod telemetry;
+
+pub use server::{ServeError, UnixEndpoint, serve_on_unix};

@@ -1,0 +1,35 @@
+//! `berth-controller`: parses the command line, sets up tracing and hands over to the
+//! [`berth_controller`] library. Exit codes: 0 success, 1 error, 2 usage error.
+
+use std::env::VarError;
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use berth_controller::cmd::{self, Cli};
+use berth_controller::telemetry;
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // Usage errors, `--help` and `--version` are printed by clap, which exits (2 / 0).
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Nothing more can be done if standard error is gone too.
+            let _ = writeln!(io::stderr(), "error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let rust_log = match std::env::var("RUST_LOG") {
+        Ok(value) => Some(value),
+        Err(VarError::NotPresent) => None,
+        Err(VarError::NotUnicode(_)) => bail!("RUST_LOG is not valid UTF-8"),
+    };
+    telemetry::init(rust_log.as_deref()).context("cannot set up logging")?;
+    cmd::run(cli, &mut io::stdout().lock())?;
+    Ok(())
+}

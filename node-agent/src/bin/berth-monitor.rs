@@ -1,0 +1,66 @@
+//! `berth-monitor <container-dir> [--notify-fd N] [--attach-fds OUT,ERR]`
+//!
+//! Started by the agent for one container; forks itself away from the caller at once (new
+//! session, re-parented to init) and runs [`berth_runtime::monitor::run`]. Kept free of
+//! async runtimes and argument-parsing crates so that it stays small in memory.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use berth_runtime::monitor::{self, MonitorArgs};
+use berth_runtime::paths::ContainerDir;
+
+fn usage(msg: &str) -> ! {
+    eprintln!("berth-monitor: {msg}\nusage: berth-monitor <container-dir> [--notify-fd N] [--attach-fds OUT,ERR]");
+    std::process::exit(2)
+}
+
+fn take_fd(n: &str) -> OwnedFd {
+    let fd: i32 = n.parse().unwrap_or_else(|_| usage(&format!("bad file descriptor {n:?}")));
+    // SAFETY: fcntl F_GETFD only queries the descriptor.
+    if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        usage(&format!("file descriptor {fd} is not open"));
+    }
+    // SAFETY: mark it close-on-exec so the container never inherits it.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // SAFETY: the descriptor is open (checked above) and handed to us by our parent alone.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let dir = args.next().unwrap_or_else(|| usage("missing container directory"));
+    let mut notify = None;
+    let mut attach = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--notify-fd" => notify = Some(take_fd(&args.next().unwrap_or_else(|| usage("--notify-fd needs a value")))),
+            "--attach-fds" => {
+                let v = args.next().unwrap_or_else(|| usage("--attach-fds needs OUT,ERR"));
+                let (o, e) = v.split_once(',').unwrap_or_else(|| usage("--attach-fds needs OUT,ERR"));
+                attach = Some((take_fd(o), take_fd(e)));
+            }
+            other => usage(&format!("unknown argument {other:?}")),
+        }
+    }
+
+    // Detach: the caller reaps our parent at once; we live on in a session of our own.
+    // SAFETY: single-threaded here; the child only continues normal execution.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => std::process::exit(0),
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(e) => {
+            eprintln!("berth-monitor: fork: {e}");
+            std::process::exit(1)
+        }
+    }
+    let _ = nix::unistd::setsid();
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    // Writes to a caller that went away must fail with EPIPE, not kill us.
+    // SAFETY: ignoring a signal installs no handler code.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let _ = std::env::set_current_dir("/");
+
+    let code = monitor::run(MonitorArgs { dir: ContainerDir::new(dir), notify, attach });
+    std::process::exit(code)
+}

@@ -1,0 +1,314 @@
+//! The command-line grammar.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// berth's node agent and its node-local command line.
+#[derive(Debug, Parser)]
+#[command(name = "berth-agent", version, about)]
+pub struct Cli {
+    /// Root of the agent's state (images, containers, volumes).
+    #[arg(long, global = true, env = "BERTH_AGENT_STATE_DIR", default_value = "/var/lib/berth/agent")]
+    pub state_dir: PathBuf,
+    /// Cgroup parent of every container.
+    #[arg(long, global = true, env = "BERTH_CGROUP_PARENT", default_value = "berth")]
+    pub cgroup_parent: String,
+    /// The berth-monitor executable (default: next to this one).
+    #[arg(long, global = true, env = "BERTH_MONITOR")]
+    pub monitor: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and start a container; attached, exits with the container's exit code.
+    Run(RunArgs),
+    /// Create a container without starting it.
+    Create(RunArgs),
+    /// Start created or stopped containers.
+    Start(StartArgs),
+    /// List containers.
+    Ps(PsArgs),
+    /// Stop containers (stop signal, then SIGKILL after the grace period).
+    Stop(StopArgs),
+    /// Send a signal to containers.
+    Kill(KillArgs),
+    /// Remove containers.
+    Rm(RmArgs),
+    /// Show a container's output.
+    Logs(LogsArgs),
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+    /// Show containers in JSON.
+    Inspect(InspectArgs),
+    /// List images.
+    Images(ImagesArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Run the agent daemon: adopt containers and report their transitions.
+    Serve(ServeArgs),
+    /// Show the transitions the daemon recorded.
+    Events(EventsArgs),
+}
+
+/// `run` / `create`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Run in the background and print the id.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Container name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Environment variable KEY=VALUE (or KEY to copy it from here).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Memory limit (64m, 1g, …).
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// CPU quota in CPUs (0.5 = half a CPU).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Relative CPU weight (2..262144).
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    /// Maximum number of processes.
+    #[arg(long)]
+    pub pids_limit: Option<u64>,
+    /// Bind mount or volume: SRC:DST[:ro|rw].
+    #[arg(short = 'v', long = "volume")]
+    pub volumes: Vec<String>,
+    /// User: name, uid, name:group or uid:gid.
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// Hostname.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Replace the image's entrypoint.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Restart policy: no, on-failure[:N], always.
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Add a capability (NET_ADMIN, ALL, …).
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    /// Drop a capability.
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// Mount the root file system read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Security options (only `no-new-privileges` is supported).
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// Network: none (own namespace, loopback only) or host.
+    #[arg(long, default_value = "none")]
+    pub network: String,
+    /// Signal that stops the container.
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Seconds to wait before SIGKILL on stop.
+    #[arg(long)]
+    pub stop_timeout: Option<u64>,
+    /// Size of /dev/shm (64m default).
+    #[arg(long)]
+    pub shm_size: Option<String>,
+    /// Label KEY=VALUE.
+    #[arg(short = 'l', long = "label")]
+    pub labels: Vec<String>,
+    /// Image reference.
+    pub image: String,
+    /// Command and arguments (replace the image's Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// `start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Attach to the output and exit with the container's code.
+    #[arg(short = 'a', long)]
+    pub attach: bool,
+    /// Containers.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers, not only running ones.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Only ids.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Output: table or json.
+    #[arg(short = 'o', long, default_value = "table")]
+    pub output: String,
+}
+
+/// `stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait before SIGKILL (default: the container's stop timeout).
+    #[arg(short = 't', long)]
+    pub time: Option<u64>,
+    /// Containers.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Signal name or number.
+    #[arg(short = 's', long, default_value = "SIGKILL")]
+    pub signal: String,
+    /// Containers.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill a running container first.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Containers.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Follow new output until the container stops.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Show timestamps.
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    /// Only the last N lines.
+    #[arg(long)]
+    pub tail: Option<usize>,
+    /// Container.
+    pub container: String,
+}
+
+/// `exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Extra environment variable KEY=VALUE.
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// User.
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// Container.
+    pub container: String,
+    /// Command and arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// `inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Containers.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `images`.
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Only ids.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Output: table or json.
+    #[arg(short = 'o', long, default_value = "table")]
+    pub output: String,
+}
+
+/// `image …`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import a `docker save` archive or an OCI image layout (directory or tar).
+    Import {
+        /// The archive or layout.
+        file: PathBuf,
+    },
+    /// Make an image from a root file system directory or tar.
+    ImportRootfs {
+        /// Directory or tar(.gz).
+        source: PathBuf,
+        /// Reference to tag it with (name[:tag]).
+        reference: String,
+        /// Image entrypoint (JSON array or a single program).
+        #[arg(long)]
+        entrypoint: Option<String>,
+        /// Image command (JSON array or a shell-split string).
+        #[arg(long)]
+        cmd: Option<String>,
+        /// Image environment KEY=VALUE.
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+    },
+    /// Remove images.
+    Rm {
+        /// Remove even if a container uses it.
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Images.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Tag an image.
+    Tag {
+        /// Existing image.
+        source: String,
+        /// New reference.
+        target: String,
+    },
+    /// Show images in JSON.
+    Inspect {
+        /// Images.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// List images.
+    Ls(ImagesArgs),
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// How often to look at the containers, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub poll_interval_ms: u64,
+}
+
+/// `events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Keep printing new events.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}

@@ -1,0 +1,65 @@
+//! `berth-agent`: the node-local command line (as `ctr` is to containerd) and the agent
+//! daemon. Each command works on the state directory directly, so it works whether or not
+//! `berth-agent serve` runs, and containers never depend on either.
+
+mod args;
+mod container_cmds;
+mod format;
+mod image_cmds;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use args::Cli;
+
+use crate::container::{AgentConfig, ContainerError, ContainerManager};
+
+/// Exit code for errors of berth itself (as `docker run` uses 125).
+pub const EXIT_ERROR: u8 = 125;
+
+/// Parses the process arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if matches!(cli.command, args::Command::Serve(_)) { "info" } else { "warn" })
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn manager(cli: &Cli) -> Result<ContainerManager, ContainerError> {
+    let mut cfg = AgentConfig::new(&cli.state_dir);
+    cfg.cgroup_parent = cli.cgroup_parent.clone();
+    if let Some(m) = &cli.monitor {
+        cfg.monitor_bin = m.clone();
+    }
+    ContainerManager::open(cfg)
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    use args::Command as C;
+    let m = manager(&cli)?;
+    match cli.command {
+        C::Run(a) => container_cmds::run(&m, a),
+        C::Create(a) => container_cmds::create(&m, a),
+        C::Start(a) => container_cmds::start(&m, a),
+        C::Ps(a) => container_cmds::ps(&m, a),
+        C::Stop(a) => container_cmds::stop(&m, a),
+        C::Kill(a) => container_cmds::kill(&m, a),
+        C::Rm(a) => container_cmds::rm(&m, a),
+        C::Logs(a) => container_cmds::logs(&m, a),
+        C::Exec(a) => container_cmds::exec(&m, a),
+        C::Inspect(a) => container_cmds::inspect(&m, a),
+        C::Images(a) => image_cmds::list(&m, a),
+        C::Image(a) => image_cmds::image(&m, a),
+        C::Serve(a) => crate::serve::serve(&m, a.poll_interval_ms),
+        C::Events(a) => crate::serve::print_events(&m, a.follow),
+    }
+}

@@ -1,0 +1,176 @@
+//! Turning [`CreateOptions`] and an image into a container on disk.
+
+use std::fs;
+use std::io::Write;
+
+use berth_runtime::spec::{ContainerSpec, LogConfig, MountSpec, RestartPolicy, RootfsSpec};
+use berth_runtime::state::State;
+
+use super::options::{parse_signal, parse_volume, validate_limits, valid_name, VolumeSource};
+use super::{random_id, ContainerError, ContainerInfo, ContainerManager, CreateOptions};
+
+const DEFAULT_SHM: u64 = 64 * 1024 * 1024;
+const DEFAULT_STOP_TIMEOUT_S: u64 = 10;
+
+impl ContainerManager {
+    /// Creates a container (not started). Nothing is left behind when it fails.
+    pub fn create(&self, opts: &CreateOptions) -> Result<ContainerInfo, ContainerError> {
+        let spec = self.build_spec(opts)?;
+        self.claim_name(&spec.name, &spec.id)?;
+        let dir = self.dir(&spec.id);
+        let result = (|| {
+            for d in [dir.root().to_path_buf(), dir.upper(), dir.work(), dir.rootfs(), dir.empty()] {
+                fs::create_dir_all(&d).map_err(|e| ContainerError::io("create", &d, e))?;
+            }
+            let json = serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::InvalidOption(e.to_string()))?;
+            berth_runtime::state::write_atomic(&dir.config(), &json)?;
+            State::created().store(&dir.state())?;
+            Ok::<(), ContainerError>(())
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_dir_all(dir.root());
+            let _ = fs::remove_file(self.name_file(&spec.name));
+            return Err(e);
+        }
+        self.load(&spec.id)
+    }
+
+    fn build_spec(&self, opts: &CreateOptions) -> Result<ContainerSpec, ContainerError> {
+        if opts.auto_remove && opts.restart != RestartPolicy::No {
+            return Err(ContainerError::InvalidOption(
+                "--rm and --restart cannot be used together: a removed container cannot be restarted".into(),
+            ));
+        }
+        validate_limits(&opts.limits)?;
+        if let Some(name) = &opts.name {
+            if !valid_name(name) {
+                return Err(ContainerError::InvalidOption(format!(
+                    "invalid container name {name:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128 characters"
+                )));
+            }
+        }
+        let image = self.images.resolve(&opts.image)?;
+        let cfg = &image.config;
+
+        let entrypoint = opts.entrypoint.clone().or_else(|| cfg.entrypoint.clone()).unwrap_or_default();
+        let cmd = if !opts.command.is_empty() {
+            opts.command.clone()
+        } else if opts.entrypoint.is_some() {
+            Vec::new()
+        } else {
+            cfg.cmd.clone().unwrap_or_default()
+        };
+        let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+        if args.is_empty() || args[0].is_empty() {
+            return Err(ContainerError::InvalidOption(format!(
+                "no command to run: image {} has no Entrypoint or Cmd; give a command after the image",
+                opts.image
+            )));
+        }
+
+        let mut env = cfg.env.clone();
+        for e in &opts.env {
+            let entry = match e.split_once('=') {
+                Some((k, _)) if !k.is_empty() => e.clone(),
+                Some(_) => return Err(ContainerError::InvalidOption(format!("invalid environment variable {e:?}: empty name"))),
+                None => match std::env::var(e) {
+                    Ok(v) => format!("{e}={v}"),
+                    Err(_) => continue, // Docker drops a bare name that is unset
+                },
+            };
+            let key = entry.split('=').next().unwrap_or_default().to_string();
+            env.retain(|x| x.split('=').next() != Some(key.as_str()));
+            env.push(entry);
+        }
+
+        let capabilities = berth_runtime::caps::resolve(&opts.cap_add, &opts.cap_drop)
+            .map_err(|e| ContainerError::InvalidOption(e.to_string()))?;
+
+        let mut mounts = Vec::new();
+        for v in &opts.volumes {
+            let vs = parse_volume(v)?;
+            let source = match vs.source {
+                VolumeSource::Host(p) => {
+                    if !p.exists() {
+                        return Err(ContainerError::InvalidOption(format!(
+                            "invalid volume {v:?}: host path {} does not exist",
+                            p.display()
+                        )));
+                    }
+                    p
+                }
+                VolumeSource::Named(n) => {
+                    let d = self.config().state_dir.join("volumes").join(&n).join("_data");
+                    fs::create_dir_all(&d).map_err(|e| ContainerError::io("create volume", &d, e))?;
+                    d
+                }
+            };
+            mounts.push(MountSpec { source, target: vs.target, read_only: vs.read_only });
+        }
+
+        let stop_signal = match opts.stop_signal.as_deref().or(cfg.stop_signal.as_deref()) {
+            Some(s) => parse_signal(s)?,
+            None => libc::SIGTERM,
+        };
+        let id = random_id()?;
+        let short = id[..12].to_string();
+        let mut labels = cfg.labels.clone();
+        labels.extend(opts.labels.clone());
+        Ok(ContainerSpec {
+            name: opts.name.clone().unwrap_or_else(|| short.clone()),
+            hostname: opts.hostname.clone().unwrap_or(short),
+            image: opts.image.clone(),
+            image_id: image.id.clone(),
+            args,
+            env,
+            cwd: opts.workdir.clone().or_else(|| cfg.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
+            user: opts.user.clone().or_else(|| cfg.user.clone()).unwrap_or_default(),
+            rootfs: RootfsSpec { layers: self.images.layer_dirs(&image), read_only: opts.read_only },
+            mounts,
+            cgroup_path: format!("{}/{}", self.config().cgroup_parent, id),
+            limits: opts.limits.clone(),
+            capabilities,
+            no_new_privileges: opts.no_new_privileges,
+            network: opts.network,
+            shm_size: opts.shm_size.unwrap_or(DEFAULT_SHM),
+            restart: opts.restart,
+            stop_signal,
+            stop_timeout_ms: opts.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT_S) * 1000,
+            auto_remove: opts.auto_remove,
+            log: LogConfig::default(),
+            labels,
+            exposed_ports: cfg.exposed_ports.iter().cloned().collect(),
+            id,
+        })
+    }
+
+    /// Claims `name` for `id` atomically (`O_EXCL`); a claim whose container is gone is stale
+    /// and taken over.
+    fn claim_name(&self, name: &str, id: &str) -> Result<(), ContainerError> {
+        let path = self.name_file(name);
+        for _ in 0..3 {
+            match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    return f.write_all(id.as_bytes()).map_err(|e| ContainerError::io("write", &path, e));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let owner = fs::read_to_string(&path).unwrap_or_default();
+                    let owner = owner.trim();
+                    if owner.is_empty() || self.containers_dir().join(owner).is_dir() {
+                        return Err(ContainerError::NameInUse { name: name.to_string(), id: owner.to_string() });
+                    }
+                    let _ = fs::remove_file(&path);
+                }
+                Err(e) => return Err(ContainerError::io("create", &path, e)),
+            }
+        }
+        Err(ContainerError::NameInUse { name: name.to_string(), id: "(being created)".into() })
+    }
+
+    pub(crate) fn release_name(&self, name: &str, id: &str) {
+        let path = self.name_file(name);
+        if fs::read_to_string(&path).is_ok_and(|owner| owner.trim() == id) {
+            let _ = fs::remove_file(path);
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Start, stop, kill and remove.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use berth_runtime::state::{is_same_process_alive, State, Status};
+use nix::fcntl::OFlag;
+use nix::unistd::pipe2;
+
+use super::process::{pidfd, signal, wait_exit};
+use super::{ContainerError, ContainerInfo, ContainerManager, CreateOptions};
+
+/// Whether `start` copies the container's output to the caller and reports its exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// Return once the entrypoint runs.
+    Detached,
+    /// Copy stdout/stderr to the caller's fds 1 and 2 until the first exit.
+    Attached,
+}
+
+/// A container whose entrypoint runs.
+#[derive(Debug)]
+pub struct StartedContainer {
+    /// Its id.
+    pub id: String,
+    /// Its first process.
+    pub pid: i32,
+    notify: Option<BufReader<File>>,
+}
+
+impl StartedContainer {
+    /// For an attached start: waits for the first exit (after clean-up) and returns its code.
+    pub fn wait(mut self) -> Result<i32, ContainerError> {
+        let mut r = self.notify.take().ok_or_else(|| ContainerError::InvalidOption("not attached".into()))?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return Err(ContainerError::InvalidOption(format!(
+                    "lost track of container {}: its monitor closed the status pipe",
+                    &self.id[..12]
+                )));
+            }
+            if let Some(code) = line.trim().strip_prefix("exited ") {
+                return Ok(code.parse().unwrap_or(255));
+            }
+        }
+    }
+}
+
+impl ContainerManager {
+    /// Creates and starts a container; when it cannot start it is removed again.
+    pub fn run(&self, opts: &CreateOptions, attach: Attach) -> Result<StartedContainer, ContainerError> {
+        let info = self.create(opts)?;
+        let id = info.spec.id.clone();
+        match self.start(&id, attach) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                let _ = self.remove(&id, true);
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts a created or exited container through a new monitor.
+    pub fn start(&self, reference: &str, attach: Attach) -> Result<StartedContainer, ContainerError> {
+        let info = self.inspect(reference)?;
+        if info.is_active() {
+            return Err(ContainerError::InvalidOption(format!("container {} is already running", info.spec.name)));
+        }
+        let dir = self.dir(&info.spec.id);
+        let _ = fs::remove_file(dir.stop_marker());
+        let (notify_r, notify_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| ContainerError::Runtime(berth_runtime::RuntimeError::sys("pipe", e)))?;
+        let monitor_log = File::options()
+            .create(true)
+            .append(true)
+            .open(dir.monitor_log())
+            .map_err(|e| ContainerError::io("open", dir.monitor_log(), e))?;
+
+        let mut cmd = Command::new(&self.config().monitor_bin);
+        cmd.arg(dir.root()).arg("--notify-fd").arg("3");
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(monitor_log));
+        let out_dup = if attach == Attach::Attached {
+            cmd.arg("--attach-fds").arg("4,5");
+            Some((dup_cloexec(1)?, dup_cloexec(2)?))
+        } else {
+            None
+        };
+        let w = notify_w.as_raw_fd();
+        let attach_fds = out_dup.as_ref().map(|(o, e)| (o.as_raw_fd(), e.as_raw_fd()));
+        // SAFETY: the closure runs between fork and exec and only calls dup2, which is
+        // async-signal-safe; every fd it names is open in the parent until spawn returns.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(w, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if let Some((o, e)) = attach_fds {
+                    if libc::dup2(o, 4) < 0 || libc::dup2(e, 5) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ContainerError::io("start monitor", &self.config().monitor_bin, e))?;
+        drop(notify_w);
+        drop(out_dup);
+        // The monitor forks itself away at once; this reaps the short-lived parent.
+        let _ = child.wait();
+
+        let mut r = BufReader::new(File::from(notify_r));
+        let mut line = String::new();
+        let _ = r.read_line(&mut line);
+        let line = line.trim_end();
+        if let Some(pid) = line.strip_prefix("started ") {
+            let pid = pid.parse().unwrap_or(0);
+            let notify = (attach == Attach::Attached).then_some(r);
+            return Ok(StartedContainer { id: info.spec.id, pid, notify });
+        }
+        if let Some(rest) = line.strip_prefix("error ") {
+            let (code, msg) = rest.split_once(' ').unwrap_or(("125", rest));
+            return Err(ContainerError::StartFailed { code: code.parse().unwrap_or(125), message: msg.to_string() });
+        }
+        Err(ContainerError::MonitorLost { log: dir.monitor_log() })
+    }
+
+    /// Stops a container: its stop signal, then SIGKILL after `timeout` (default: its own grace
+    /// period). Waits until the monitor recorded the exit. Stopping a stopped container is fine.
+    pub fn stop(&self, reference: &str, timeout: Option<Duration>) -> Result<ContainerInfo, ContainerError> {
+        let info = self.inspect(reference)?;
+        let timeout = timeout.unwrap_or(Duration::from_millis(info.spec.stop_timeout_ms));
+        self.terminate(&info, info.spec.stop_signal, timeout)?;
+        self.load(&info.spec.id)
+    }
+
+    /// Sends `sig` to the container's first process. SIGKILL also prevents a restart.
+    pub fn kill(&self, reference: &str, sig: i32) -> Result<(), ContainerError> {
+        let info = self.inspect(reference)?;
+        if !info.process_alive {
+            return Err(ContainerError::NotRunning(info.spec.name));
+        }
+        if sig == libc::SIGKILL {
+            self.terminate(&info, libc::SIGKILL, Duration::ZERO)?;
+            return Ok(());
+        }
+        let pid = info.state.pid.unwrap_or(0);
+        let fd = pidfd(pid).ok_or_else(|| ContainerError::NotRunning(info.spec.name.clone()))?;
+        signal(&fd, sig).map_err(|e| ContainerError::io("signal", format!("/proc/{pid}"), e))
+    }
+
+    fn terminate(&self, info: &ContainerInfo, sig: i32, grace: Duration) -> Result<(), ContainerError> {
+        let dir = self.dir(&info.spec.id);
+        if !info.is_active() {
+            return Ok(());
+        }
+        fs::write(dir.stop_marker(), b"").map_err(|e| ContainerError::io("write", dir.stop_marker(), e))?;
+        let monitor = info.state.monitor_pid.filter(|_| info.monitor_alive).and_then(pidfd);
+        if let Some(m) = &monitor {
+            // Wakes a monitor that waits to restart; a running one only notes it.
+            let _ = signal(m, libc::SIGTERM);
+        }
+        let process = info
+            .state
+            .pid
+            .filter(|p| is_same_process_alive(*p, info.state.pid_start_ticks))
+            .and_then(pidfd);
+        if let Some(p) = &process {
+            if sig != libc::SIGKILL {
+                let _ = signal(p, sig);
+                if wait_exit(p, grace) {
+                    return self.wait_monitor(info, monitor.as_ref());
+                }
+            }
+            let _ = signal(p, libc::SIGKILL);
+            let _ = self.cgroups.kill_all(&info.spec.cgroup_path);
+            wait_exit(p, Duration::from_secs(10));
+        }
+        self.wait_monitor(info, monitor.as_ref())
+    }
+
+    fn wait_monitor(&self, info: &ContainerInfo, monitor: Option<&OwnedFd>) -> Result<(), ContainerError> {
+        match monitor {
+            Some(m) => {
+                if !wait_exit(m, Duration::from_secs(10)) {
+                    return Err(ContainerError::MonitorLost { log: self.dir(&info.spec.id).monitor_log() });
+                }
+            }
+            None => {
+                // No monitor to record the exit: record it ourselves.
+                let path = self.dir(&info.spec.id).state();
+                let mut st = State::load(&path)?;
+                if matches!(st.status, Status::Running | Status::Restarting) {
+                    st.status = Status::Exited;
+                    st.pid = None;
+                    st.monitor_pid = None;
+                    st.finished_at = Some(berth_runtime::time::now_unix_nanos());
+                    st.store(&path)?;
+                }
+                let _ = self.cgroups.destroy(&info.spec.cgroup_path);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a container and everything it owns (state, writable layer, logs, cgroup).
+    /// A running one needs `force` (it is killed first).
+    pub fn remove(&self, reference: &str, force: bool) -> Result<(), ContainerError> {
+        let info = self.inspect(reference)?;
+        if info.is_active() {
+            if !force {
+                return Err(ContainerError::Running(info.spec.name));
+            }
+            self.terminate(&info, libc::SIGKILL, Duration::ZERO)?;
+        }
+        let mut errors = Vec::new();
+        if let Err(e) = self.cgroups.destroy(&info.spec.cgroup_path) {
+            errors.push(e.to_string());
+        }
+        let dir = self.dir(&info.spec.id);
+        if let Err(e) = fs::remove_dir_all(dir.root()) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                errors.push(format!("remove {}: {e}", dir.root().display()));
+            }
+        }
+        self.release_name(&info.spec.name, &info.spec.id);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ContainerError::InvalidOption(format!("removing {}: {}", info.spec.name, errors.join("; "))))
+        }
+    }
+}
+
+fn dup_cloexec(fd: i32) -> Result<OwnedFd, ContainerError> {
+    use std::os::fd::BorrowedFd;
+    // SAFETY: fds 1 and 2 are open for the life of the process.
+    let b = unsafe { BorrowedFd::borrow_raw(fd) };
+    b.try_clone_to_owned().map_err(|e| ContainerError::io("dup", format!("fd {fd}"), e))
+}

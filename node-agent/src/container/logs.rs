@@ -1,0 +1,81 @@
+//! Reading a container's log.
+
+use std::io::Write;
+use std::time::Duration;
+
+use berth_runtime::logs::{read_all, Follower, Record, Stream};
+
+use super::{ContainerError, ContainerManager};
+
+/// Options of `logs`.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// Keep printing new lines until the container stops.
+    pub follow: bool,
+    /// Prefix each line with its RFC 3339 time.
+    pub timestamps: bool,
+    /// Only the last N lines.
+    pub tail: Option<usize>,
+}
+
+impl ContainerManager {
+    /// The stored log records of a container.
+    pub fn log_records(&self, reference: &str) -> Result<Vec<Record>, ContainerError> {
+        let info = self.inspect(reference)?;
+        let path = self.dir(&info.spec.id).log();
+        read_all(&path, info.spec.log.max_files).map_err(|e| ContainerError::io("read", path, e))
+    }
+
+    /// Writes the log to `out` / `err` by stream, following when asked.
+    pub fn write_logs(
+        &self,
+        reference: &str,
+        opts: &LogOptions,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<(), ContainerError> {
+        let info = self.inspect(reference)?;
+        let path = self.dir(&info.spec.id).log();
+        // Start following before reading, so no line falls between the two.
+        let mut follower = if opts.follow { Follower::from_end(&path).ok() } else { None };
+        let mut records = read_all(&path, info.spec.log.max_files).map_err(|e| ContainerError::io("read", &path, e))?;
+        if let Some(n) = opts.tail {
+            let skip = records.len().saturating_sub(n);
+            records.drain(..skip);
+        }
+        let print = |r: &Record, out: &mut dyn Write, err: &mut dyn Write| {
+            let w: &mut dyn Write = if r.stream == Stream::Stdout { out } else { err };
+            if opts.timestamps {
+                let _ = write!(w, "{} ", r.time);
+            }
+            let _ = w.write_all(r.log.as_bytes());
+            let _ = w.flush();
+        };
+        let last_time = records.last().map(|r| r.time.clone());
+        for r in &records {
+            print(r, out, err);
+        }
+        if let Some(f) = follower.as_mut() {
+            let id = info.spec.id.clone();
+            let mut seen_last = last_time.is_none();
+            loop {
+                let active = self.load(&id).map(|c| c.is_active()).unwrap_or(false);
+                for r in f.poll().map_err(|e| ContainerError::io("read", &path, e))? {
+                    // Lines already printed from the full read come again from the follower.
+                    if !seen_last {
+                        if Some(&r.time) <= last_time.as_ref() {
+                            continue;
+                        }
+                        seen_last = true;
+                    }
+                    print(&r, out, err);
+                }
+                if !active {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,7 @@
+//! berth's node agent: the image store, the containers it runs through `berth-monitor`, and
+//! the node-local command line (`berth-agent`).
+
+pub mod cli;
+pub mod container;
+pub mod image;
+pub mod serve;

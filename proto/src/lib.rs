@@ -1,0 +1,33 @@
+//! berth's gRPC contract.
+//!
+//! The `.proto` files in `proto/berth/v1/` are the source of truth; `build.rs` compiles
+//! them with [protox](https://docs.rs/protox) (no system `protoc`) and generates the
+//! prost messages and the tonic clients and servers into [`v1`]. This crate also holds
+//! the small helpers and conversions every side shares, so that the controller, the
+//! agent and the CLI agree on them.
+//!
+//! | `.proto` file | holds |
+//! |---|---|
+//! | `common.proto` | [`v1::VersionInfo`], [`v1::Empty`] |
+//! | `container.proto` | [`v1::ContainerSpec`] and [`v1::ContainerStatus`], what an agent runs and reports |
+//! | `info.proto` | the `Info` service: [`v1::info_client::InfoClient`], [`v1::info_server::Info`] |
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod version;
+
+pub use version::{API_VERSION, GIT_COMMIT, VERSION, version_info};
+
+/// Version 1 of the API, package `berth.v1`, as generated from `proto/berth/v1/*.proto`.
+///
+/// Enum fields are stored as `i32` on the wire; use the generated getters (for example
+/// [`v1::PortMapping::protocol`]) to read them as enums: a value this build does not
+/// know reads as the `UNSPECIFIED` variant.
+#[allow(missing_docs)] // generated; the `.proto` comments become the docs where present
+pub mod v1 {
+    tonic::include_proto!("berth.v1");
+}
+
+#[cfg(test)]
+mod tests;

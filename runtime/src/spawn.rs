@@ -1,0 +1,187 @@
+//! Cloning a container's first process into its new namespaces and cgroup.
+//!
+//! The child is created with `clone(2)` straight into new pid, mount, uts, ipc and (unless
+//! host networking) network namespaces, then waits on a pipe while the parent moves it into
+//! its cgroup. Released, it runs [`crate::init::run`]; a close-on-exec pipe tells the parent
+//! whether `execve` happened (end of file) or what failed (a message).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, signal, SigHandler};
+use nix::sys::wait::waitpid;
+use nix::unistd::{Pid, pipe2};
+
+use crate::cgroup::Cgroups;
+use crate::error::RuntimeError;
+use crate::paths::ContainerDir;
+use crate::spec::{ContainerSpec, NetworkMode};
+
+/// A container process that has executed its entrypoint.
+#[derive(Debug)]
+pub struct Started {
+    /// Its pid in the monitor's pid namespace.
+    pub pid: Pid,
+    /// Read end of its stdout.
+    pub stdout: OwnedFd,
+    /// Read end of its stderr.
+    pub stderr: OwnedFd,
+}
+
+/// Why a start failed: the exit code the container is reported with, and the message.
+#[derive(Debug)]
+pub struct StartFailure {
+    /// 125 for set-up errors, 126/127 for an entrypoint that cannot run, as Docker reports.
+    pub exit_code: i32,
+    /// What went wrong.
+    pub error: RuntimeError,
+}
+
+impl StartFailure {
+    fn setup(error: RuntimeError) -> Self {
+        Self { exit_code: 125, error }
+    }
+}
+
+/// Creates the cgroup, clones the container's first process and waits until it executed its
+/// entrypoint. On failure the child is reaped and the cgroup removed.
+pub fn start(spec: &ContainerSpec, dir: &ContainerDir, cgroups: &dyn Cgroups) -> Result<Started, StartFailure> {
+    if spec.args.is_empty() {
+        return Err(StartFailure::setup(RuntimeError::InvalidSpec(
+            "no command: the image has no Entrypoint or Cmd and none was given".into(),
+        )));
+    }
+    // A cgroup left by a crashed earlier run is replaced.
+    let _ = cgroups.destroy(&spec.cgroup_path);
+    cgroups.create(&spec.cgroup_path, &spec.limits).map_err(|e| StartFailure::setup(e.into()))?;
+    match clone_and_release(spec, dir, cgroups) {
+        Ok(s) => Ok(s),
+        Err(f) => {
+            let _ = cgroups.kill_all(&spec.cgroup_path);
+            let _ = cgroups.destroy(&spec.cgroup_path);
+            Err(f)
+        }
+    }
+}
+
+fn clone_and_release(spec: &ContainerSpec, dir: &ContainerDir, cgroups: &dyn Cgroups) -> Result<Started, StartFailure> {
+    let p = |what: &str| {
+        let what = what.to_string();
+        move |e| StartFailure::setup(RuntimeError::sys(format!("pipe for {what}"), e))
+    };
+    let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(p("stdout"))?;
+    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(p("stderr"))?;
+    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(p("sync"))?;
+    let (fail_r, fail_w) = pipe2(OFlag::O_CLOEXEC).map_err(p("start status"))?;
+    let devnull = File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| StartFailure::setup(RuntimeError::io("open", "/dev/null".as_ref(), e)))?;
+
+    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    if spec.network == NetworkMode::None {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: a raw clone without CLONE_VM and with a null stack behaves like fork(2): the
+    // child gets a copy of this (single-threaded) process and continues here with 0. The
+    // monitor is single-threaded, so no lock can be held by a thread that does not exist in
+    // the child.
+    let ret = unsafe { libc::syscall(libc::SYS_clone, (flags | libc::SIGCHLD) as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    if ret < 0 {
+        return Err(StartFailure::setup(RuntimeError::sys("clone", nix::errno::Errno::last())));
+    }
+    if ret == 0 {
+        drop(out_r);
+        drop(err_r);
+        drop(go_w);
+        drop(fail_r);
+        child(spec, dir, devnull, out_w, err_w, go_r, fail_w);
+    }
+    let pid = Pid::from_raw(ret as i32);
+    drop(out_w);
+    drop(err_w);
+    drop(go_r);
+    drop(fail_w);
+    drop(devnull);
+
+    let mut go = File::from(go_w);
+    let release = cgroups
+        .add_process(&spec.cgroup_path, pid.as_raw())
+        .map_err(|e| StartFailure::setup(e.into()))
+        .and_then(|()| {
+            go.write_all(b"1")
+                .map_err(|e| StartFailure::setup(RuntimeError::io("release", "container".as_ref(), e)))
+        });
+    if let Err(e) = release {
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        return Err(e);
+    }
+    drop(go);
+
+    let mut msg = String::new();
+    let _ = File::from(fail_r).read_to_string(&mut msg);
+    if msg.is_empty() {
+        return Ok(Started { pid, stdout: out_r, stderr: err_r });
+    }
+    let _ = waitpid(pid, None);
+    let (code, text) = msg.split_once(':').unwrap_or(("125", msg.as_str()));
+    Err(StartFailure {
+        exit_code: code.parse().unwrap_or(125),
+        error: RuntimeError::StartFailed(text.to_string()),
+    })
+}
+
+fn child(
+    spec: &ContainerSpec,
+    dir: &ContainerDir,
+    devnull: File,
+    out_w: OwnedFd,
+    err_w: OwnedFd,
+    go_r: OwnedFd,
+    fail_w: OwnedFd,
+) -> ! {
+    let mut fail = File::from(fail_w);
+    let code = match prepare_child(&devnull, &out_w, &err_w, go_r) {
+        Err(msg) => {
+            let _ = write!(fail, "125:{msg}");
+            125
+        }
+        Ok(false) => 125, // the monitor gave up on us before releasing us
+        Ok(true) => match crate::init::run(spec, dir) {
+            Ok(never) => match never {},
+            Err((code, msg)) => {
+                let _ = write!(fail, "{code}:{msg}");
+                code
+            }
+        },
+    };
+    // SAFETY: _exit ends this forked child without running the parent's atexit handlers or
+    // destructors twice.
+    unsafe { libc::_exit(code) }
+}
+
+/// Stdio, signals and inherited descriptors of the child; then waits for the release.
+fn prepare_child(devnull: &File, out_w: &OwnedFd, err_w: &OwnedFd, go_r: OwnedFd) -> Result<bool, String> {
+    // The monitor blocks the signals it reads through a signalfd, and ignores SIGPIPE; the
+    // container must start with neither.
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(|e| format!("reset signal mask: {e}"))?;
+    // SAFETY: restoring the default disposition installs no Rust handler.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map_err(|e| format!("reset SIGPIPE: {e}"))?;
+    for (src, dst) in [(devnull.as_raw_fd(), 0), (out_w.as_raw_fd(), 1), (err_w.as_raw_fd(), 2)] {
+        // SAFETY: both descriptors are open; dup2 onto 0..2 is what a child does before exec.
+        if unsafe { libc::dup2(src, dst) } < 0 {
+            return Err(format!("dup2 onto fd {dst}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    // Nothing of the monitor's beyond stdio may leak into the container.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only marks descriptors close-on-exec.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    let mut b = [0u8; 1];
+    let n = File::from(go_r).read(&mut b).map_err(|e| format!("wait for release: {e}"))?;
+    Ok(n == 1)
+}
