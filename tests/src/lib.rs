@@ -85,6 +85,9 @@ pub struct TestAgent {
     pub agent_bin: PathBuf,
     /// `berth-monitor`.
     pub monitor_bin: PathBuf,
+    /// Run each command in a private mount namespace of its own (on by default; benchmarks
+    /// turn it off to measure exactly what a user runs).
+    pub isolate_mounts: bool,
 }
 
 impl TestAgent {
@@ -98,6 +101,7 @@ impl TestAgent {
             cgroup_parent: format!("berth-test-{}-{n}", std::process::id()),
             agent_bin: agent_bin.into(),
             monitor_bin: monitor_bin.into(),
+            isolate_mounts: true,
             tmp,
         }
     }
@@ -118,6 +122,9 @@ impl TestAgent {
             .arg(&self.monitor_bin)
             .args(args)
             .stdin(Stdio::null());
+        if !self.isolate_mounts {
+            return c;
+        }
         // SAFETY: unshare and mount are async-signal-safe system calls made between fork and exec.
         unsafe {
             c.pre_exec(|| {
