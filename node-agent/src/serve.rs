@@ -51,6 +51,17 @@ pub struct Event {
     pub while_down: bool,
 }
 
+/// What the daemon sees of one container now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// Container name.
+    pub name: String,
+    /// Status and exit.
+    pub seen: Seen,
+    /// Exit reason text, when exited.
+    pub reason: Option<String>,
+}
+
 fn agent_dir(m: &ContainerManager) -> PathBuf {
     m.config().state_dir.join("agent")
 }
@@ -58,15 +69,19 @@ fn agent_dir(m: &ContainerManager) -> PathBuf {
 /// Compares what was seen with what is, returning the events (pure; unit-tested).
 pub fn diff(
     before: &BTreeMap<String, Seen>,
-    now: &BTreeMap<String, (String, Seen, Option<String>)>,
+    now: &BTreeMap<String, Observation>,
     first_pass: bool,
     time: &str,
 ) -> Vec<Event> {
     let mut events = Vec::new();
-    for (id, (name, seen, reason)) in now {
+    for (id, Observation { name, seen, reason }) in now {
         let action = match before.get(id) {
             None if first_pass => Some("adopted"),
-            None => Some(if seen.status == "running" { "started" } else { "created" }),
+            None => Some(if seen.status == "running" {
+                "started"
+            } else {
+                "created"
+            }),
             Some(old) if old == seen => None,
             Some(old) => {
                 if seen.status == "running" && (old.status != "running" || old.pid != seen.pid) {
@@ -81,7 +96,8 @@ pub fn diff(
             }
         };
         if let Some(action) = action {
-            let exited = action == "exited" || (action == "adopted" && seen.status.starts_with("exited"));
+            let exited =
+                action == "exited" || (action == "adopted" && seen.status.starts_with("exited"));
             events.push(Event {
                 time: time.to_string(),
                 id: id.clone(),
@@ -109,9 +125,8 @@ pub fn diff(
     events
 }
 
-fn observe(m: &ContainerManager) -> Result<BTreeMap<String, (String, Seen, Option<String>)>, ContainerError> {
-    Ok(m
-        .list(true)?
+fn observe(m: &ContainerManager) -> Result<BTreeMap<String, Observation>, ContainerError> {
+    Ok(m.list(true)?
         .into_iter()
         .map(|c| {
             let seen = Seen {
@@ -121,7 +136,14 @@ fn observe(m: &ContainerManager) -> Result<BTreeMap<String, (String, Seen, Optio
                 restart_count: c.state.restart_count,
             };
             let reason = c.state.exit_reason.as_ref().map(|r| r.to_string());
-            (c.spec.id.clone(), (c.spec.name.clone(), seen, reason))
+            (
+                c.spec.id.clone(),
+                Observation {
+                    name: c.spec.name.clone(),
+                    seen,
+                    reason,
+                },
+            )
         })
         .collect())
 }
@@ -131,10 +153,15 @@ pub fn serve(m: &ContainerManager, poll_ms: u64) -> anyhow::Result<u8> {
     let dir = agent_dir(m);
     fs::create_dir_all(&dir)?;
     let seen_path = dir.join("seen.json");
-    let mut before: BTreeMap<String, Seen> =
-        fs::read(&seen_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let mut before: BTreeMap<String, Seen> = fs::read(&seen_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
     let had_record = seen_path.exists();
-    let mut events_file = fs::OpenOptions::new().create(true).append(true).open(dir.join("events.jsonl"))?;
+    let mut events_file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("events.jsonl"))?;
     info!(state_dir = %m.config().state_dir.display(), "agent started");
     let mut first = true;
     loop {
@@ -155,14 +182,14 @@ pub fn serve(m: &ContainerManager, poll_ms: u64) -> anyhow::Result<u8> {
             writeln!(events_file, "{}", serde_json::to_string(e)?)?;
         }
         if first {
-            for (id, (name, seen, _)) in &now {
+            for (id, Observation { name, seen, .. }) in &now {
                 if seen.status == "running" {
                     info!(container = %id, name = %name, pid = ?seen.pid, "adopted running container");
                 }
             }
         }
         events_file.flush()?;
-        before = now.into_iter().map(|(k, (_, s, _))| (k, s)).collect();
+        before = now.into_iter().map(|(k, o)| (k, o.seen)).collect();
         berth_runtime::state::write_atomic(&seen_path, &serde_json::to_vec(&before)?)?;
         first = false;
         std::thread::sleep(Duration::from_millis(poll_ms));
@@ -175,7 +202,12 @@ pub fn print_events(m: &ContainerManager, follow: bool) -> anyhow::Result<u8> {
     let f = match fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !follow => return Ok(0),
-        Err(e) => return Err(anyhow::anyhow!("open {}: {e} (is `berth-agent serve` running?)", path.display())),
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "open {}: {e} (is `berth-agent serve` running?)",
+                path.display()
+            ));
+        }
     };
     let mut r = BufReader::new(f);
     let mut line = String::new();
@@ -197,15 +229,28 @@ pub fn print_events(m: &ContainerManager, follow: bool) -> anyhow::Result<u8> {
 mod tests {
     use super::*;
 
+    fn obs(name: &str, seen: Seen, reason: Option<&str>) -> Observation {
+        Observation {
+            name: name.into(),
+            seen,
+            reason: reason.map(String::from),
+        }
+    }
+
     fn s(status: &str, pid: Option<i32>, code: Option<i32>) -> Seen {
-        Seen { status: status.into(), pid, exit_code: code, restart_count: 0 }
+        Seen {
+            status: status.into(),
+            pid,
+            exit_code: code,
+            restart_count: 0,
+        }
     }
 
     #[test]
     fn reports_exits_that_happened_while_down() {
         let before: BTreeMap<_, _> = [("a".to_string(), s("running", Some(10), None))].into();
-        let now: BTreeMap<_, _> =
-            [("a".to_string(), ("web".to_string(), s("exited", None, Some(3)), Some("exited".to_string())))].into();
+        let exited = obs("web", s("exited", None, Some(3)), Some("exited"));
+        let now: BTreeMap<_, _> = [("a".to_string(), exited)].into();
         let ev = diff(&before, &now, false, "t");
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].action, "exited");
@@ -214,12 +259,15 @@ mod tests {
 
     #[test]
     fn adopts_on_first_pass_and_reports_removal() {
-        let now: BTreeMap<_, _> = [("a".to_string(), ("web".to_string(), s("running", Some(1), None), None))].into();
+        let running = obs("web", s("running", Some(1), None), None);
+        let now: BTreeMap<_, _> = [("a".to_string(), running)].into();
         let ev = diff(&BTreeMap::new(), &now, true, "t");
         assert_eq!(ev[0].action, "adopted");
         let before: BTreeMap<_, _> = [("b".to_string(), s("running", Some(2), None))].into();
         let ev = diff(&before, &BTreeMap::new(), false, "t");
         assert_eq!(ev[0].action, "removed");
-        assert!(diff(&before, &[("b".to_string(), ("x".to_string(), s("running", Some(2), None), None))].into(), false, "t").is_empty());
+        let same: BTreeMap<_, _> =
+            [("b".to_string(), obs("x", s("running", Some(2), None), None))].into();
+        assert!(diff(&before, &same, false, "t").is_empty());
     }
 }

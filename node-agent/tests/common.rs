@@ -5,7 +5,10 @@ use berth_tests::TestAgent;
 
 /// A test agent using this package's freshly built binaries.
 pub fn agent() -> TestAgent {
-    TestAgent::new(env!("CARGO_BIN_EXE_berth-agent"), env!("CARGO_BIN_EXE_berth-monitor"))
+    TestAgent::new(
+        env!("CARGO_BIN_EXE_berth-agent"),
+        env!("CARGO_BIN_EXE_berth-monitor"),
+    )
 }
 
 /// A test agent with a busybox image tagged `bb`; `None` (after a loud SKIPPED) when the

@@ -33,8 +33,14 @@ pub struct UnknownCapability {
 
 fn normalize(name: &str) -> Result<Capability, UnknownCapability> {
     let upper = name.trim().to_ascii_uppercase();
-    let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
-    Capability::from_str(&full).map_err(|_| UnknownCapability { name: name.to_string() })
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    Capability::from_str(&full).map_err(|_| UnknownCapability {
+        name: name.to_string(),
+    })
 }
 
 /// Docker's rule: start from the default set, drop `drop` (`ALL` empties it), then add `add`
@@ -109,8 +115,15 @@ mod tests {
         assert!(!r.contains(&"CAP_NET_RAW".to_string()));
         assert!(!r.contains(&"CAP_MKNOD".to_string()));
         assert_eq!(r.len(), 13);
-        assert_eq!(resolve(&s(&["CHOWN"]), &s(&["ALL"])).unwrap(), s(&["CAP_CHOWN"]));
-        assert!(resolve(&s(&["ALL"]), &[]).unwrap().contains(&"CAP_SYS_ADMIN".to_string()));
+        assert_eq!(
+            resolve(&s(&["CHOWN"]), &s(&["ALL"])).unwrap(),
+            s(&["CAP_CHOWN"])
+        );
+        assert!(
+            resolve(&s(&["ALL"]), &[])
+                .unwrap()
+                .contains(&"CAP_SYS_ADMIN".to_string())
+        );
     }
 
     #[test]

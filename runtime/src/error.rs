@@ -49,11 +49,18 @@ pub enum RuntimeError {
 impl RuntimeError {
     /// An [`RuntimeError::Io`] for `path`.
     pub fn io(op: &'static str, path: &Path, source: std::io::Error) -> Self {
-        Self::Io { op, path: path.to_path_buf(), source }
+        Self::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     /// A [`RuntimeError::Sys`] for a call.
     pub fn sys(call: impl Into<String>, source: nix::Error) -> Self {
-        Self::Sys { call: call.into(), source }
+        Self::Sys {
+            call: call.into(),
+            source,
+        }
     }
 }

@@ -20,6 +20,8 @@ use crate::{caps, net, user};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Exit code of a container that could not be set up (as `docker run` uses 125).
+pub const EXIT_SETUP: i32 = 125;
 /// Exit code of a container whose entrypoint cannot be found (as Docker and shells use).
 pub const EXIT_NOT_FOUND: i32 = 127;
 /// Exit code of a container whose entrypoint cannot be executed.
@@ -27,8 +29,13 @@ pub const EXIT_NOT_EXECUTABLE: i32 = 126;
 
 /// Sets the container up and executes its entrypoint; returns only on failure.
 pub fn run(spec: &ContainerSpec, dir: &ContainerDir) -> Result<Infallible, (i32, SetupError)> {
-    setup(spec, dir).map_err(|e| (1, e))?;
-    let process = Process { args: &spec.args, env: &spec.env, user: &spec.user, cwd: &spec.cwd };
+    setup(spec, dir).map_err(|e| (EXIT_SETUP, e))?;
+    let process = Process {
+        args: &spec.args,
+        env: &spec.env,
+        user: &spec.user,
+        cwd: &spec.cwd,
+    };
     exec_process(spec, &process)
 }
 
@@ -47,48 +54,85 @@ pub struct Process<'a> {
 
 /// Becomes `process.user` with the container's capabilities and executes `process.args`.
 /// The caller is already inside the container's namespaces and root. Returns only on failure.
-pub fn exec_process(spec: &ContainerSpec, process: &Process<'_>) -> Result<Infallible, (i32, SetupError)> {
-    let user = resolve_user(process.user).map_err(|e| (1, e))?;
+pub fn exec_process(
+    spec: &ContainerSpec,
+    process: &Process<'_>,
+) -> Result<Infallible, (i32, SetupError)> {
+    let user = resolve_user(process.user).map_err(|e| (EXIT_SETUP, e))?;
     let env = environment(process.env, &spec.hostname, &user.home);
-    let capset = caps::to_set(&spec.capabilities).map_err(|e| (1, e.to_string()))?;
+    let capset = caps::to_set(&spec.capabilities).map_err(|e| (EXIT_SETUP, e.to_string()))?;
 
     if !process.cwd.is_empty() {
-        fs::create_dir_all(process.cwd).map_err(|e| (1, format!("working directory {}: {e}", process.cwd)))?;
+        fs::create_dir_all(process.cwd).map_err(|e| {
+            (
+                EXIT_SETUP,
+                format!("working directory {}: {e}", process.cwd),
+            )
+        })?;
     }
-    caps::limit_bounding(&capset).map_err(|e| (1, format!("capability bounding set: {e}")))?;
+    caps::limit_bounding(&capset)
+        .map_err(|e| (EXIT_SETUP, format!("capability bounding set: {e}")))?;
     // Keep the permitted set across setuid; the effective set is set explicitly below.
-    nix::sys::prctl::set_keepcaps(true).map_err(|e| (1, format!("prctl keepcaps: {e}")))?;
+    nix::sys::prctl::set_keepcaps(true)
+        .map_err(|e| (EXIT_SETUP, format!("prctl keepcaps: {e}")))?;
     let groups: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    nix::unistd::setgroups(&groups).map_err(|e| (1, format!("setgroups {:?}: {e}", user.groups)))?;
-    nix::unistd::setresgid(Gid::from_raw(user.gid), Gid::from_raw(user.gid), Gid::from_raw(user.gid))
-        .map_err(|e| (1, format!("setgid {}: {e}", user.gid)))?;
-    nix::unistd::setresuid(Uid::from_raw(user.uid), Uid::from_raw(user.uid), Uid::from_raw(user.uid))
-        .map_err(|e| (1, format!("setuid {}: {e}", user.uid)))?;
+    nix::unistd::setgroups(&groups)
+        .map_err(|e| (EXIT_SETUP, format!("setgroups {:?}: {e}", user.groups)))?;
+    nix::unistd::setresgid(
+        Gid::from_raw(user.gid),
+        Gid::from_raw(user.gid),
+        Gid::from_raw(user.gid),
+    )
+    .map_err(|e| (EXIT_SETUP, format!("setgid {}: {e}", user.gid)))?;
+    nix::unistd::setresuid(
+        Uid::from_raw(user.uid),
+        Uid::from_raw(user.uid),
+        Uid::from_raw(user.uid),
+    )
+    .map_err(|e| (EXIT_SETUP, format!("setuid {}: {e}", user.uid)))?;
     // Docker gives a non-root user no effective or permitted capabilities; the bounding set
     // still limits what a setuid binary can gain.
-    let effective = if user.uid == 0 { capset } else { Default::default() };
-    caps::apply(&effective).map_err(|e| (1, format!("capabilities: {e}")))?;
-    nix::sys::prctl::set_keepcaps(false).map_err(|e| (1, format!("prctl keepcaps: {e}")))?;
+    let effective = if user.uid == 0 {
+        capset
+    } else {
+        Default::default()
+    };
+    caps::apply(&effective).map_err(|e| (EXIT_SETUP, format!("capabilities: {e}")))?;
+    nix::sys::prctl::set_keepcaps(false)
+        .map_err(|e| (EXIT_SETUP, format!("prctl keepcaps: {e}")))?;
     if spec.no_new_privileges {
-        nix::sys::prctl::set_no_new_privs().map_err(|e| (1, format!("no_new_privs: {e}")))?;
+        nix::sys::prctl::set_no_new_privs()
+            .map_err(|e| (EXIT_SETUP, format!("no_new_privs: {e}")))?;
     }
     if !process.cwd.is_empty() {
-        nix::unistd::chdir(process.cwd).map_err(|e| (1, format!("chdir {}: {e}", process.cwd)))?;
+        nix::unistd::chdir(process.cwd)
+            .map_err(|e| (EXIT_SETUP, format!("chdir {}: {e}", process.cwd)))?;
     }
 
     let program = find_program(&process.args[0], &env)?;
-    let argv = cstrings(process.args.iter().map(|s| s.as_bytes())).map_err(|e| (1, e))?;
-    let envp = cstrings(env.iter().map(|s| s.as_bytes())).map_err(|e| (1, e))?;
-    let path = CString::new(program.as_os_str().as_bytes()).map_err(|e| (1, e.to_string()))?;
+    let argv = cstrings(process.args.iter().map(|s| s.as_bytes())).map_err(|e| (EXIT_SETUP, e))?;
+    let envp = cstrings(env.iter().map(|s| s.as_bytes())).map_err(|e| (EXIT_SETUP, e))?;
+    let path =
+        CString::new(program.as_os_str().as_bytes()).map_err(|e| (EXIT_SETUP, e.to_string()))?;
     let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
-    let code = if e == nix::errno::Errno::ENOENT { EXIT_NOT_FOUND } else { EXIT_NOT_EXECUTABLE };
+    let code = if e == nix::errno::Errno::ENOENT {
+        EXIT_NOT_FOUND
+    } else {
+        EXIT_NOT_EXECUTABLE
+    };
     Err((code, format!("exec {}: {e}", program.display())))
 }
 
 fn setup(spec: &ContainerSpec, dir: &ContainerDir) -> Result<(), SetupError> {
-    use nix::mount::{mount, MsFlags};
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| format!("make mounts private: {e}"))?;
+    use nix::mount::{MsFlags, mount};
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make mounts private: {e}"))?;
     rootfs::mount_overlay(spec, dir)?;
     let root = dir.rootfs();
     rootfs::setup_mounts(spec, &root)?;
@@ -96,7 +140,8 @@ fn setup(spec: &ContainerSpec, dir: &ContainerDir) -> Result<(), SetupError> {
     if spec.rootfs.read_only {
         rootfs::make_root_readonly()?;
     }
-    nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("sethostname {:?}: {e}", spec.hostname))?;
+    nix::unistd::sethostname(&spec.hostname)
+        .map_err(|e| format!("sethostname {:?}: {e}", spec.hostname))?;
     if spec.network == NetworkMode::None {
         net::loopback_up().map_err(|e| format!("bring loopback up: {e}"))?;
     }
@@ -113,7 +158,10 @@ fn resolve_user(spec: &str) -> Result<user::ExecUser, SetupError> {
 /// as Docker adds them.
 pub fn environment(base: &[String], hostname: &str, home: &str) -> Vec<String> {
     let mut env = base.to_vec();
-    let has = |env: &[String], k: &str| env.iter().any(|e| e.split_once('=').is_some_and(|(n, _)| n == k));
+    let has = |env: &[String], k: &str| {
+        env.iter()
+            .any(|e| e.split_once('=').is_some_and(|(n, _)| n == k))
+    };
     if !has(&env, "PATH") {
         env.push(format!("PATH={DEFAULT_PATH}"));
     }
@@ -132,7 +180,10 @@ pub fn find_program(name: &str, env: &[String]) -> Result<PathBuf, (i32, SetupEr
         let p = PathBuf::from(name);
         return match fs::metadata(&p) {
             Err(e) => Err((EXIT_NOT_FOUND, format!("entrypoint {name:?}: {e}"))),
-            Ok(m) if m.is_dir() => Err((EXIT_NOT_EXECUTABLE, format!("entrypoint {name:?} is a directory"))),
+            Ok(m) if m.is_dir() => Err((
+                EXIT_NOT_EXECUTABLE,
+                format!("entrypoint {name:?} is a directory"),
+            )),
             Ok(_) => Ok(p),
         };
     }
@@ -148,11 +199,21 @@ pub fn find_program(name: &str, env: &[String]) -> Result<PathBuf, (i32, SetupEr
             }
         }
     }
-    Err((EXIT_NOT_FOUND, format!("entrypoint {name:?}: executable file not found in $PATH ({path})")))
+    Err((
+        EXIT_NOT_FOUND,
+        format!("entrypoint {name:?}: executable file not found in $PATH ({path})"),
+    ))
 }
 
 fn cstrings<'a>(items: impl Iterator<Item = &'a [u8]>) -> Result<Vec<CString>, SetupError> {
     items
-        .map(|b| CString::new(b).map_err(|_| format!("argument or variable {:?} contains a NUL byte", String::from_utf8_lossy(b))))
+        .map(|b| {
+            CString::new(b).map_err(|_| {
+                format!(
+                    "argument or variable {:?} contains a NUL byte",
+                    String::from_utf8_lossy(b)
+                )
+            })
+        })
         .collect()
 }

@@ -45,12 +45,21 @@ impl LogWriter {
     pub fn open(path: &Path, cfg: LogConfig) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
-        Ok(Self { path: path.to_path_buf(), file, size, cfg })
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            size,
+            cfg,
+        })
     }
 
     /// Writes one line (or a fragment of a very long one).
     pub fn write(&mut self, stream: Stream, text: &[u8], time: &str) -> io::Result<()> {
-        let rec = Record { log: String::from_utf8_lossy(text).into_owned(), stream, time: time.to_string() };
+        let rec = Record {
+            log: String::from_utf8_lossy(text).into_owned(),
+            stream,
+            time: time.to_string(),
+        };
         let mut line = serde_json::to_vec(&rec).map_err(io::Error::other)?;
         line.push(b'\n');
         if self.size > 0 && self.size + line.len() as u64 > self.cfg.max_size {
@@ -76,7 +85,10 @@ impl LogWriter {
             }
         }
         fs::rename(&self.path, rotated(&self.path, 1))?;
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         self.size = 0;
         Ok(())
     }
@@ -157,7 +169,12 @@ impl Follower {
         let mut f = OpenOptions::new().read(true).create(false).open(path)?;
         let ino = f.metadata()?.ino();
         f.seek(SeekFrom::End(0))?;
-        Ok(Self { path: path.to_path_buf(), reader: BufReader::new(f), ino, partial: String::new() })
+        Ok(Self {
+            path: path.to_path_buf(),
+            reader: BufReader::new(f),
+            ino,
+            partial: String::new(),
+        })
     }
 
     /// Returns the records written since the last call (possibly none).
@@ -211,21 +228,36 @@ mod tests {
     fn rotation_keeps_max_files_and_reads_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("container.log");
-        let cfg = LogConfig { max_size: 200, max_files: 3 };
+        let cfg = LogConfig {
+            max_size: 200,
+            max_files: 3,
+        };
         let mut w = LogWriter::open(&path, cfg).unwrap();
         for i in 0..40 {
-            w.write(Stream::Stdout, format!("line {i}\n").as_bytes(), "2026-01-01T00:00:00.000000000Z").unwrap();
+            w.write(
+                Stream::Stdout,
+                format!("line {i}\n").as_bytes(),
+                "2026-01-01T00:00:00.000000000Z",
+            )
+            .unwrap();
         }
         assert!(rotated(&path, 1).exists());
         assert!(rotated(&path, 2).exists());
         assert!(!rotated(&path, 3).exists());
         for p in [path.clone(), rotated(&path, 1), rotated(&path, 2)] {
-            assert!(fs::metadata(&p).unwrap().len() <= 200, "{} too big", p.display());
+            assert!(
+                fs::metadata(&p).unwrap().len() <= 200,
+                "{} too big",
+                p.display()
+            );
         }
         let recs = read_all(&path, 3).unwrap();
         assert!(!recs.is_empty() && recs.len() < 40);
         assert_eq!(recs.last().unwrap().log, "line 39\n");
-        let nums: Vec<u32> = recs.iter().map(|r| r.log[5..].trim().parse().unwrap()).collect();
+        let nums: Vec<u32> = recs
+            .iter()
+            .map(|r| r.log[5..].trim().parse().unwrap())
+            .collect();
         assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
     }
 
@@ -233,17 +265,35 @@ mod tests {
     fn follower_sees_new_lines_across_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("container.log");
-        let mut w = LogWriter::open(&path, LogConfig { max_size: 120, max_files: 2 }).unwrap();
+        let mut w = LogWriter::open(
+            &path,
+            LogConfig {
+                max_size: 120,
+                max_files: 2,
+            },
+        )
+        .unwrap();
         w.write(Stream::Stdout, b"before\n", "t").unwrap();
         let mut f = Follower::from_end(&path).unwrap();
         assert!(f.poll().unwrap().is_empty());
         let mut seen = Vec::new();
         for i in 0..6 {
-            w.write(Stream::Stderr, format!("after {i}\n").as_bytes(), "t").unwrap();
+            w.write(Stream::Stderr, format!("after {i}\n").as_bytes(), "t")
+                .unwrap();
             seen.extend(f.poll().unwrap());
         }
         let texts: Vec<&str> = seen.iter().map(|r| r.log.as_str()).collect();
-        assert_eq!(texts, ["after 0\n", "after 1\n", "after 2\n", "after 3\n", "after 4\n", "after 5\n"]);
+        assert_eq!(
+            texts,
+            [
+                "after 0\n",
+                "after 1\n",
+                "after 2\n",
+                "after 3\n",
+                "after 4\n",
+                "after 5\n"
+            ]
+        );
         assert!(seen.iter().all(|r| r.stream == Stream::Stderr));
     }
 }

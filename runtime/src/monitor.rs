@@ -50,7 +50,11 @@ pub struct MonitorArgs {
 
 /// The next back-off after a run that lasted `ran`.
 pub fn next_backoff(current: Duration, ran: Duration) -> Duration {
-    if ran >= BACKOFF_RESET_AFTER { FIRST_BACKOFF } else { (current * 2).min(MAX_BACKOFF) }
+    if ran >= BACKOFF_RESET_AFTER {
+        FIRST_BACKOFF
+    } else {
+        (current * 2).min(MAX_BACKOFF)
+    }
 }
 
 struct Notifier(Option<File>);
@@ -77,7 +81,10 @@ pub fn run(args: MonitorArgs) -> i32 {
     {
         Ok(s) => s,
         Err(e) => {
-            notify.send(&format!("error 125 reading {}: {e}", dir.config().display()));
+            notify.send(&format!(
+                "error 125 reading {}: {e}",
+                dir.config().display()
+            ));
             return 125;
         }
     };
@@ -126,7 +133,9 @@ pub fn run(args: MonitorArgs) -> i32 {
                 state.pid_start_ticks = None;
                 state.finished_at = Some(now_unix_nanos());
                 state.exit_code = Some(f.exit_code);
-                state.exit_reason = Some(ExitReason::StartError { message: msg.clone() });
+                state.exit_reason = Some(ExitReason::StartError {
+                    message: msg.clone(),
+                });
                 state.monitor_pid = None;
                 let _ = state.store(&dir.state());
                 eprintln!("container {}: start failed: {msg}", spec.id);
@@ -150,10 +159,17 @@ pub fn run(args: MonitorArgs) -> i32 {
         let stats = cgroups.stats(&spec.cgroup_path).unwrap_or_default();
         let (code, reason) = match status {
             WaitStatus::Exited(_, c) => (c, ExitReason::Exited),
-            WaitStatus::Signaled(_, sig, _) => (128 + sig as i32, ExitReason::Signaled { signal: sig as i32 }),
+            WaitStatus::Signaled(_, sig, _) => (
+                128 + sig as i32,
+                ExitReason::Signaled { signal: sig as i32 },
+            ),
             _ => (255, ExitReason::Exited),
         };
-        let reason = if stats.oom_kills > 0 { ExitReason::Oom } else { reason };
+        let reason = if stats.oom_kills > 0 {
+            ExitReason::Oom
+        } else {
+            reason
+        };
         // The pid namespace died with its first process; make sure, then remove the cgroup.
         let _ = cgroups.kill_all(&spec.cgroup_path);
         if let Err(e) = cgroups.destroy(&spec.cgroup_path) {
@@ -200,7 +216,11 @@ pub fn run(args: MonitorArgs) -> i32 {
 fn finish(spec: &ContainerSpec, dir: &ContainerDir) {
     if spec.auto_remove {
         if let Err(e) = std::fs::remove_dir_all(dir.root()) {
-            eprintln!("container {}: remove {}: {e}", spec.id, dir.root().display());
+            eprintln!(
+                "container {}: remove {}: {e}",
+                spec.id,
+                dir.root().display()
+            );
         }
     }
 }
@@ -224,7 +244,11 @@ fn supervise(
         if exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
             break;
         }
-        let timeout = if exit.is_some() { PollTimeout::from(100u16) } else { PollTimeout::NONE };
+        let timeout = if exit.is_some() {
+            PollTimeout::from(100u16)
+        } else {
+            PollTimeout::NONE
+        };
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         if let Some(f) = &out {
             fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
@@ -243,7 +267,11 @@ fn supervise(
                 continue;
             }
             if ready[idx] {
-                let stream = if n == 0 { Stream::Stdout } else { Stream::Stderr };
+                let stream = if n == 0 {
+                    Stream::Stdout
+                } else {
+                    Stream::Stderr
+                };
                 let f = slot.as_mut().expect("checked");
                 match f.read(&mut chunk) {
                     Ok(0) | Err(_) => {
@@ -276,7 +304,9 @@ fn supervise(
             }
         }
     }
-    exit.unwrap_or_else(|| waitpid(started.pid, None).unwrap_or(WaitStatus::Exited(started.pid, 255)))
+    exit.unwrap_or_else(|| {
+        waitpid(started.pid, None).unwrap_or(WaitStatus::Exited(started.pid, 255))
+    })
 }
 
 fn emit(log: &mut LogWriter, attach: &mut Option<(File, File)>, stream: Stream, text: &[u8]) {
@@ -306,7 +336,10 @@ fn wait_backoff(delay: Duration, sfd: &SignalFd, stop_marker: &Path) -> bool {
         }
         let step = left.min(Duration::from_millis(50));
         let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, PollTimeout::try_from(step.as_millis() as i32).unwrap_or(PollTimeout::ZERO));
+        let _ = poll(
+            &mut fds,
+            PollTimeout::try_from(step.as_millis() as i32).unwrap_or(PollTimeout::ZERO),
+        );
         while let Ok(Some(info)) = sfd.read_signal() {
             if info.ssi_signo == Signal::SIGTERM as u32 {
                 return false;
@@ -330,6 +363,9 @@ mod tests {
         assert_eq!(seen[0], Duration::from_millis(200));
         assert_eq!(seen[1], Duration::from_millis(400));
         assert_eq!(*seen.last().unwrap(), MAX_BACKOFF);
-        assert_eq!(next_backoff(MAX_BACKOFF, Duration::from_secs(11)), FIRST_BACKOFF);
+        assert_eq!(
+            next_backoff(MAX_BACKOFF, Duration::from_secs(11)),
+            FIRST_BACKOFF
+        );
     }
 }

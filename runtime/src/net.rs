@@ -23,7 +23,11 @@ pub fn loopback_up() -> std::io::Result<()> {
         }
         r
     };
-    let result = if res < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
+    let result = if res < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    };
     // SAFETY: `fd` is ours and still open.
     unsafe { libc::close(fd) };
     result

@@ -6,11 +6,11 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 
 use crate::paths::ContainerDir;
 use crate::spec::ContainerSpec;
@@ -31,8 +31,13 @@ pub const MASKED_PATHS: [&str; 11] = [
 ];
 
 /// Paths Docker makes read-only in containers by default.
-pub const READONLY_PATHS: [&str; 5] =
-    ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 /// A mount step that failed, with what it was doing.
 pub type SetupError = String;
@@ -44,8 +49,10 @@ fn err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> SetupError {
 /// Resolves `unsafe_path` inside `root` the way the kernel would inside the container:
 /// symbolic links are followed, but an absolute link or `..` never leaves `root`.
 pub fn secure_join(root: &Path, unsafe_path: &str) -> Result<PathBuf, SetupError> {
-    let mut pending: VecDeque<OsString> =
-        Path::new(unsafe_path).components().filter_map(component_name).collect();
+    let mut pending: VecDeque<OsString> = Path::new(unsafe_path)
+        .components()
+        .filter_map(component_name)
+        .collect();
     let mut resolved = PathBuf::new();
     let mut links = 0;
     while let Some(c) = pending.pop_front() {
@@ -61,11 +68,13 @@ pub fn secure_join(root: &Path, unsafe_path: &str) -> Result<PathBuf, SetupError
                 if links > 255 {
                     return Err(format!("{unsafe_path}: too many levels of symbolic links"));
                 }
-                let target = fs::read_link(&full).map_err(|e| err(format!("readlink {}", full.display()), e))?;
+                let target = fs::read_link(&full)
+                    .map_err(|e| err(format!("readlink {}", full.display()), e))?;
                 if target.is_absolute() {
                     resolved = PathBuf::new();
                 }
-                let mut next: VecDeque<OsString> = target.components().filter_map(component_name).collect();
+                let mut next: VecDeque<OsString> =
+                    target.components().filter_map(component_name).collect();
                 next.extend(pending);
                 pending = next;
             }
@@ -99,21 +108,53 @@ fn do_mount(
     data: Option<&str>,
 ) -> Result<(), SetupError> {
     mount(src, target, fstype, flags, data).map_err(|e| {
-        err(format!("mount {} on {} ({})", src.unwrap_or("none"), target.display(), fstype.unwrap_or("bind")), e)
+        err(
+            format!(
+                "mount {} on {} ({})",
+                src.unwrap_or("none"),
+                target.display(),
+                fstype.unwrap_or("bind")
+            ),
+            e,
+        )
     })
 }
 
 /// The overlay mount options for `layers` (bottom first). When every layer lives in the same
 /// directory the names are given relative to it (the caller must `chdir` there first), which
 /// keeps the option string under the kernel's one-page limit for deep images.
-pub fn overlay_options(layers: &[PathBuf], upper: &Path, work: &Path, empty: &Path) -> (Option<PathBuf>, String) {
-    let lower: Vec<&Path> = if layers.is_empty() { vec![empty] } else { layers.iter().rev().map(|p| p.as_path()).collect() };
-    let common = lower[0].parent().filter(|p| lower.iter().all(|l| l.parent() == Some(*p)));
+pub fn overlay_options(
+    layers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    empty: &Path,
+) -> (Option<PathBuf>, String) {
+    let lower: Vec<&Path> = if layers.is_empty() {
+        vec![empty]
+    } else {
+        layers.iter().rev().map(|p| p.as_path()).collect()
+    };
+    let common = lower[0]
+        .parent()
+        .filter(|p| lower.iter().all(|l| l.parent() == Some(*p)));
     let names: Vec<String> = match common {
-        Some(_) => lower.iter().map(|l| l.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect(),
+        Some(_) => lower
+            .iter()
+            .map(|l| {
+                l.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect(),
         None => lower.iter().map(|l| l.display().to_string()).collect(),
     };
-    let opts = format!("lowerdir={},upperdir={},workdir={}", names.join(":"), upper.display(), work.display());
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        names.join(":"),
+        upper.display(),
+        work.display()
+    );
     (common.map(Path::to_path_buf), opts)
 }
 
@@ -122,12 +163,22 @@ pub fn mount_overlay(spec: &ContainerSpec, dir: &ContainerDir) -> Result<(), Set
     let rootfs = dir.rootfs();
     let (cwd, opts) = overlay_options(&spec.rootfs.layers, &dir.upper(), &dir.work(), &dir.empty());
     if opts.len() >= 4000 {
-        return Err(format!("overlay options too long ({} bytes) for {} layers", opts.len(), spec.rootfs.layers.len()));
+        return Err(format!(
+            "overlay options too long ({} bytes) for {} layers",
+            opts.len(),
+            spec.rootfs.layers.len()
+        ));
     }
     if let Some(cwd) = &cwd {
         std::env::set_current_dir(cwd).map_err(|e| err(format!("chdir {}", cwd.display()), e))?;
     }
-    do_mount(Some("overlay"), &rootfs, Some("overlay"), MsFlags::empty(), Some(&opts))
+    do_mount(
+        Some("overlay"),
+        &rootfs,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&opts),
+    )
 }
 
 /// Everything between the overlay mount and `pivot_root`.
@@ -136,11 +187,23 @@ pub fn setup_mounts(spec: &ContainerSpec, rootfs: &Path) -> Result<(), SetupErro
 
     let proc_dir = secure_join(rootfs, "/proc")?;
     mkdir_all(&proc_dir)?;
-    do_mount(Some("proc"), &proc_dir, Some("proc"), nosuid_nodev_noexec, None)?;
+    do_mount(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        nosuid_nodev_noexec,
+        None,
+    )?;
 
     let sys_dir = secure_join(rootfs, "/sys")?;
     mkdir_all(&sys_dir)?;
-    do_mount(Some("sysfs"), &sys_dir, Some("sysfs"), nosuid_nodev_noexec | MsFlags::MS_RDONLY, None)?;
+    do_mount(
+        Some("sysfs"),
+        &sys_dir,
+        Some("sysfs"),
+        nosuid_nodev_noexec | MsFlags::MS_RDONLY,
+        None,
+    )?;
 
     let dev = secure_join(rootfs, "/dev")?;
     mkdir_all(&dev)?;
@@ -173,7 +236,13 @@ pub fn setup_mounts(spec: &ContainerSpec, rootfs: &Path) -> Result<(), SetupErro
     )?;
     let mqueue = dev.join("mqueue");
     mkdir_all(&mqueue)?;
-    do_mount(Some("mqueue"), &mqueue, Some("mqueue"), nosuid_nodev_noexec, None)?;
+    do_mount(
+        Some("mqueue"),
+        &mqueue,
+        Some("mqueue"),
+        nosuid_nodev_noexec,
+        None,
+    )?;
 
     for m in &spec.mounts {
         bind_mount(rootfs, &m.source, &m.target, m.read_only)?;
@@ -189,12 +258,23 @@ pub fn setup_mounts(spec: &ContainerSpec, rootfs: &Path) -> Result<(), SetupErro
 }
 
 fn populate_dev(dev: &Path) -> Result<(), SetupError> {
-    const NODES: [(&str, u64, u64); 6] =
-        [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+    const NODES: [(&str, u64, u64); 6] = [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ];
     for (name, major, minor) in NODES {
         let p = dev.join(name);
-        mknod(&p, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
-            .map_err(|e| err(format!("mknod {}", p.display()), e))?;
+        mknod(
+            &p,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(major, minor),
+        )
+        .map_err(|e| err(format!("mknod {}", p.display()), e))?;
         // mknod is subject to the umask; make the mode exact.
         fs::set_permissions(&p, fs::Permissions::from_mode(0o666))
             .map_err(|e| err(format!("chmod {}", p.display()), e))?;
@@ -213,8 +293,14 @@ fn populate_dev(dev: &Path) -> Result<(), SetupError> {
     Ok(())
 }
 
-fn bind_mount(rootfs: &Path, source: &Path, target: &str, read_only: bool) -> Result<(), SetupError> {
-    let meta = fs::metadata(source).map_err(|e| err(format!("bind mount source {}", source.display()), e))?;
+fn bind_mount(
+    rootfs: &Path,
+    source: &Path,
+    target: &str,
+    read_only: bool,
+) -> Result<(), SetupError> {
+    let meta = fs::metadata(source)
+        .map_err(|e| err(format!("bind mount source {}", source.display()), e))?;
     let dest = secure_join(rootfs, target)?;
     if meta.is_dir() {
         mkdir_all(&dest)?;
@@ -222,13 +308,34 @@ fn bind_mount(rootfs: &Path, source: &Path, target: &str, read_only: bool) -> Re
         if let Some(parent) = dest.parent() {
             mkdir_all(parent)?;
         }
-        fs::File::create(&dest).map_err(|e| err(format!("create mount point {}", dest.display()), e))?;
+        fs::File::create(&dest)
+            .map_err(|e| err(format!("create mount point {}", dest.display()), e))?;
     }
-    let src = source.to_str().ok_or_else(|| format!("bind mount source {} is not UTF-8", source.display()))?;
-    do_mount(Some(src), &dest, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-    do_mount(None, &dest, None, MsFlags::MS_PRIVATE | MsFlags::MS_REC, None)?;
+    let src = source
+        .to_str()
+        .ok_or_else(|| format!("bind mount source {} is not UTF-8", source.display()))?;
+    do_mount(
+        Some(src),
+        &dest,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    do_mount(
+        None,
+        &dest,
+        None,
+        MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        None,
+    )?;
     if read_only {
-        do_mount(None, &dest, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None)?;
+        do_mount(
+            None,
+            &dest,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None,
+        )?;
     }
     Ok(())
 }
@@ -237,9 +344,13 @@ fn mask_path(rootfs: &Path, path: &str) -> Result<(), SetupError> {
     let p = secure_join(rootfs, path)?;
     match fs::symlink_metadata(&p) {
         Err(_) => Ok(()),
-        Ok(m) if m.is_dir() => {
-            do_mount(Some("tmpfs"), &p, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0k"))
-        }
+        Ok(m) if m.is_dir() => do_mount(
+            Some("tmpfs"),
+            &p,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            Some("size=0k"),
+        ),
         Ok(_) => {
             let null = rootfs.join("dev/null");
             let null = null.to_str().ok_or("rootfs path is not UTF-8")?;
@@ -280,7 +391,13 @@ pub fn pivot(rootfs: &Path) -> Result<(), SetupError> {
 
 /// Remounts the (already pivoted) root read-only.
 pub fn make_root_readonly() -> Result<(), SetupError> {
-    do_mount(None, Path::new("/"), None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None)
+    do_mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        None,
+    )
 }
 
 #[cfg(test)]
@@ -296,20 +413,43 @@ mod tests {
         symlink("../../../../..", r.join("usr/up")).unwrap();
         symlink("usr/bin", r.join("bin")).unwrap();
         symlink("loop", r.join("loop")).unwrap();
-        assert_eq!(secure_join(r, "/etc-link/passwd").unwrap(), r.join("etc/passwd"));
-        assert_eq!(secure_join(r, "usr/up/etc/shadow").unwrap(), r.join("etc/shadow"));
+        assert_eq!(
+            secure_join(r, "/etc-link/passwd").unwrap(),
+            r.join("etc/passwd")
+        );
+        assert_eq!(
+            secure_join(r, "usr/up/etc/shadow").unwrap(),
+            r.join("etc/shadow")
+        );
         assert_eq!(secure_join(r, "/../../x").unwrap(), r.join("x"));
         assert_eq!(secure_join(r, "/bin/sh").unwrap(), r.join("usr/bin/sh"));
-        assert!(secure_join(r, "/loop/x").unwrap_err().contains("too many levels"));
+        assert!(
+            secure_join(r, "/loop/x")
+                .unwrap_err()
+                .contains("too many levels")
+        );
     }
 
     #[test]
     fn overlay_options_use_short_names_and_put_the_top_layer_first() {
-        let layers = vec![PathBuf::from("/s/layers/aaa"), PathBuf::from("/s/layers/bbb")];
-        let (cwd, o) = overlay_options(&layers, Path::new("/c/upper"), Path::new("/c/work"), Path::new("/c/empty"));
+        let layers = vec![
+            PathBuf::from("/s/layers/aaa"),
+            PathBuf::from("/s/layers/bbb"),
+        ];
+        let (cwd, o) = overlay_options(
+            &layers,
+            Path::new("/c/upper"),
+            Path::new("/c/work"),
+            Path::new("/c/empty"),
+        );
         assert_eq!(cwd, Some(PathBuf::from("/s/layers")));
         assert_eq!(o, "lowerdir=bbb:aaa,upperdir=/c/upper,workdir=/c/work");
-        let (cwd, o) = overlay_options(&[], Path::new("/c/upper"), Path::new("/c/work"), Path::new("/c/empty"));
+        let (cwd, o) = overlay_options(
+            &[],
+            Path::new("/c/upper"),
+            Path::new("/c/work"),
+            Path::new("/c/empty"),
+        );
         assert_eq!(cwd, Some(PathBuf::from("/c")));
         assert_eq!(o, "lowerdir=empty,upperdir=/c/upper,workdir=/c/work");
     }

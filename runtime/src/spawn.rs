@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, signal, SigHandler};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, pipe2};
 
@@ -41,13 +41,20 @@ pub struct StartFailure {
 
 impl StartFailure {
     fn setup(error: RuntimeError) -> Self {
-        Self { exit_code: 125, error }
+        Self {
+            exit_code: 125,
+            error,
+        }
     }
 }
 
 /// Creates the cgroup, clones the container's first process and waits until it executed its
 /// entrypoint. On failure the child is reaped and the cgroup removed.
-pub fn start(spec: &ContainerSpec, dir: &ContainerDir, cgroups: &dyn Cgroups) -> Result<Started, StartFailure> {
+pub fn start(
+    spec: &ContainerSpec,
+    dir: &ContainerDir,
+    cgroups: &dyn Cgroups,
+) -> Result<Started, StartFailure> {
     if spec.args.is_empty() {
         return Err(StartFailure::setup(RuntimeError::InvalidSpec(
             "no command: the image has no Entrypoint or Cmd and none was given".into(),
@@ -55,7 +62,9 @@ pub fn start(spec: &ContainerSpec, dir: &ContainerDir, cgroups: &dyn Cgroups) ->
     }
     // A cgroup left by a crashed earlier run is replaced.
     let _ = cgroups.destroy(&spec.cgroup_path);
-    cgroups.create(&spec.cgroup_path, &spec.limits).map_err(|e| StartFailure::setup(e.into()))?;
+    cgroups
+        .create(&spec.cgroup_path, &spec.limits)
+        .map_err(|e| StartFailure::setup(e.into()))?;
     match clone_and_release(spec, dir, cgroups) {
         Ok(s) => Ok(s),
         Err(f) => {
@@ -66,7 +75,11 @@ pub fn start(spec: &ContainerSpec, dir: &ContainerDir, cgroups: &dyn Cgroups) ->
     }
 }
 
-fn clone_and_release(spec: &ContainerSpec, dir: &ContainerDir, cgroups: &dyn Cgroups) -> Result<Started, StartFailure> {
+fn clone_and_release(
+    spec: &ContainerSpec,
+    dir: &ContainerDir,
+    cgroups: &dyn Cgroups,
+) -> Result<Started, StartFailure> {
     let p = |what: &str| {
         let what = what.to_string();
         move |e| StartFailure::setup(RuntimeError::sys(format!("pipe for {what}"), e))
@@ -81,7 +94,8 @@ fn clone_and_release(spec: &ContainerSpec, dir: &ContainerDir, cgroups: &dyn Cgr
         .open("/dev/null")
         .map_err(|e| StartFailure::setup(RuntimeError::io("open", "/dev/null".as_ref(), e)))?;
 
-    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
     if spec.network == NetworkMode::None {
         flags |= libc::CLONE_NEWNET;
     }
@@ -89,9 +103,21 @@ fn clone_and_release(spec: &ContainerSpec, dir: &ContainerDir, cgroups: &dyn Cgr
     // child gets a copy of this (single-threaded) process and continues here with 0. The
     // monitor is single-threaded, so no lock can be held by a thread that does not exist in
     // the child.
-    let ret = unsafe { libc::syscall(libc::SYS_clone, (flags | libc::SIGCHLD) as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
     if ret < 0 {
-        return Err(StartFailure::setup(RuntimeError::sys("clone", nix::errno::Errno::last())));
+        return Err(StartFailure::setup(RuntimeError::sys(
+            "clone",
+            nix::errno::Errno::last(),
+        )));
     }
     if ret == 0 {
         drop(out_r);
@@ -112,8 +138,9 @@ fn clone_and_release(spec: &ContainerSpec, dir: &ContainerDir, cgroups: &dyn Cgr
         .add_process(&spec.cgroup_path, pid.as_raw())
         .map_err(|e| StartFailure::setup(e.into()))
         .and_then(|()| {
-            go.write_all(b"1")
-                .map_err(|e| StartFailure::setup(RuntimeError::io("release", "container".as_ref(), e)))
+            go.write_all(b"1").map_err(|e| {
+                StartFailure::setup(RuntimeError::io("release", "container".as_ref(), e))
+            })
         });
     if let Err(e) = release {
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
@@ -125,7 +152,11 @@ fn clone_and_release(spec: &ContainerSpec, dir: &ContainerDir, cgroups: &dyn Cgr
     let mut msg = String::new();
     let _ = File::from(fail_r).read_to_string(&mut msg);
     if msg.is_empty() {
-        return Ok(Started { pid, stdout: out_r, stderr: err_r });
+        return Ok(Started {
+            pid,
+            stdout: out_r,
+            stderr: err_r,
+        });
     }
     let _ = waitpid(pid, None);
     let (code, text) = msg.split_once(':').unwrap_or(("125", msg.as_str()));
@@ -165,23 +196,45 @@ fn child(
 }
 
 /// Stdio, signals and inherited descriptors of the child; then waits for the release.
-fn prepare_child(devnull: &File, out_w: &OwnedFd, err_w: &OwnedFd, go_r: OwnedFd) -> Result<bool, String> {
+fn prepare_child(
+    devnull: &File,
+    out_w: &OwnedFd,
+    err_w: &OwnedFd,
+    go_r: OwnedFd,
+) -> Result<bool, String> {
     // The monitor blocks the signals it reads through a signalfd, and ignores SIGPIPE; the
     // container must start with neither.
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| format!("reset signal mask: {e}"))?;
     // SAFETY: restoring the default disposition installs no Rust handler.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map_err(|e| format!("reset SIGPIPE: {e}"))?;
-    for (src, dst) in [(devnull.as_raw_fd(), 0), (out_w.as_raw_fd(), 1), (err_w.as_raw_fd(), 2)] {
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }
+        .map_err(|e| format!("reset SIGPIPE: {e}"))?;
+    for (src, dst) in [
+        (devnull.as_raw_fd(), 0),
+        (out_w.as_raw_fd(), 1),
+        (err_w.as_raw_fd(), 2),
+    ] {
         // SAFETY: both descriptors are open; dup2 onto 0..2 is what a child does before exec.
         if unsafe { libc::dup2(src, dst) } < 0 {
-            return Err(format!("dup2 onto fd {dst}: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "dup2 onto fd {dst}: {}",
+                std::io::Error::last_os_error()
+            ));
         }
     }
     // Nothing of the monitor's beyond stdio may leak into the container.
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only marks descriptors close-on-exec.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     let mut b = [0u8; 1];
-    let n = File::from(go_r).read(&mut b).map_err(|e| format!("wait for release: {e}"))?;
+    let n = File::from(go_r)
+        .read(&mut b)
+        .map_err(|e| format!("wait for release: {e}"))?;
     Ok(n == 1)
 }

@@ -136,7 +136,9 @@ impl RestartPolicy {
         match *self {
             Self::No => false,
             Self::Always => true,
-            Self::OnFailure { max_retries } => code != 0 && (max_retries == 0 || restarts < max_retries),
+            Self::OnFailure { max_retries } => {
+                code != 0 && (max_retries == 0 || restarts < max_retries)
+            }
         }
     }
 }
@@ -153,7 +155,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { max_size: 10 * 1024 * 1024, max_files: 3 }
+        Self {
+            max_size: 10 * 1024 * 1024,
+            max_files: 3,
+        }
     }
 }
 
@@ -164,14 +169,21 @@ mod tests {
     #[test]
     fn restart_policy_parses_docker_syntax() {
         assert_eq!(RestartPolicy::parse("no").unwrap(), RestartPolicy::No);
-        assert_eq!(RestartPolicy::parse("always").unwrap(), RestartPolicy::Always);
+        assert_eq!(
+            RestartPolicy::parse("always").unwrap(),
+            RestartPolicy::Always
+        );
         assert_eq!(
             RestartPolicy::parse("on-failure:3").unwrap(),
             RestartPolicy::OnFailure { max_retries: 3 }
         );
         let err = RestartPolicy::parse("on-failure:x").unwrap_err();
         assert!(err.contains("on-failure:x"), "{err}");
-        assert!(RestartPolicy::parse("sometimes").unwrap_err().contains("sometimes"));
+        assert!(
+            RestartPolicy::parse("sometimes")
+                .unwrap_err()
+                .contains("sometimes")
+        );
     }
 
     #[test]

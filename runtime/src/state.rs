@@ -135,9 +135,12 @@ impl State {
 /// Writes `data` to `path` through a temporary file in the same directory, fsync and rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RuntimeError> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = fs::File::create(&tmp).map_err(|source| RuntimeError::io("create", &tmp, source))?;
-    f.write_all(data).map_err(|source| RuntimeError::io("write", &tmp, source))?;
-    f.sync_data().map_err(|source| RuntimeError::io("fsync", &tmp, source))?;
+    let mut f =
+        fs::File::create(&tmp).map_err(|source| RuntimeError::io("create", &tmp, source))?;
+    f.write_all(data)
+        .map_err(|source| RuntimeError::io("write", &tmp, source))?;
+    f.sync_data()
+        .map_err(|source| RuntimeError::io("fsync", &tmp, source))?;
     fs::rename(&tmp, path).map_err(|source| RuntimeError::io("rename", path, source))
 }
 

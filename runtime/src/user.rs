@@ -41,7 +41,12 @@ fn passwd_entries(passwd: &str) -> impl Iterator<Item = PasswdEntry<'_>> {
         if f.len() < 7 || l.starts_with('#') {
             return None;
         }
-        Some(PasswdEntry { name: f[0], uid: f[2].parse().ok()?, gid: f[3].parse().ok()?, home: f[5] })
+        Some(PasswdEntry {
+            name: f[0],
+            uid: f[2].parse().ok()?,
+            gid: f[3].parse().ok()?,
+            home: f[5],
+        })
     })
 }
 
@@ -102,8 +107,17 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, UserEr
             }
         }
     }
-    let home = if home.is_empty() { "/".to_string() } else { home };
-    Ok(ExecUser { uid, gid, groups, home })
+    let home = if home.is_empty() {
+        "/".to_string()
+    } else {
+        home
+    };
+    Ok(ExecUser {
+        uid,
+        gid,
+        groups,
+        home,
+    })
 }
 
 #[cfg(test)]
@@ -111,7 +125,8 @@ mod tests {
     use super::*;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\n";
-    const GROUP: &str = "root:x:0:\nnogroup:x:65534:\napp:x:1000:\nwheel:x:10:app\naudio:x:29:app,root\n";
+    const GROUP: &str =
+        "root:x:0:\nnogroup:x:65534:\napp:x:1000:\nwheel:x:10:app\naudio:x:29:app,root\n";
 
     #[test]
     fn names_and_ids() {
@@ -131,9 +146,21 @@ mod tests {
 
     #[test]
     fn unknown_names_are_errors() {
-        assert_eq!(resolve("ghost", PASSWD, GROUP), Err(UserError::UnknownUser("ghost".into())));
-        assert_eq!(resolve("app:ghosts", PASSWD, GROUP), Err(UserError::UnknownGroup("ghosts".into())));
-        assert!(matches!(resolve("app:", PASSWD, GROUP), Err(UserError::Invalid(_))));
-        assert_eq!(resolve("root", "", ""), Err(UserError::UnknownUser("root".into())));
+        assert_eq!(
+            resolve("ghost", PASSWD, GROUP),
+            Err(UserError::UnknownUser("ghost".into()))
+        );
+        assert_eq!(
+            resolve("app:ghosts", PASSWD, GROUP),
+            Err(UserError::UnknownGroup("ghosts".into()))
+        );
+        assert!(matches!(
+            resolve("app:", PASSWD, GROUP),
+            Err(UserError::Invalid(_))
+        ));
+        assert_eq!(
+            resolve("root", "", ""),
+            Err(UserError::UnknownUser("root".into()))
+        );
     }
 }

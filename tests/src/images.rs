@@ -89,14 +89,21 @@ pub fn write_docker_save(path: &Path, tag: &str, layers: &[Vec<u8>], config: ser
     });
     let cfg_bytes = serde_json::to_vec(&cfg).expect("config json");
     let cfg_name = format!("{}.json", &digest(&cfg_bytes)[7..]);
-    let layer_names: Vec<String> = layers.iter().map(|l| format!("{}/layer.tar", &digest(l)[7..])).collect();
-    let manifest = serde_json::json!([{ "Config": cfg_name, "RepoTags": [tag], "Layers": layer_names }]);
+    let layer_names: Vec<String> = layers
+        .iter()
+        .map(|l| format!("{}/layer.tar", &digest(l)[7..]))
+        .collect();
+    let manifest =
+        serde_json::json!([{ "Config": cfg_name, "RepoTags": [tag], "Layers": layer_names }]);
 
     let mut b = tar::Builder::new(std::fs::File::create(path).expect("create archive"));
     let mut add = |name: &str, data: &[u8]| {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
         h.set_entry_type(tar::EntryType::Regular);
         b.append_data(&mut h, name, data).expect("append");
     };
@@ -104,6 +111,9 @@ pub fn write_docker_save(path: &Path, tag: &str, layers: &[Vec<u8>], config: ser
         add(name, l);
     }
     add(&cfg_name, &cfg_bytes);
-    add("manifest.json", &serde_json::to_vec(&manifest).expect("manifest"));
+    add(
+        "manifest.json",
+        &serde_json::to_vec(&manifest).expect("manifest"),
+    );
     b.into_inner().expect("finish").flush().expect("flush");
 }

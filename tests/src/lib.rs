@@ -23,7 +23,10 @@ pub fn require_root(test: &str) -> bool {
 
 /// The host's static busybox, if installed (`apt-get install busybox-static`).
 pub fn busybox() -> Option<PathBuf> {
-    ["/bin/busybox", "/usr/bin/busybox"].iter().map(PathBuf::from).find(|p| p.exists())
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }
 
 /// True when root and busybox are available; otherwise prints a loud SKIPPED line.
@@ -32,7 +35,9 @@ pub fn require_root_and_busybox(test: &str) -> bool {
         return false;
     }
     if busybox().is_none() {
-        eprintln!("\n*** SKIPPED: {test}: needs busybox-static (apt-get install busybox-static) ***\n");
+        eprintln!(
+            "\n*** SKIPPED: {test}: needs busybox-static (apt-get install busybox-static) ***\n"
+        );
         return false;
     }
     true
@@ -42,7 +47,9 @@ pub fn require_root_and_busybox(test: &str) -> bool {
 /// applet, `/etc/passwd` (root, nobody, app 1000), `/etc/group`, `/tmp`.
 pub fn busybox_rootfs(dir: &Path) -> std::io::Result<()> {
     let bb = busybox().ok_or_else(|| std::io::Error::other("busybox-static is not installed"))?;
-    for d in ["bin", "etc", "tmp", "root", "home/app", "proc", "sys", "dev"] {
+    for d in [
+        "bin", "etc", "tmp", "root", "home/app", "proc", "sys", "dev",
+    ] {
         fs::create_dir_all(dir.join(d))?;
     }
     fs::copy(&bb, dir.join("bin/busybox"))?;
@@ -56,7 +63,10 @@ pub fn busybox_rootfs(dir: &Path) -> std::io::Result<()> {
         dir.join("etc/passwd"),
         "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000:app:/home/app:/bin/sh\n",
     )?;
-    fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\napp:x:1000:\nstaff:x:50:app\n")?;
+    fs::write(
+        dir.join("etc/group"),
+        "root:x:0:\nnogroup:x:65534:\napp:x:1000:\nstaff:x:50:app\n",
+    )?;
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(dir.join("tmp"), fs::Permissions::from_mode(0o1777))?;
     Ok(())
@@ -66,7 +76,11 @@ pub fn busybox_rootfs(dir: &Path) -> std::io::Result<()> {
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe.parent().expect("exe dir");
-    if dir.ends_with("deps") { dir.parent().expect("profile dir").to_path_buf() } else { dir.to_path_buf() }
+    if dir.ends_with("deps") {
+        dir.parent().expect("profile dir").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -93,7 +107,10 @@ pub struct TestAgent {
 impl TestAgent {
     /// A fresh agent using the given binaries.
     pub fn new(agent_bin: impl Into<PathBuf>, monitor_bin: impl Into<PathBuf>) -> Self {
-        let tmp = tempfile::Builder::new().prefix("berth-test-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("berth-test-")
+            .tempdir()
+            .expect("tempdir");
         let state_dir = tmp.path().join("state");
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         Self {
@@ -132,7 +149,14 @@ impl TestAgent {
                     return Err(std::io::Error::last_os_error());
                 }
                 let root = c"/";
-                if libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+                if libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -147,7 +171,12 @@ impl TestAgent {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut child = self.cmd(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn berth-agent");
+        let mut child = self
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn berth-agent");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if child.try_wait().expect("try_wait").is_some() {
@@ -156,7 +185,10 @@ impl TestAgent {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let out = child.wait_with_output().expect("output");
-                panic!("berth-agent timed out: {}", String::from_utf8_lossy(&out.stderr));
+                panic!(
+                    "berth-agent timed out: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -168,7 +200,11 @@ impl TestAgent {
         I: IntoIterator<Item = S> + Clone,
         S: AsRef<std::ffi::OsStr>,
     {
-        let shown: Vec<String> = args.clone().into_iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
+        let shown: Vec<String> = args
+            .clone()
+            .into_iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect();
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -183,9 +219,19 @@ impl TestAgent {
 
     /// Imports a busybox image tagged `reference` (built from the host's busybox-static).
     pub fn busybox_image(&self, reference: &str) {
-        let root = self.tmp.path().join(format!("rootfs-{}", reference.replace([':', '/'], "_")));
+        let root = self
+            .tmp
+            .path()
+            .join(format!("rootfs-{}", reference.replace([':', '/'], "_")));
         busybox_rootfs(&root).expect("busybox rootfs");
-        self.ok(["image", "import-rootfs", root.to_str().expect("utf8"), reference, "--cmd", "sh"]);
+        self.ok([
+            "image",
+            "import-rootfs",
+            root.to_str().expect("utf8"),
+            reference,
+            "--cmd",
+            "sh",
+        ]);
     }
 
     /// `inspect` of one container as JSON.
@@ -206,7 +252,10 @@ impl TestAgent {
 
     /// Cgroup directories of this test's parent that still exist.
     pub fn cgroup_leftovers(&self) -> Vec<PathBuf> {
-        cgroup_dirs(&self.cgroup_parent).into_iter().filter(|p| p.exists()).collect()
+        cgroup_dirs(&self.cgroup_parent)
+            .into_iter()
+            .filter(|p| p.exists())
+            .collect()
     }
 
     /// Cgroup directories of this test's containers (excluding the parent itself).
@@ -214,7 +263,11 @@ impl TestAgent {
         let mut out = Vec::new();
         for p in cgroup_dirs(&self.cgroup_parent) {
             if let Ok(rd) = fs::read_dir(&p) {
-                out.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()));
+                out.extend(
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| e.path())
+                        .filter(|p| p.is_dir()),
+                );
             }
         }
         out
@@ -257,7 +310,12 @@ impl Drop for TestAgent {
                 continue;
             }
             let mut subdirs: Vec<PathBuf> = fs::read_dir(&dir)
-                .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| e.path())
+                        .filter(|p| p.is_dir())
+                        .collect()
+                })
                 .unwrap_or_default();
             subdirs.push(dir.clone());
             for d in subdirs {

@@ -10,12 +10,16 @@ use berth_runtime::monitor::{self, MonitorArgs};
 use berth_runtime::paths::ContainerDir;
 
 fn usage(msg: &str) -> ! {
-    eprintln!("berth-monitor: {msg}\nusage: berth-monitor <container-dir> [--notify-fd N] [--attach-fds OUT,ERR]");
+    eprintln!(
+        "berth-monitor: {msg}\nusage: berth-monitor <container-dir> [--notify-fd N] [--attach-fds OUT,ERR]"
+    );
     std::process::exit(2)
 }
 
 fn take_fd(n: &str) -> OwnedFd {
-    let fd: i32 = n.parse().unwrap_or_else(|_| usage(&format!("bad file descriptor {n:?}")));
+    let fd: i32 = n
+        .parse()
+        .unwrap_or_else(|_| usage(&format!("bad file descriptor {n:?}")));
     // SAFETY: fcntl F_GETFD only queries the descriptor.
     if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         usage(&format!("file descriptor {fd} is not open"));
@@ -28,15 +32,27 @@ fn take_fd(n: &str) -> OwnedFd {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().unwrap_or_else(|| usage("missing container directory"));
+    let dir = args
+        .next()
+        .unwrap_or_else(|| usage("missing container directory"));
     let mut notify = None;
     let mut attach = None;
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--notify-fd" => notify = Some(take_fd(&args.next().unwrap_or_else(|| usage("--notify-fd needs a value")))),
+            "--notify-fd" => {
+                notify = Some(take_fd(
+                    &args
+                        .next()
+                        .unwrap_or_else(|| usage("--notify-fd needs a value")),
+                ))
+            }
             "--attach-fds" => {
-                let v = args.next().unwrap_or_else(|| usage("--attach-fds needs OUT,ERR"));
-                let (o, e) = v.split_once(',').unwrap_or_else(|| usage("--attach-fds needs OUT,ERR"));
+                let v = args
+                    .next()
+                    .unwrap_or_else(|| usage("--attach-fds needs OUT,ERR"));
+                let (o, e) = v
+                    .split_once(',')
+                    .unwrap_or_else(|| usage("--attach-fds needs OUT,ERR"));
                 attach = Some((take_fd(o), take_fd(e)));
             }
             other => usage(&format!("unknown argument {other:?}")),
@@ -61,6 +77,10 @@ fn main() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let _ = std::env::set_current_dir("/");
 
-    let code = monitor::run(MonitorArgs { dir: ContainerDir::new(dir), notify, attach });
+    let code = monitor::run(MonitorArgs {
+        dir: ContainerDir::new(dir),
+        notify,
+        attach,
+    });
     std::process::exit(code)
 }

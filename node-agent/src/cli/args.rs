@@ -9,10 +9,20 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "berth-agent", version, about)]
 pub struct Cli {
     /// Root of the agent's state (images, containers, volumes).
-    #[arg(long, global = true, env = "BERTH_AGENT_STATE_DIR", default_value = "/var/lib/berth/agent")]
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_AGENT_STATE_DIR",
+        default_value = "/var/lib/berth/agent"
+    )]
     pub state_dir: PathBuf,
     /// Cgroup parent of every container.
-    #[arg(long, global = true, env = "BERTH_CGROUP_PARENT", default_value = "berth")]
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_CGROUP_PARENT",
+        default_value = "berth"
+    )]
     pub cgroup_parent: String,
     /// The berth-monitor executable (default: next to this one).
     #[arg(long, global = true, env = "BERTH_MONITOR")]
@@ -75,7 +85,7 @@ pub struct RunArgs {
     #[arg(short = 'm', long)]
     pub memory: Option<String>,
     /// CPU quota in CPUs (0.5 = half a CPU).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub cpus: Option<f64>,
     /// Relative CPU weight (2..262144).
     #[arg(long)]

@@ -3,29 +3,44 @@
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use berth_runtime::cgroup::{parse_memory, Limits};
+use anyhow::{Context, bail};
+use berth_runtime::cgroup::{Limits, parse_memory};
 use berth_runtime::spec::{NetworkMode, RestartPolicy};
 
-use super::args::{ExecArgs, InspectArgs, KillArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StartArgs, StopArgs};
+use super::args::{
+    ExecArgs, InspectArgs, KillArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StartArgs, StopArgs,
+};
 use super::format;
 use crate::container::options::parse_signal;
-use crate::container::{Attach, ContainerError, ContainerManager, CreateOptions, ExecOptions, LogOptions};
+use crate::container::{
+    Attach, ContainerError, ContainerManager, CreateOptions, ExecOptions, LogOptions,
+};
 
 pub(super) fn options(a: &RunArgs) -> anyhow::Result<CreateOptions> {
-    let memory = a.memory.as_deref().map(parse_memory).transpose().context("invalid --memory")?;
-    let shm_size = a.shm_size.as_deref().map(parse_memory).transpose().context("invalid --shm-size")?;
+    let memory = a.memory.as_deref().map(parse_memory).transpose()?;
+    let shm_size = a
+        .shm_size
+        .as_deref()
+        .map(parse_memory)
+        .transpose()
+        .context("invalid --shm-size")?;
     let network = match a.network.as_str() {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
-        other => bail!("invalid --network {other:?}: expected none or host (bridge networking comes with the node network)"),
+        other => bail!(
+            "invalid --network {other:?}: expected none or host (bridge networking comes with the node network)"
+        ),
     };
     let mut no_new_privileges = false;
     for s in &a.security_opt {
         match s.as_str() {
-            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => no_new_privileges = true,
+            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
+                no_new_privileges = true
+            }
             "no-new-privileges:false" | "no-new-privileges=false" => no_new_privileges = false,
-            other => bail!("unsupported --security-opt {other:?}: only no-new-privileges is supported"),
+            other => {
+                bail!("unsupported --security-opt {other:?}: only no-new-privileges is supported")
+            }
         }
     }
     let mut labels = std::collections::BTreeMap::new();
@@ -40,13 +55,24 @@ pub(super) fn options(a: &RunArgs) -> anyhow::Result<CreateOptions> {
         image: a.image.clone(),
         name: a.name.clone(),
         command: a.command.clone(),
-        entrypoint: a.entrypoint.as_ref().map(|e| if e.is_empty() { vec![] } else { vec![e.clone()] }),
+        entrypoint: a.entrypoint.as_ref().map(|e| {
+            if e.is_empty() {
+                vec![]
+            } else {
+                vec![e.clone()]
+            }
+        }),
         env: a.env.clone(),
         workdir: a.workdir.clone(),
         user: a.user.clone(),
         hostname: a.hostname.clone(),
         volumes: a.volumes.clone(),
-        limits: Limits { memory_bytes: memory, cpus: a.cpus, cpu_shares: a.cpu_shares, pids_max: a.pids_limit },
+        limits: Limits {
+            memory_bytes: memory,
+            cpus: a.cpus,
+            cpu_shares: a.cpu_shares,
+            pids_max: a.pids_limit,
+        },
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
         no_new_privileges,
@@ -63,7 +89,11 @@ pub(super) fn options(a: &RunArgs) -> anyhow::Result<CreateOptions> {
 
 pub(super) fn run(m: &ContainerManager, a: RunArgs) -> anyhow::Result<u8> {
     let opts = options(&a)?;
-    let attach = if a.detach { Attach::Detached } else { Attach::Attached };
+    let attach = if a.detach {
+        Attach::Detached
+    } else {
+        Attach::Attached
+    };
     let started = match m.run(&opts, attach) {
         Ok(s) => s,
         Err(ContainerError::StartFailed { code, message }) => {
@@ -90,7 +120,10 @@ pub(super) fn start(m: &ContainerManager, a: StartArgs) -> anyhow::Result<u8> {
         if a.containers.len() != 1 {
             bail!("start --attach takes exactly one container");
         }
-        return Ok(m.start(&a.containers[0], Attach::Attached)?.wait()?.clamp(0, 255) as u8);
+        return Ok(m
+            .start(&a.containers[0], Attach::Attached)?
+            .wait()?
+            .clamp(0, 255) as u8);
     }
     each(&a.containers, |c| {
         m.start(c, Attach::Detached)?;
@@ -106,7 +139,12 @@ pub(super) fn ps(m: &ContainerManager, a: PsArgs) -> anyhow::Result<u8> {
             println!("{}", &c.spec.id[..12]);
         }
     } else if a.output == "json" {
-        println!("{}", serde_json::to_string_pretty(&list.iter().map(format::container_json).collect::<Vec<_>>())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &list.iter().map(format::container_json).collect::<Vec<_>>()
+            )?
+        );
     } else if a.output == "table" {
         print!("{}", format::ps_table(&list));
     } else {
@@ -141,7 +179,11 @@ pub(super) fn rm(m: &ContainerManager, a: RmArgs) -> anyhow::Result<u8> {
 }
 
 pub(super) fn logs(m: &ContainerManager, a: LogsArgs) -> anyhow::Result<u8> {
-    let opts = LogOptions { follow: a.follow, timestamps: a.timestamps, tail: a.tail };
+    let opts = LogOptions {
+        follow: a.follow,
+        timestamps: a.timestamps,
+        tail: a.tail,
+    };
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     m.write_logs(&a.container, &opts, &mut out, &mut err)?;
     out.flush()?;
@@ -149,7 +191,12 @@ pub(super) fn logs(m: &ContainerManager, a: LogsArgs) -> anyhow::Result<u8> {
 }
 
 pub(super) fn exec(m: &ContainerManager, a: ExecArgs) -> anyhow::Result<u8> {
-    let opts = ExecOptions { args: a.command, env: a.env, user: a.user, workdir: a.workdir };
+    let opts = ExecOptions {
+        args: a.command,
+        env: a.env,
+        user: a.user,
+        workdir: a.workdir,
+    };
     Ok(m.exec(&a.container, &opts)?.clamp(0, 255) as u8)
 }
 
@@ -163,7 +210,10 @@ pub(super) fn inspect(m: &ContainerManager, a: InspectArgs) -> anyhow::Result<u8
 }
 
 /// Runs `f` for each item, reporting each failure and going on, as Docker does.
-fn each(items: &[String], mut f: impl FnMut(&str) -> Result<(), ContainerError>) -> anyhow::Result<u8> {
+fn each(
+    items: &[String],
+    mut f: impl FnMut(&str) -> Result<(), ContainerError>,
+) -> anyhow::Result<u8> {
     let mut failed = false;
     for i in items {
         if let Err(e) = f(i) {

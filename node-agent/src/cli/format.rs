@@ -2,7 +2,7 @@
 
 use berth_runtime::state::Status;
 use berth_runtime::time::{now_unix_nanos, rfc3339_nanos};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::container::ContainerInfo;
 
@@ -50,13 +50,28 @@ pub fn status_text(c: &ContainerInfo, now: i128) -> String {
 /// `ps` as an aligned table.
 pub fn ps_table(list: &[ContainerInfo]) -> String {
     let now = now_unix_nanos();
-    let mut rows = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"].map(String::from).to_vec()];
+    let mut rows = vec![
+        [
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "NAMES",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
     for c in list {
         let mut cmd = c.spec.args.join(" ");
         if cmd.chars().count() > 20 {
             cmd = format!("{}…", cmd.chars().take(19).collect::<String>());
         }
-        let created = c.state.start_requested_at.map(|t| format!("{} ago", human_duration(now - t))).unwrap_or_default();
+        let created = c
+            .state
+            .start_requested_at
+            .map(|t| format!("{} ago", human_duration(now - t)))
+            .unwrap_or_default();
         rows.push(vec![
             c.spec.id[..12].to_string(),
             c.spec.image.clone(),
@@ -72,8 +87,14 @@ pub fn ps_table(list: &[ContainerInfo]) -> String {
 /// Left-aligned columns separated by three spaces.
 pub fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let widths: Vec<usize> =
-        (0..cols).map(|i| rows.iter().map(|r| r.get(i).map_or(0, |c| c.chars().count())).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
     for r in rows {
         let mut line = String::new();
@@ -90,7 +111,8 @@ pub fn table(rows: &[Vec<String>]) -> String {
 }
 
 fn time(t: Option<i128>) -> Value {
-    t.map(|t| Value::String(rfc3339_nanos(t))).unwrap_or(Value::Null)
+    t.map(|t| Value::String(rfc3339_nanos(t)))
+        .unwrap_or(Value::Null)
 }
 
 /// A container for `inspect` / `ps -o json`.

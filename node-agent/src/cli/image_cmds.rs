@@ -1,6 +1,6 @@
 //! Image commands.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 
 use super::args::{ImageCommand, ImagesArgs};
 use super::format::{human_duration, table};
@@ -15,9 +15,18 @@ pub(super) fn image(m: &ContainerManager, c: ImageCommand) -> anyhow::Result<u8>
             }
             Ok(0)
         }
-        ImageCommand::ImportRootfs { source, reference, entrypoint, cmd, env } => {
+        ImageCommand::ImportRootfs {
+            source,
+            reference,
+            entrypoint,
+            cmd,
+            env,
+        } => {
             let config = ImageConfig {
-                entrypoint: entrypoint.as_deref().map(|s| argv("--entrypoint", s)).transpose()?,
+                entrypoint: entrypoint
+                    .as_deref()
+                    .map(|s| argv("--entrypoint", s))
+                    .transpose()?,
                 cmd: cmd.as_deref().map(|s| argv("--cmd", s)).transpose()?,
                 env: if env.is_empty() {
                     vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()]
@@ -56,7 +65,10 @@ pub(super) fn image(m: &ContainerManager, c: ImageCommand) -> anyhow::Result<u8>
             Ok(0)
         }
         ImageCommand::Inspect { images } => {
-            let recs = images.iter().map(|i| m.images().resolve(i)).collect::<Result<Vec<_>, _>>()?;
+            let recs = images
+                .iter()
+                .map(|i| m.images().resolve(i))
+                .collect::<Result<Vec<_>, _>>()?;
             println!("{}", serde_json::to_string_pretty(&recs)?);
             Ok(0)
         }
@@ -66,7 +78,8 @@ pub(super) fn image(m: &ContainerManager, c: ImageCommand) -> anyhow::Result<u8>
 
 fn argv(flag: &str, s: &str) -> anyhow::Result<Vec<String>> {
     if s.trim_start().starts_with('[') {
-        serde_json::from_str(s).with_context(|| format!("{flag} {s:?} is not a JSON array of strings"))
+        serde_json::from_str(s)
+            .with_context(|| format!("{flag} {s:?} is not a JSON array of strings"))
     } else {
         Ok(s.split_whitespace().map(String::from).collect())
     }
@@ -90,7 +103,11 @@ fn short_id(i: &ImageRecord) -> &str {
 
 fn images_table(images: &[ImageRecord]) -> String {
     let now = berth_runtime::time::now_unix_nanos();
-    let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from).to_vec()];
+    let mut rows = vec![
+        ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+            .map(String::from)
+            .to_vec(),
+    ];
     for i in images {
         let created = i
             .created
@@ -111,7 +128,13 @@ fn images_table(images: &[ImageRecord]) -> String {
                 .collect()
         };
         for (repo, tag) in tags {
-            rows.push(vec![repo, tag, short_id(i).to_string(), created.clone(), size.clone()]);
+            rows.push(vec![
+                repo,
+                tag,
+                short_id(i).to_string(),
+                created.clone(),
+                size.clone(),
+            ]);
         }
     }
     table(&rows)

@@ -22,16 +22,37 @@ pub const EXIT_ERROR: u8 = 125;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if matches!(cli.command, args::Command::Serve(_)) { "info" } else { "warn" })
+        tracing_subscriber::EnvFilter::new(if matches!(cli.command, args::Command::Serve(_)) {
+            "info"
+        } else {
+            "warn"
+        })
     });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", render(&e));
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// The error and its causes on one line, without repeating a cause that an error's own
+/// message already includes.
+pub fn render(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
 }
 
 fn manager(cli: &Cli) -> Result<ContainerManager, ContainerError> {
@@ -61,5 +82,19 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         C::Image(a) => image_cmds::image(&m, a),
         C::Serve(a) => crate::serve::serve(&m, a.poll_interval_ms),
         C::Events(a) => crate::serve::print_events(&m, a.follow),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+
+    #[test]
+    fn causes_are_shown_once() {
+        let inner = std::io::Error::other("disk on fire");
+        let e = anyhow::Error::new(inner).context("invalid --memory");
+        assert_eq!(render(&e), "invalid --memory: disk on fire");
+        let e = anyhow::anyhow!("open /x: disk on fire").context("import");
+        assert_eq!(render(&e), "import: open /x: disk on fire");
     }
 }

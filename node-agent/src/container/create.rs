@@ -6,8 +6,8 @@ use std::io::Write;
 use berth_runtime::spec::{ContainerSpec, LogConfig, MountSpec, RestartPolicy, RootfsSpec};
 use berth_runtime::state::State;
 
-use super::options::{parse_signal, parse_volume, validate_limits, valid_name, VolumeSource};
-use super::{random_id, ContainerError, ContainerInfo, ContainerManager, CreateOptions};
+use super::options::{VolumeSource, parse_signal, parse_volume, valid_name, validate_limits};
+use super::{ContainerError, ContainerInfo, ContainerManager, CreateOptions, random_id};
 
 const DEFAULT_SHM: u64 = 64 * 1024 * 1024;
 const DEFAULT_STOP_TIMEOUT_S: u64 = 10;
@@ -19,10 +19,17 @@ impl ContainerManager {
         self.claim_name(&spec.name, &spec.id)?;
         let dir = self.dir(&spec.id);
         let result = (|| {
-            for d in [dir.root().to_path_buf(), dir.upper(), dir.work(), dir.rootfs(), dir.empty()] {
+            for d in [
+                dir.root().to_path_buf(),
+                dir.upper(),
+                dir.work(),
+                dir.rootfs(),
+                dir.empty(),
+            ] {
                 fs::create_dir_all(&d).map_err(|e| ContainerError::io("create", &d, e))?;
             }
-            let json = serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::InvalidOption(e.to_string()))?;
+            let json = serde_json::to_vec_pretty(&spec)
+                .map_err(|e| ContainerError::InvalidOption(e.to_string()))?;
             berth_runtime::state::write_atomic(&dir.config(), &json)?;
             State::created().store(&dir.state())?;
             Ok::<(), ContainerError>(())
@@ -52,7 +59,11 @@ impl ContainerManager {
         let image = self.images.resolve(&opts.image)?;
         let cfg = &image.config;
 
-        let entrypoint = opts.entrypoint.clone().or_else(|| cfg.entrypoint.clone()).unwrap_or_default();
+        let entrypoint = opts
+            .entrypoint
+            .clone()
+            .or_else(|| cfg.entrypoint.clone())
+            .unwrap_or_default();
         let cmd = if !opts.command.is_empty() {
             opts.command.clone()
         } else if opts.entrypoint.is_some() {
@@ -72,7 +83,11 @@ impl ContainerManager {
         for e in &opts.env {
             let entry = match e.split_once('=') {
                 Some((k, _)) if !k.is_empty() => e.clone(),
-                Some(_) => return Err(ContainerError::InvalidOption(format!("invalid environment variable {e:?}: empty name"))),
+                Some(_) => {
+                    return Err(ContainerError::InvalidOption(format!(
+                        "invalid environment variable {e:?}: empty name"
+                    )));
+                }
                 None => match std::env::var(e) {
                     Ok(v) => format!("{e}={v}"),
                     Err(_) => continue, // Docker drops a bare name that is unset
@@ -100,12 +115,22 @@ impl ContainerManager {
                     p
                 }
                 VolumeSource::Named(n) => {
-                    let d = self.config().state_dir.join("volumes").join(&n).join("_data");
-                    fs::create_dir_all(&d).map_err(|e| ContainerError::io("create volume", &d, e))?;
+                    let d = self
+                        .config()
+                        .state_dir
+                        .join("volumes")
+                        .join(&n)
+                        .join("_data");
+                    fs::create_dir_all(&d)
+                        .map_err(|e| ContainerError::io("create volume", &d, e))?;
                     d
                 }
             };
-            mounts.push(MountSpec { source, target: vs.target, read_only: vs.read_only });
+            mounts.push(MountSpec {
+                source,
+                target: vs.target,
+                read_only: vs.read_only,
+            });
         }
 
         let stop_signal = match opts.stop_signal.as_deref().or(cfg.stop_signal.as_deref()) {
@@ -123,9 +148,21 @@ impl ContainerManager {
             image_id: image.id.clone(),
             args,
             env,
-            cwd: opts.workdir.clone().or_else(|| cfg.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
-            user: opts.user.clone().or_else(|| cfg.user.clone()).unwrap_or_default(),
-            rootfs: RootfsSpec { layers: self.images.layer_dirs(&image), read_only: opts.read_only },
+            cwd: opts
+                .workdir
+                .clone()
+                .or_else(|| cfg.working_dir.clone())
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| "/".into()),
+            user: opts
+                .user
+                .clone()
+                .or_else(|| cfg.user.clone())
+                .unwrap_or_default(),
+            rootfs: RootfsSpec {
+                layers: dedup_layers(self.images.layer_dirs(&image)),
+                read_only: opts.read_only,
+            },
             mounts,
             cgroup_path: format!("{}/{}", self.config().cgroup_parent, id),
             limits: opts.limits.clone(),
@@ -149,22 +186,34 @@ impl ContainerManager {
     fn claim_name(&self, name: &str, id: &str) -> Result<(), ContainerError> {
         let path = self.name_file(name);
         for _ in 0..3 {
-            match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(mut f) => {
-                    return f.write_all(id.as_bytes()).map_err(|e| ContainerError::io("write", &path, e));
+                    return f
+                        .write_all(id.as_bytes())
+                        .map_err(|e| ContainerError::io("write", &path, e));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let owner = fs::read_to_string(&path).unwrap_or_default();
                     let owner = owner.trim();
                     if owner.is_empty() || self.containers_dir().join(owner).is_dir() {
-                        return Err(ContainerError::NameInUse { name: name.to_string(), id: owner.to_string() });
+                        return Err(ContainerError::NameInUse {
+                            name: name.to_string(),
+                            id: owner.to_string(),
+                        });
                     }
                     let _ = fs::remove_file(&path);
                 }
                 Err(e) => return Err(ContainerError::io("create", &path, e)),
             }
         }
-        Err(ContainerError::NameInUse { name: name.to_string(), id: "(being created)".into() })
+        Err(ContainerError::NameInUse {
+            name: name.to_string(),
+            id: "(being created)".into(),
+        })
     }
 
     pub(crate) fn release_name(&self, name: &str, id: &str) {
@@ -172,5 +221,34 @@ impl ContainerManager {
         if fs::read_to_string(&path).is_ok_and(|owner| owner.trim() == id) {
             let _ = fs::remove_file(path);
         }
+    }
+}
+
+/// Keeps only the topmost occurrence of a layer used twice (images with repeated empty
+/// layers): overlayfs refuses the same lower directory twice, and the upper copy already
+/// wins over everything below it, so the result is the same file system.
+fn dedup_layers(layers: Vec<std::path::PathBuf>) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<std::path::PathBuf> = Vec::with_capacity(layers.len());
+    for l in layers.into_iter().rev() {
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+    out.reverse();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dedup_layers;
+    use std::path::PathBuf;
+
+    #[test]
+    fn repeated_layers_keep_their_topmost_place() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            dedup_layers(vec![p("a"), p("b"), p("a"), p("c")]),
+            vec![p("b"), p("a"), p("c")]
+        );
     }
 }

@@ -11,10 +11,14 @@ pub enum ContainerError {
     #[error("no such container: {0}")]
     NotFound(String),
     /// An id prefix matches more than one container.
-    #[error("container reference {0:?} is ambiguous: it matches {1} containers, give more of the id")]
+    #[error(
+        "container reference {0:?} is ambiguous: it matches {1} containers, give more of the id"
+    )]
     Ambiguous(String, usize),
     /// The name is taken.
-    #[error("the container name {name:?} is already in use by container {id}: remove it or choose another name")]
+    #[error(
+        "the container name {name:?} is already in use by container {id}: remove it or choose another name"
+    )]
     NameInUse {
         /// The name.
         name: String,
@@ -65,6 +69,10 @@ pub enum ContainerError {
 
 impl ContainerError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { op, path: path.into(), source }
+        Self::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -4,10 +4,10 @@
 use std::fs::File;
 use std::os::fd::AsFd;
 
-use berth_runtime::init::{exec_process, Process};
-use nix::sched::{setns, CloneFlags};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
+use berth_runtime::init::{Process, exec_process};
+use nix::sched::{CloneFlags, setns};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, fork};
 
 use super::{ContainerError, ContainerManager};
 
@@ -54,11 +54,16 @@ impl ContainerManager {
         let mut env = info.spec.env.clone();
         env.extend(opts.env.iter().cloned());
         let user = opts.user.clone().unwrap_or_else(|| info.spec.user.clone());
-        let cwd = opts.workdir.clone().unwrap_or_else(|| info.spec.cwd.clone());
+        let cwd = opts
+            .workdir
+            .clone()
+            .unwrap_or_else(|| info.spec.cwd.clone());
 
         // SAFETY: the caller is single-threaded (documented above), so the child may run
         // arbitrary code before it execs or exits.
-        match unsafe { fork() }.map_err(|e| ContainerError::Runtime(berth_runtime::RuntimeError::sys("fork", e)))? {
+        match unsafe { fork() }
+            .map_err(|e| ContainerError::Runtime(berth_runtime::RuntimeError::sys("fork", e)))?
+        {
             ForkResult::Child => {
                 let code = match self.enter(&info.spec.cgroup_path, &namespaces) {
                     Err(msg) => {
@@ -69,7 +74,12 @@ impl ContainerManager {
                     // SAFETY: still single-threaded.
                     Ok(()) => match unsafe { fork() } {
                         Ok(ForkResult::Child) => {
-                            let p = Process { args: &opts.args, env: &env, user: &user, cwd: &cwd };
+                            let p = Process {
+                                args: &opts.args,
+                                env: &env,
+                                user: &user,
+                                cwd: &cwd,
+                            };
                             let Err((code, msg)) = exec_process(&info.spec, &p);
                             eprintln!("error: exec: {msg}");
                             code

@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use berth_runtime::state::{is_same_process_alive, State, Status};
+use berth_runtime::state::{State, Status, is_same_process_alive};
 use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
 
@@ -36,7 +36,10 @@ pub struct StartedContainer {
 impl StartedContainer {
     /// For an attached start: waits for the first exit (after clean-up) and returns its code.
     pub fn wait(mut self) -> Result<i32, ContainerError> {
-        let mut r = self.notify.take().ok_or_else(|| ContainerError::InvalidOption("not attached".into()))?;
+        let mut r = self
+            .notify
+            .take()
+            .ok_or_else(|| ContainerError::InvalidOption("not attached".into()))?;
         let mut line = String::new();
         loop {
             line.clear();
@@ -55,7 +58,11 @@ impl StartedContainer {
 
 impl ContainerManager {
     /// Creates and starts a container; when it cannot start it is removed again.
-    pub fn run(&self, opts: &CreateOptions, attach: Attach) -> Result<StartedContainer, ContainerError> {
+    pub fn run(
+        &self,
+        opts: &CreateOptions,
+        attach: Attach,
+    ) -> Result<StartedContainer, ContainerError> {
         let info = self.create(opts)?;
         let id = info.spec.id.clone();
         match self.start(&id, attach) {
@@ -68,14 +75,22 @@ impl ContainerManager {
     }
 
     /// Starts a created or exited container through a new monitor.
-    pub fn start(&self, reference: &str, attach: Attach) -> Result<StartedContainer, ContainerError> {
+    pub fn start(
+        &self,
+        reference: &str,
+        attach: Attach,
+    ) -> Result<StartedContainer, ContainerError> {
         let info = self.inspect(reference)?;
         if info.is_active() {
-            return Err(ContainerError::InvalidOption(format!("container {} is already running", info.spec.name)));
+            return Err(ContainerError::InvalidOption(format!(
+                "container {} is already running",
+                info.spec.name
+            )));
         }
         let dir = self.dir(&info.spec.id);
         let _ = fs::remove_file(dir.stop_marker());
-        let (notify_r, notify_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| ContainerError::Runtime(berth_runtime::RuntimeError::sys("pipe", e)))?;
+        let (notify_r, notify_w) = pipe2(OFlag::O_CLOEXEC)
+            .map_err(|e| ContainerError::Runtime(berth_runtime::RuntimeError::sys("pipe", e)))?;
         let monitor_log = File::options()
             .create(true)
             .append(true)
@@ -84,7 +99,9 @@ impl ContainerManager {
 
         let mut cmd = Command::new(&self.config().monitor_bin);
         cmd.arg(dir.root()).arg("--notify-fd").arg("3");
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(monitor_log));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(monitor_log));
         let out_dup = if attach == Attach::Attached {
             cmd.arg("--attach-fds").arg("4,5");
             Some((dup_cloexec(1)?, dup_cloexec(2)?))
@@ -92,7 +109,9 @@ impl ContainerManager {
             None
         };
         let w = notify_w.as_raw_fd();
-        let attach_fds = out_dup.as_ref().map(|(o, e)| (o.as_raw_fd(), e.as_raw_fd()));
+        let attach_fds = out_dup
+            .as_ref()
+            .map(|(o, e)| (o.as_raw_fd(), e.as_raw_fd()));
         // SAFETY: the closure runs between fork and exec and only calls dup2, which is
         // async-signal-safe; every fd it names is open in the parent until spawn returns.
         unsafe {
@@ -123,18 +142,31 @@ impl ContainerManager {
         if let Some(pid) = line.strip_prefix("started ") {
             let pid = pid.parse().unwrap_or(0);
             let notify = (attach == Attach::Attached).then_some(r);
-            return Ok(StartedContainer { id: info.spec.id, pid, notify });
+            return Ok(StartedContainer {
+                id: info.spec.id,
+                pid,
+                notify,
+            });
         }
         if let Some(rest) = line.strip_prefix("error ") {
             let (code, msg) = rest.split_once(' ').unwrap_or(("125", rest));
-            return Err(ContainerError::StartFailed { code: code.parse().unwrap_or(125), message: msg.to_string() });
+            return Err(ContainerError::StartFailed {
+                code: code.parse().unwrap_or(125),
+                message: msg.to_string(),
+            });
         }
-        Err(ContainerError::MonitorLost { log: dir.monitor_log() })
+        Err(ContainerError::MonitorLost {
+            log: dir.monitor_log(),
+        })
     }
 
     /// Stops a container: its stop signal, then SIGKILL after `timeout` (default: its own grace
     /// period). Waits until the monitor recorded the exit. Stopping a stopped container is fine.
-    pub fn stop(&self, reference: &str, timeout: Option<Duration>) -> Result<ContainerInfo, ContainerError> {
+    pub fn stop(
+        &self,
+        reference: &str,
+        timeout: Option<Duration>,
+    ) -> Result<ContainerInfo, ContainerError> {
         let info = self.inspect(reference)?;
         let timeout = timeout.unwrap_or(Duration::from_millis(info.spec.stop_timeout_ms));
         self.terminate(&info, info.spec.stop_signal, timeout)?;
@@ -156,13 +188,23 @@ impl ContainerManager {
         signal(&fd, sig).map_err(|e| ContainerError::io("signal", format!("/proc/{pid}"), e))
     }
 
-    fn terminate(&self, info: &ContainerInfo, sig: i32, grace: Duration) -> Result<(), ContainerError> {
+    fn terminate(
+        &self,
+        info: &ContainerInfo,
+        sig: i32,
+        grace: Duration,
+    ) -> Result<(), ContainerError> {
         let dir = self.dir(&info.spec.id);
         if !info.is_active() {
             return Ok(());
         }
-        fs::write(dir.stop_marker(), b"").map_err(|e| ContainerError::io("write", dir.stop_marker(), e))?;
-        let monitor = info.state.monitor_pid.filter(|_| info.monitor_alive).and_then(pidfd);
+        fs::write(dir.stop_marker(), b"")
+            .map_err(|e| ContainerError::io("write", dir.stop_marker(), e))?;
+        let monitor = info
+            .state
+            .monitor_pid
+            .filter(|_| info.monitor_alive)
+            .and_then(pidfd);
         if let Some(m) = &monitor {
             // Wakes a monitor that waits to restart; a running one only notes it.
             let _ = signal(m, libc::SIGTERM);
@@ -186,11 +228,17 @@ impl ContainerManager {
         self.wait_monitor(info, monitor.as_ref())
     }
 
-    fn wait_monitor(&self, info: &ContainerInfo, monitor: Option<&OwnedFd>) -> Result<(), ContainerError> {
+    fn wait_monitor(
+        &self,
+        info: &ContainerInfo,
+        monitor: Option<&OwnedFd>,
+    ) -> Result<(), ContainerError> {
         match monitor {
             Some(m) => {
                 if !wait_exit(m, Duration::from_secs(10)) {
-                    return Err(ContainerError::MonitorLost { log: self.dir(&info.spec.id).monitor_log() });
+                    return Err(ContainerError::MonitorLost {
+                        log: self.dir(&info.spec.id).monitor_log(),
+                    });
                 }
             }
             None => {
@@ -234,7 +282,11 @@ impl ContainerManager {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(ContainerError::InvalidOption(format!("removing {}: {}", info.spec.name, errors.join("; "))))
+            Err(ContainerError::InvalidOption(format!(
+                "removing {}: {}",
+                info.spec.name,
+                errors.join("; ")
+            )))
         }
     }
 }
@@ -243,5 +295,6 @@ fn dup_cloexec(fd: i32) -> Result<OwnedFd, ContainerError> {
     use std::os::fd::BorrowedFd;
     // SAFETY: fds 1 and 2 are open for the life of the process.
     let b = unsafe { BorrowedFd::borrow_raw(fd) };
-    b.try_clone_to_owned().map_err(|e| ContainerError::io("dup", format!("fd {fd}"), e))
+    b.try_clone_to_owned()
+        .map_err(|e| ContainerError::io("dup", format!("fd {fd}"), e))
 }

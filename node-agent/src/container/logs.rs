@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use berth_runtime::logs::{read_all, Follower, Record, Stream};
+use berth_runtime::logs::{Follower, Record, Stream, read_all};
 
 use super::{ContainerError, ContainerManager};
 
@@ -37,8 +37,13 @@ impl ContainerManager {
         let info = self.inspect(reference)?;
         let path = self.dir(&info.spec.id).log();
         // Start following before reading, so no line falls between the two.
-        let mut follower = if opts.follow { Follower::from_end(&path).ok() } else { None };
-        let mut records = read_all(&path, info.spec.log.max_files).map_err(|e| ContainerError::io("read", &path, e))?;
+        let mut follower = if opts.follow {
+            Follower::from_end(&path).ok()
+        } else {
+            None
+        };
+        let mut records = read_all(&path, info.spec.log.max_files)
+            .map_err(|e| ContainerError::io("read", &path, e))?;
         if let Some(n) = opts.tail {
             let skip = records.len().saturating_sub(n);
             records.drain(..skip);

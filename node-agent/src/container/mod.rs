@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use berth_runtime::cgroup::Cgroups;
 use berth_runtime::paths::ContainerDir;
 use berth_runtime::spec::ContainerSpec;
-use berth_runtime::state::{is_same_process_alive, State, Status};
+use berth_runtime::state::{State, Status, is_same_process_alive};
 
 pub use error::ContainerError;
 pub use exec::ExecOptions;
@@ -47,7 +47,11 @@ impl AgentConfig {
             .ok()
             .and_then(|p| p.parent().map(|d| d.join("berth-monitor")))
             .unwrap_or_else(|| PathBuf::from("berth-monitor"));
-        Self { state_dir: state_dir.into(), cgroup_parent: "berth".into(), monitor_bin }
+        Self {
+            state_dir: state_dir.into(),
+            cgroup_parent: "berth".into(),
+            monitor_bin,
+        }
     }
 }
 
@@ -69,7 +73,11 @@ impl ContainerInfo {
     pub fn status(&self) -> String {
         match self.state.status {
             Status::Running | Status::Restarting if !self.monitor_alive => {
-                if self.process_alive { "running (monitor lost)".into() } else { "exited (monitor lost)".into() }
+                if self.process_alive {
+                    "running (monitor lost)".into()
+                } else {
+                    "exited (monitor lost)".into()
+                }
             }
             s => s.to_string(),
         }
@@ -77,7 +85,8 @@ impl ContainerInfo {
 
     /// Whether the container runs (or is waiting to be restarted).
     pub fn is_active(&self) -> bool {
-        matches!(self.state.status, Status::Running | Status::Restarting) && (self.monitor_alive || self.process_alive)
+        matches!(self.state.status, Status::Running | Status::Restarting)
+            && (self.monitor_alive || self.process_alive)
     }
 }
 
@@ -97,13 +106,20 @@ impl ContainerManager {
     }
 
     /// Opens the state directory with a given cgroup implementation.
-    pub fn with_cgroups(cfg: AgentConfig, cgroups: Box<dyn Cgroups>) -> Result<Self, ContainerError> {
+    pub fn with_cgroups(
+        cfg: AgentConfig,
+        cgroups: Box<dyn Cgroups>,
+    ) -> Result<Self, ContainerError> {
         for d in ["containers", "names", "volumes"] {
             let p = cfg.state_dir.join(d);
             fs::create_dir_all(&p).map_err(|e| ContainerError::io("create", &p, e))?;
         }
         let images = ImageStore::open(&cfg.state_dir.join("images"))?;
-        Ok(Self { cfg, images, cgroups })
+        Ok(Self {
+            cfg,
+            images,
+            cgroups,
+        })
     }
 
     /// The image store.
@@ -140,7 +156,11 @@ impl ContainerManager {
         if reference.is_empty() || !reference.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(ContainerError::NotFound(reference.to_string()));
         }
-        let matches: Vec<String> = self.ids()?.into_iter().filter(|id| id.starts_with(reference)).collect();
+        let matches: Vec<String> = self
+            .ids()?
+            .into_iter()
+            .filter(|id| id.starts_with(reference))
+            .collect();
         match matches.len() {
             0 => Err(ContainerError::NotFound(reference.to_string())),
             1 => Ok(matches.into_iter().next().expect("one")),
@@ -151,7 +171,11 @@ impl ContainerManager {
     fn ids(&self) -> Result<Vec<String>, ContainerError> {
         let dir = self.containers_dir();
         let rd = fs::read_dir(&dir).map_err(|e| ContainerError::io("read", &dir, e))?;
-        Ok(rd.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).filter(|n| n.len() == 64).collect())
+        Ok(rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.len() == 64)
+            .collect())
     }
 
     /// Reads one container's spec and state.
@@ -162,15 +186,25 @@ impl ContainerManager {
 
     pub(crate) fn load(&self, id: &str) -> Result<ContainerInfo, ContainerError> {
         let dir = self.dir(id);
-        let spec = load_spec(&dir.config()).ok_or_else(|| ContainerError::NotFound(id.to_string()))?;
+        let spec =
+            load_spec(&dir.config()).ok_or_else(|| ContainerError::NotFound(id.to_string()))?;
         let state = match State::load(&dir.state()) {
             Ok(s) => s,
             Err(_) if !dir.root().exists() => return Err(ContainerError::NotFound(id.to_string())),
             Err(e) => return Err(e.into()),
         };
-        let monitor_alive = state.monitor_pid.is_some_and(|p| is_same_process_alive(p, None));
-        let process_alive = state.pid.is_some_and(|p| is_same_process_alive(p, state.pid_start_ticks));
-        Ok(ContainerInfo { spec, state, monitor_alive, process_alive })
+        let monitor_alive = state
+            .monitor_pid
+            .is_some_and(|p| is_same_process_alive(p, None));
+        let process_alive = state
+            .pid
+            .is_some_and(|p| is_same_process_alive(p, state.pid_start_ticks));
+        Ok(ContainerInfo {
+            spec,
+            state,
+            monitor_alive,
+            process_alive,
+        })
     }
 
     /// Every container (`all == false`: only the active ones), newest first.

@@ -100,9 +100,15 @@ pub fn parse_volume(s: &str) -> Result<VolumeSpec, ContainerError> {
     } else if valid_name(src) {
         VolumeSource::Named(src.to_string())
     } else {
-        return Err(bad("the source must be an absolute host path or a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"));
+        return Err(bad(
+            "the source must be an absolute host path or a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)",
+        ));
     };
-    Ok(VolumeSpec { source, target: dst.to_string(), read_only })
+    Ok(VolumeSpec {
+        source,
+        target: dst.to_string(),
+        read_only,
+    })
 }
 
 /// Docker's rule for container and volume names.
@@ -121,10 +127,18 @@ pub fn parse_signal(s: &str) -> Result<i32, ContainerError> {
         }
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     name.parse::<nix::sys::signal::Signal>()
         .map(|s| s as i32)
-        .map_err(|_| ContainerError::InvalidOption(format!("invalid signal {s:?}: expected a name such as SIGTERM or a number")))
+        .map_err(|_| {
+            ContainerError::InvalidOption(format!(
+                "invalid signal {s:?}: expected a name such as SIGTERM or a number"
+            ))
+        })
 }
 
 /// Checks the limits (shared with the cgroup layer so both agree on what is valid).
@@ -140,10 +154,24 @@ mod tests {
     fn volumes() {
         assert_eq!(
             parse_volume("/srv/data:/data:ro").unwrap(),
-            VolumeSpec { source: VolumeSource::Host("/srv/data".into()), target: "/data".into(), read_only: true }
+            VolumeSpec {
+                source: VolumeSource::Host("/srv/data".into()),
+                target: "/data".into(),
+                read_only: true
+            }
         );
-        assert_eq!(parse_volume("cache:/c").unwrap().source, VolumeSource::Named("cache".into()));
-        for bad in ["/a", "/a:b", "/a:/b:rx", "a b:/c", "/a:/../etc", "/a:/b:ro:x"] {
+        assert_eq!(
+            parse_volume("cache:/c").unwrap().source,
+            VolumeSource::Named("cache".into())
+        );
+        for bad in [
+            "/a",
+            "/a:b",
+            "/a:/b:rx",
+            "a b:/c",
+            "/a:/../etc",
+            "/a:/b:ro:x",
+        ] {
             let e = parse_volume(bad).unwrap_err().to_string();
             assert!(e.contains(bad), "{e}");
         }
@@ -154,7 +182,12 @@ mod tests {
         assert_eq!(parse_signal("SIGTERM").unwrap(), 15);
         assert_eq!(parse_signal("kill").unwrap(), 9);
         assert_eq!(parse_signal("2").unwrap(), 2);
-        assert!(parse_signal("SIGNOPE").unwrap_err().to_string().contains("SIGNOPE"));
+        assert!(
+            parse_signal("SIGNOPE")
+                .unwrap_err()
+                .to_string()
+                .contains("SIGNOPE")
+        );
         assert!(parse_signal("0").is_err());
     }
 

@@ -20,7 +20,10 @@ pub(crate) fn wait_exit(fd: &OwnedFd, timeout: Duration) -> bool {
         let left = deadline.saturating_duration_since(Instant::now());
         let ms = left.as_millis().min(i32::MAX as u128) as i32;
         let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::ZERO)) {
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::ZERO),
+        ) {
             Ok(n) if n > 0 => return true,
             Ok(_) => return false,
             Err(nix::errno::Errno::EINTR) if !left.is_zero() => continue,
@@ -33,6 +36,18 @@ pub(crate) fn wait_exit(fd: &OwnedFd, timeout: Duration) -> bool {
 pub(crate) fn signal(fd: &OwnedFd, sig: i32) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: pidfd_send_signal with a valid pidfd, a signal number, no siginfo and no flags.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), sig, std::ptr::null::<u8>(), 0) };
-    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig,
+            std::ptr::null::<u8>(),
+            0,
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }

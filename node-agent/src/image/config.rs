@@ -88,10 +88,11 @@ pub(crate) struct ParsedConfig {
 impl ParsedConfig {
     /// Parses config JSON read from `path` (for messages).
     pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Self, ImageError> {
-        let doc: OciImageConfig = serde_json::from_slice(bytes).map_err(|source| ImageError::Json {
-            path: path.to_owned(),
-            source,
-        })?;
+        let doc: OciImageConfig =
+            serde_json::from_slice(bytes).map_err(|source| ImageError::Json {
+                path: path.to_owned(),
+                source,
+            })?;
         if let Some(kind) = doc.rootfs.kind.as_deref()
             && kind != "layers"
         {
@@ -267,7 +268,10 @@ mod tests {
             .err()
             .unwrap();
         let msg = err.to_string();
-        assert!(msg.contains("/x/c.json") && msg.contains("md5:abc"), "{msg}");
+        assert!(
+            msg.contains("/x/c.json") && msg.contains("md5:abc"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -283,7 +287,10 @@ mod tests {
         let json = new_config_json(&config, std::slice::from_ref(&d));
         let parsed = ParsedConfig::parse(&json, Path::new("new")).unwrap();
         let back = parsed.image_config();
-        assert_eq!(back.env, vec![DEFAULT_PATH_ENV.to_owned(), "A=1".to_owned()]);
+        assert_eq!(
+            back.env,
+            vec![DEFAULT_PATH_ENV.to_owned(), "A=1".to_owned()]
+        );
         assert_eq!(back.entrypoint, config.entrypoint);
         assert_eq!(back.exposed_ports, config.exposed_ports);
         assert_eq!(back.labels, config.labels);

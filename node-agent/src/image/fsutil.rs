@@ -136,9 +136,13 @@ pub(crate) fn resolve_in_root(
         }
         hops += 1;
         if hops > MAX_SYMLINK_HOPS {
-            return Err(ImageError::invalid(label, "too many levels of symbolic links"));
+            return Err(ImageError::invalid(
+                label,
+                "too many levels of symbolic links",
+            ));
         }
-        let target = fs::read_link(&candidate).map_err(|e| ImageError::io("read link", &label, e))?;
+        let target =
+            fs::read_link(&candidate).map_err(|e| ImageError::io("read link", &label, e))?;
         if target.is_absolute() {
             resolved.clear();
         }

@@ -4,7 +4,7 @@
 
 use std::fs::{self, DirBuilder, File};
 use std::io::{self, BufRead, BufReader, Read};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use flate2::bufread::MultiGzDecoder;
@@ -20,8 +20,8 @@ use super::unpack::{Mode, unpack};
 
 /// What the importer knows about a layer.
 pub(crate) struct LayerInput<'a> {
-    /// The blob file to read.
-    pub path: &'a Path,
+    /// Finds the blob file to read (only called when the blob is needed).
+    pub locate: &'a dyn Fn() -> Result<PathBuf, ImageError>,
     /// Its name in errors (archive path joined with the member path).
     pub label: PathBuf,
     /// The file lives in the staging directory and may be moved rather than copied.
@@ -131,8 +131,9 @@ pub(crate) fn stage_layer(
         Some(blob) if store.blob_path(blob).is_file() => store.blob_path(blob),
         Some(blob) if staging.has_blob(blob) => staging.blob_path(blob.hex()),
         _ => {
+            let path = (input.locate)()?;
             let (digest, _) = staging.ingest_blob(
-                input.path,
+                &path,
                 &input.label,
                 input.owned,
                 input.blob.as_ref(),
@@ -174,6 +175,7 @@ pub(crate) fn stage_layer(
         DirBuilder::new()
             .mode(0o755)
             .create(&dest)
+            .and_then(|()| fs::set_permissions(&dest, fs::Permissions::from_mode(0o755)))
             .map_err(|e| ImageError::io("create directory", &dest, e))?;
         let (unpacked, diff_reader) = unpack(diff_reader, &dest, Mode::Layer, &input.label)?;
         let (actual, _, _) = diff_reader.drain().map_err(read_err)?;
@@ -239,7 +241,10 @@ mod tests {
         assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Ok(Compression::Gzip));
         assert_eq!(Compression::detect(b"usr/\0\0\0"), Ok(Compression::None));
         assert_eq!(Compression::detect(&[]), Ok(Compression::None));
-        assert_eq!(Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Err("zstd"));
+        assert_eq!(
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
+            Err("zstd")
+        );
         assert_eq!(Compression::detect(b"BZh91AY"), Err("bzip2"));
         assert_eq!(
             Compression::detect(&[0xfd, b'7', b'z', b'X', b'Z', 0, 0]),

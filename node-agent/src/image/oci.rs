@@ -87,7 +87,9 @@ pub(crate) enum ManifestKind {
 
 pub(crate) fn manifest_kind(desc: &Descriptor, holder: &Path) -> Result<ManifestKind, ImageError> {
     match desc.media_type.as_str() {
-        OCI_MANIFEST | DOCKER_MANIFEST => Ok(ManifestKind::Image),
+        // Some older layouts leave the media type out of index entries; such an entry is
+        // read as an image manifest (and fails to parse, naming its file, if it is not one).
+        OCI_MANIFEST | DOCKER_MANIFEST | "" => Ok(ManifestKind::Image),
         OCI_INDEX | DOCKER_MANIFEST_LIST => Ok(ManifestKind::Index),
         other => Err(ImageError::UnsupportedMediaType {
             path: holder.to_owned(),
@@ -203,10 +205,16 @@ mod tests {
         assert!(check_layer_media_type(&layer(OCI_LAYER_TAR), p).is_ok());
         let zstd = check_layer_media_type(&layer("application/vnd.oci.image.layer.v1.tar+zstd"), p)
             .unwrap_err();
-        assert!(matches!(zstd, ImageError::UnsupportedCompression { .. }), "{zstd}");
+        assert!(
+            matches!(zstd, ImageError::UnsupportedCompression { .. }),
+            "{zstd}"
+        );
         let weird = check_layer_media_type(&layer("application/x-weird"), p).unwrap_err();
         let msg = weird.to_string();
-        assert!(msg.contains("application/x-weird") && msg.contains("sha256:ab"), "{msg}");
+        assert!(
+            msg.contains("application/x-weird") && msg.contains("sha256:ab"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -70,7 +70,9 @@ impl Staging {
 
     /// A fresh path for a temporary file in the staging directory.
     pub(crate) fn scratch_path(&self, what: &str) -> PathBuf {
-        self.dir.join("scratch").join(format!("{what}-{}", unique_name()))
+        self.dir
+            .join("scratch")
+            .join(format!("{what}-{}", unique_name()))
     }
 
     pub(crate) fn has_blob(&self, digest: &Digest) -> bool {
@@ -236,12 +238,27 @@ mod tests {
                 .ingest_blob(&src, Path::new("/in/blob"), false, Some(&bad), None)
                 .unwrap_err();
             let msg = err.to_string();
-            assert!(msg.contains("/in/blob") && msg.contains(&bad.to_string()) && msg.contains(&good.to_string()), "{msg}");
+            assert!(
+                msg.contains("/in/blob")
+                    && msg.contains(&bad.to_string())
+                    && msg.contains(&good.to_string()),
+                "{msg}"
+            );
 
             let err = staging
                 .ingest_blob(&src, Path::new("/in/blob"), false, Some(&good), Some(8))
                 .unwrap_err();
-            assert!(matches!(err, ImageError::SizeMismatch { expected: 8, actual: 7, .. }), "{err}");
+            assert!(
+                matches!(
+                    err,
+                    ImageError::SizeMismatch {
+                        expected: 8,
+                        actual: 7,
+                        ..
+                    }
+                ),
+                "{err}"
+            );
         }
         assert!(!dir.exists(), "staging directory removed on drop");
     }

@@ -201,7 +201,9 @@ impl ImageStore {
         }
         report.deleted.push(id.clone());
         info!(image = %id, forced = force, "removed image");
-        self.collect_garbage(in_use, &mut report)?;
+        if let Err(e) = self.collect_garbage(in_use, &mut report) {
+            warn!(error = %e, "garbage collection stopped; unused layers and blobs stay until the next removal");
+        }
         Ok(report)
     }
 
@@ -389,7 +391,11 @@ impl ImageStore {
     }
 
     /// Reads a record, with `repo_tags` from `repos`; `None` if there is no such record.
-    fn load_record(&self, id: &str, repos: &Repositories) -> Result<Option<ImageRecord>, ImageError> {
+    fn load_record(
+        &self,
+        id: &str,
+        repos: &Repositories,
+    ) -> Result<Option<ImageRecord>, ImageError> {
         let hex = id.strip_prefix("sha256:").unwrap_or(id);
         let path = self.image_path(hex);
         let bytes = match fs::metadata(&path) {
@@ -424,8 +430,9 @@ impl ImageStore {
     }
 
     /// Deletes layers and blobs that no record references and `in_use` does not hold. A
-    /// deletion that fails is logged and retried by the next collection; it does not fail
-    /// the removal that triggered it.
+    /// deletion that fails is logged and retried by the next collection; an error (say, an
+    /// unreadable record) stops the collection before it deletes anything it cannot vouch
+    /// for. Neither fails the removal that triggered it.
     fn collect_garbage(&self, in_use: &InUse, report: &mut RemoveReport) -> Result<(), ImageError> {
         let repos = self.load_repos()?;
         let mut live_layers: HashSet<String> = in_use
@@ -441,8 +448,12 @@ impl ImageStore {
             };
             live_layers.extend(record.diff_ids.iter().map(|d| strip(d).to_owned()));
             live_blobs.insert(hex);
-            if let Some(manifest) = &record.manifest {
-                blobs_known &= self.mark_manifest(strip(manifest), &mut live_blobs);
+            match &record.manifest {
+                Some(manifest) => {
+                    blobs_known &= self.mark_manifest(strip(manifest), &mut live_blobs)
+                }
+                // Without its manifest, the record's layer blobs are unknown.
+                None => blobs_known = false,
             }
         }
 

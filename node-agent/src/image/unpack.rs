@@ -153,13 +153,18 @@ impl Unpacker<'_> {
             } else {
                 SFlag::S_IFIFO
             };
-            let header = entry.header();
-            let major = header.device_major().map_err(|e| self.entry_err(&name, e))?;
-            let minor = header.device_minor().map_err(|e| self.entry_err(&name, e))?;
-            let dev = makedev(
-                u64::from(major.unwrap_or(0)),
-                u64::from(minor.unwrap_or(0)),
-            );
+            let dev = if sflag == SFlag::S_IFIFO {
+                0
+            } else {
+                let header = entry.header();
+                let major = header
+                    .device_major()
+                    .map_err(|e| self.entry_err(&name, e))?;
+                let minor = header
+                    .device_minor()
+                    .map_err(|e| self.entry_err(&name, e))?;
+                makedev(u64::from(major.unwrap_or(0)), u64::from(minor.unwrap_or(0)))
+            };
             self.special(&rel, &name, sflag, dev, &meta)
         } else {
             Err(ImageError::UnsupportedEntry {
@@ -201,7 +206,13 @@ impl Unpacker<'_> {
         })
     }
 
-    fn whiteout(&mut self, rel: &Path, file_name: &str, name: &str, meta: &Meta) -> Result<(), ImageError> {
+    fn whiteout(
+        &mut self,
+        rel: &Path,
+        file_name: &str,
+        name: &str,
+        meta: &Meta,
+    ) -> Result<(), ImageError> {
         self.prepare_parents(rel, name)?;
         let parent = self.dest.join(rel.parent().unwrap_or(Path::new("")));
         if file_name == OPAQUE_WHITEOUT {
@@ -269,7 +280,8 @@ impl Unpacker<'_> {
         if self.mode == Mode::Archive {
             return Ok(());
         }
-        if let Err(e) = std::os::unix::fs::fchown(&file, Some(meta.uid as u32), Some(meta.gid as u32))
+        if let Err(e) =
+            std::os::unix::fs::fchown(&file, Some(meta.uid as u32), Some(meta.gid as u32))
         {
             self.ownership_failed(name, e)?;
         }
@@ -279,7 +291,13 @@ impl Unpacker<'_> {
         futimens(&file, &meta.mtime, &meta.mtime).map_err(|e| self.entry_err(name, e.into()))
     }
 
-    fn symlink(&mut self, rel: &Path, name: &str, link: &Path, meta: &Meta) -> Result<(), ImageError> {
+    fn symlink(
+        &mut self,
+        rel: &Path,
+        name: &str,
+        link: &Path,
+        meta: &Meta,
+    ) -> Result<(), ImageError> {
         let target = self.prepare(rel, name, false)?;
         std::os::unix::fs::symlink(link, &target).map_err(|e| self.entry_err(name, e))?;
         if self.mode == Mode::Layer {
@@ -292,7 +310,10 @@ impl Unpacker<'_> {
 
     fn hard_link(&mut self, rel: &Path, name: &str, link: &Path) -> Result<(), ImageError> {
         let link_rel = normalize(link).map_err(|reason| {
-            self.unsafe_entry(name, format!("hard link target {}: {reason}", link.display()))
+            self.unsafe_entry(
+                name,
+                format!("hard link target {}: {reason}", link.display()),
+            )
         })?;
         if link_rel.as_os_str().is_empty() {
             return Err(self.unsafe_entry(name, "hard link with an empty target"));
@@ -333,7 +354,14 @@ impl Unpacker<'_> {
         fs::hard_link(&source, &target).map_err(|e| self.entry_err(name, e))
     }
 
-    fn special(&mut self, rel: &Path, name: &str, kind: SFlag, dev: libc::dev_t, meta: &Meta) -> Result<(), ImageError> {
+    fn special(
+        &mut self,
+        rel: &Path,
+        name: &str,
+        kind: SFlag,
+        dev: libc::dev_t,
+        meta: &Meta,
+    ) -> Result<(), ImageError> {
         let target = self.prepare(rel, name, false)?;
         mknod(&target, kind, NixMode::from_bits_truncate(meta.mode), dev)
             .map_err(|e| self.entry_err(name, e.into()))?;
@@ -383,6 +411,9 @@ impl Unpacker<'_> {
                     DirBuilder::new()
                         .mode(0o755)
                         .create(&current)
+                        .map_err(|e| self.entry_err(name, e))?;
+                    // An implied directory is 0755 whatever the process umask.
+                    fs::set_permissions(&current, Permissions::from_mode(0o755))
                         .map_err(|e| self.entry_err(name, e))?;
                 }
                 Err(e) => return Err(self.entry_err(name, e)),
@@ -451,8 +482,14 @@ impl Unpacker<'_> {
     }
 
     fn set_times(&self, path: &Path, meta: &Meta, name: &str) -> Result<(), ImageError> {
-        utimensat(AT_FDCWD, path, &meta.mtime, &meta.mtime, UtimensatFlags::NoFollowSymlink)
-            .map_err(|e| self.entry_err(name, e.into()))
+        utimensat(
+            AT_FDCWD,
+            path,
+            &meta.mtime,
+            &meta.mtime,
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(|e| self.entry_err(name, e.into()))
     }
 
     /// Applies directory modes and times, deepest first, skipping any directory a later entry
@@ -470,8 +507,14 @@ impl Unpacker<'_> {
             let name = rel.display().to_string();
             fs::set_permissions(&path, Permissions::from_mode(mode))
                 .map_err(|e| self.entry_err(&name, e))?;
-            utimensat(AT_FDCWD, &path, &mtime, &mtime, UtimensatFlags::NoFollowSymlink)
-                .map_err(|e| self.entry_err(&name, e.into()))?;
+            utimensat(
+                AT_FDCWD,
+                &path,
+                &mtime,
+                &mtime,
+                UtimensatFlags::NoFollowSymlink,
+            )
+            .map_err(|e| self.entry_err(&name, e.into()))?;
         }
         Ok(())
     }

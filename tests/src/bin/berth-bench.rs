@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use berth_tests::{busybox_rootfs, require_root_and_busybox, target_dir, TestAgent};
+use anyhow::{Context, bail};
+use berth_tests::{TestAgent, busybox_rootfs, require_root_and_busybox, target_dir};
+
+/// Makes the command for run number `i` of one tool.
+type CommandFactory = Box<dyn Fn(usize) -> Command>;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -30,7 +33,11 @@ struct Stat {
 
 fn stat(mut v: Vec<f64>) -> Stat {
     v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    Stat { p50: percentile(&v, 0.5), p95: percentile(&v, 0.95), n: v.len() }
+    Stat {
+        p50: percentile(&v, 0.5),
+        p95: percentile(&v, 0.95),
+        n: v.len(),
+    }
 }
 
 fn time_cmd(cmd: &mut Command) -> anyhow::Result<f64> {
@@ -44,13 +51,21 @@ fn time_cmd(cmd: &mut Command) -> anyhow::Result<f64> {
 }
 
 fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
 }
 
 /// An OCI bundle for crun/runc with the same busybox root file system, running `/bin/true`.
 fn oci_bundle(dir: &Path, rootfs_src: &Path, tool: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let st = Command::new("cp").arg("-a").arg(rootfs_src).arg(dir.join("rootfs")).status()?;
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(rootfs_src)
+        .arg(dir.join("rootfs"))
+        .status()?;
     if !st.success() {
         bail!("copy rootfs");
     }
@@ -68,7 +83,12 @@ fn oci_bundle(dir: &Path, rootfs_src: &Path, tool: &Path) -> anyhow::Result<()> 
 
 fn rss_kib(pid: i32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,26 +106,49 @@ fn main() -> anyhow::Result<()> {
     a.isolate_mounts = false;
     let rootfs = a.tmp.path().join("rootfs");
     busybox_rootfs(&rootfs)?;
-    a.ok(["image", "import-rootfs", rootfs.to_str().expect("utf8"), "bb", "--cmd", "sh"]);
+    a.ok([
+        "image",
+        "import-rootfs",
+        rootfs.to_str().expect("utf8"),
+        "bb",
+        "--cmd",
+        "sh",
+    ]);
 
     let mut report = String::new();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     report += &format!(
         "Machine: {} CPUs, kernel {}, cgroup {}; {runs} runs each, interleaved.\n\n",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         kernel.trim(),
-        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "v2" } else { "v1" },
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            "v2"
+        } else {
+            "v1"
+        },
     );
 
     // 1. Run /bin/true to exit, cleaned up.
-    let mut tools: Vec<(String, Box<dyn Fn(usize) -> Command>)> = Vec::new();
+    let mut tools: Vec<(String, CommandFactory)> = Vec::new();
     {
-        let (ab, mb, sd, cp) = (a.agent_bin.clone(), a.monitor_bin.clone(), a.state_dir.clone(), a.cgroup_parent.clone());
+        let (ab, mb, sd, cp) = (
+            a.agent_bin.clone(),
+            a.monitor_bin.clone(),
+            a.state_dir.clone(),
+            a.cgroup_parent.clone(),
+        );
         tools.push((
             "berth-agent run --rm".into(),
             Box::new(move |_| {
                 let mut c = Command::new(&ab);
-                c.arg("--state-dir").arg(&sd).arg("--cgroup-parent").arg(&cp).arg("--monitor").arg(&mb);
+                c.arg("--state-dir")
+                    .arg(&sd)
+                    .arg("--cgroup-parent")
+                    .arg(&cp)
+                    .arg("--monitor")
+                    .arg(&mb);
                 c.args(["run", "--rm", "bb", "/bin/true"]);
                 c
             }),
@@ -119,7 +162,10 @@ fn main() -> anyhow::Result<()> {
                     format!("{name} run"),
                     Box::new(move |i| {
                         let mut c = Command::new(&tool);
-                        c.arg("run").arg("--bundle").arg(&bundle).arg(format!("bench-{}-{i}", std::process::id()));
+                        c.arg("run")
+                            .arg("--bundle")
+                            .arg(&bundle)
+                            .arg(format!("bench-{}-{i}", std::process::id()));
                         c
                     }),
                 )),
@@ -130,16 +176,39 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let docker_ok = which("docker").is_some()
-        && Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+        && Command::new("docker")
+            .arg("info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
     if docker_ok {
         let tar = a.tmp.path().join("rootfs.tar");
-        Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".").status()?;
-        Command::new("docker").args(["import"]).arg(&tar).arg("berth-bench-busybox").stdout(Stdio::null()).status()?;
+        Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()?;
+        Command::new("docker")
+            .args(["import"])
+            .arg(&tar)
+            .arg("berth-bench-busybox")
+            .stdout(Stdio::null())
+            .status()?;
         tools.push((
             "docker run --rm".into(),
             Box::new(|_| {
                 let mut c = Command::new("docker");
-                c.args(["run", "--rm", "--network", "none", "berth-bench-busybox", "/bin/true"]);
+                c.args([
+                    "run",
+                    "--rm",
+                    "--network",
+                    "none",
+                    "berth-bench-busybox",
+                    "/bin/true",
+                ]);
                 c
             }),
         ));
@@ -164,7 +233,10 @@ fn main() -> anyhow::Result<()> {
         report += &format!("| {name} | {:.2} | {:.2} | {} |\n", s.p50, s.p95, s.n);
     }
     for (i, (name, _)) in tools.iter().enumerate().skip(1) {
-        report += &format!("\nberth p50 / {name} p50 = {:.2}", stats[0].p50 / stats[i].p50);
+        report += &format!(
+            "\nberth p50 / {name} p50 = {:.2}",
+            stats[0].p50 / stats[i].p50
+        );
     }
     report += "\n\n";
     if !a.ok(["ps", "-a", "-q"]).is_empty() || !a.container_cgroups().is_empty() {
@@ -177,7 +249,10 @@ fn main() -> anyhow::Result<()> {
         let t0 = berth_runtime::time::now_unix_nanos();
         let id = a.ok(["run", "-d", "bb", "sleep", "60"]);
         let v = a.inspect(id.trim());
-        let started = v["State"]["StartedAt"].as_str().and_then(berth_runtime::time::parse_rfc3339).context("StartedAt")?;
+        let started = v["State"]["StartedAt"]
+            .as_str()
+            .and_then(berth_runtime::time::parse_rfc3339)
+            .context("StartedAt")?;
         to_exec.push((started - t0) as f64 / 1e6);
         a.ok(["rm", "-f", id.trim()]);
     }
@@ -188,7 +263,11 @@ fn main() -> anyhow::Result<()> {
     );
 
     // 3. Memory: the agent daemon idle, and the monitor per container.
-    let mut serve = a.cmd(["serve"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    let mut serve = a
+        .cmd(["serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
     std::thread::sleep(Duration::from_millis(1500));
     let agent_rss = rss_kib(serve.id() as i32).unwrap_or(0);
     serve.kill()?;
@@ -200,7 +279,9 @@ fn main() -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(300));
     let mut mon = Vec::new();
     for id in &ids {
-        let pid = a.inspect(id)["State"]["MonitorPid"].as_i64().context("monitor pid")?;
+        let pid = a.inspect(id)["State"]["MonitorPid"]
+            .as_i64()
+            .context("monitor pid")?;
         mon.push(rss_kib(pid as i32).unwrap_or(0) as f64);
     }
     let ms = stat(mon);
@@ -227,7 +308,10 @@ fn main() -> anyhow::Result<()> {
     for h in handles {
         let out = h.join().expect("thread")?;
         if !out.status.success() {
-            bail!("a concurrent run failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "a concurrent run failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         started.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
     }
@@ -244,4 +328,3 @@ fn main() -> anyhow::Result<()> {
     print!("{report}");
     Ok(())
 }
-

@@ -1,0 +1,8 @@
+//! End-to-end tests of the image store over real archives built in temporary directories.
+
+mod failures;
+mod fixtures;
+mod formats;
+mod refs;
+mod rootfs;
+mod security;
