@@ -1,7 +1,9 @@
 //! The state the monitor records for one container (`state.json`), and how it is read back.
 //!
-//! Only the monitor writes it (atomically: temporary file, fsync, rename), so a reader never
-//! sees a torn file and an agent restarted after a crash learns everything from it.
+//! Only the monitor writes it, atomically (temporary file, then rename), so a reader never
+//! sees a torn file and an agent restarted after a crash learns everything from it. The file
+//! is not fsynced: it must be consistent for concurrent readers, not survive a power loss —
+//! after a host crash no container is running any more and the agent starts from what is.
 
 use std::fs;
 use std::io::Write;

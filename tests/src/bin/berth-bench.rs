@@ -81,6 +81,34 @@ fn oci_bundle(dir: &Path, rootfs_src: &Path, tool: &Path) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// crun refuses a v1 host that also mounts a cgroup2 hierarchy with controllers ("hybrid
+/// mode"). The benchmark moves itself into a private mount namespace without that mount, so
+/// every runtime it starts (berth included) sees the same plain v1 layout; the host is untouched.
+fn hide_hybrid_unified_mount() -> anyhow::Result<()> {
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+    if !mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/cgroup/unified"))
+    {
+        return Ok(());
+    }
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("unshare mount namespace")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    umount2(unified, MntFlags::MNT_DETACH).context("unmount /sys/fs/cgroup/unified")?;
+    eprintln!(
+        "note: benchmarking in a private mount namespace without /sys/fs/cgroup/unified (crun refuses hybrid mode)"
+    );
+    Ok(())
+}
+
 fn rss_kib(pid: i32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
@@ -101,6 +129,7 @@ fn main() -> anyhow::Result<()> {
     if !require_root_and_busybox("berth-bench") {
         bail!("berth-bench needs root and busybox-static");
     }
+    hide_hybrid_unified_mount()?;
     let bin = target_dir();
     let mut a = TestAgent::new(bin.join("berth-agent"), bin.join("berth-monitor"));
     a.isolate_mounts = false;
