@@ -178,3 +178,37 @@ fn killing_an_attached_caller_leaves_the_container_running() {
     );
     a.ok(["rm", "survivor"]);
 }
+
+#[test]
+fn signals_to_an_attached_caller_reach_the_container() {
+    let Some(a) = agent_with_busybox("signals_to_an_attached_caller_reach_the_container") else {
+        return;
+    };
+    let mut caller = a
+        .cmd([
+            "run",
+            "--rm",
+            "bb",
+            "sh",
+            "-c",
+            "trap 'echo got-int; exit 42' INT; echo ready; while true; do sleep 0.05; done",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = [0u8; 6];
+    caller
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut ready)
+        .unwrap();
+    assert_eq!(&ready, b"ready\n");
+    // SAFETY: kill with a pid we own and a signal number.
+    unsafe { libc::kill(caller.id() as i32, libc::SIGINT) };
+    let o = caller.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(42), "{}", show(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "got-int\n");
+    assert_eq!(a.ok(["ps", "-aq"]), "", "--rm removed it");
+}

@@ -154,7 +154,7 @@ pub fn run(args: MonitorArgs) -> i32 {
         }
         notify.send(&format!("started {}", started.pid));
 
-        let status = supervise(&started, &sfd, &mut log, &mut attach);
+        let status = supervise(started, &sfd, &mut log, &mut attach);
         let ran = run_start.elapsed();
         let stats = cgroups.stats(&spec.cgroup_path).unwrap_or_default();
         let (code, reason) = match status {
@@ -227,13 +227,14 @@ fn finish(spec: &ContainerSpec, dir: &ContainerDir) {
 
 /// Copies output until the container's first process has exited and its pipes are closed.
 fn supervise(
-    started: &spawn::Started,
+    started: spawn::Started,
     sfd: &SignalFd,
     log: &mut LogWriter,
     attach: &mut Option<(File, File)>,
 ) -> WaitStatus {
-    let mut out = Some(File::from(started.stdout.try_clone().expect("dup stdout")));
-    let mut err = Some(File::from(started.stderr.try_clone().expect("dup stderr")));
+    let pid = started.pid;
+    let mut out = Some(File::from(started.stdout));
+    let mut err = Some(File::from(started.stderr));
     let mut bufs = [LineBuffer::default(), LineBuffer::default()];
     let mut exit: Option<WaitStatus> = None;
     let mut exited_at: Option<Instant> = None;
@@ -275,8 +276,9 @@ fn supervise(
                 let f = slot.as_mut().expect("checked");
                 match f.read(&mut chunk) {
                     Ok(0) | Err(_) => {
+                        // The tail was already copied to an attached caller as it came.
                         if let Some(rest) = bufs[n].take_rest() {
-                            emit(log, attach, stream, &rest);
+                            let _ = log.write(stream, &rest, &rfc3339_nanos(now_unix_nanos()));
                         }
                         *slot = None;
                     }
@@ -295,7 +297,7 @@ fn supervise(
             loop {
                 match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                     Ok(WaitStatus::StillAlive) | Err(_) => break,
-                    Ok(st) if st.pid() == Some(started.pid) => {
+                    Ok(st) if st.pid() == Some(pid) => {
                         exit = Some(st);
                         exited_at = Some(Instant::now());
                     }
@@ -307,11 +309,6 @@ fn supervise(
     exit.unwrap_or_else(|| {
         waitpid(started.pid, None).unwrap_or(WaitStatus::Exited(started.pid, 255))
     })
-}
-
-fn emit(log: &mut LogWriter, attach: &mut Option<(File, File)>, stream: Stream, text: &[u8]) {
-    let _ = log.write(stream, text, &rfc3339_nanos(now_unix_nanos()));
-    let _ = attach;
 }
 
 fn copy_to_attach(attach: &mut Option<(File, File)>, stream: Stream, data: &[u8]) {

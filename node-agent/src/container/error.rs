@@ -48,6 +48,19 @@ pub enum ContainerError {
         /// The monitor's log file.
         log: PathBuf,
     },
+    /// The status pipe of an attached container closed before it reported an exit.
+    #[error(
+        "lost track of container {0}: its monitor closed the status pipe without reporting an exit"
+    )]
+    Lost(String),
+    /// Removing a container left some of it behind.
+    #[error("removing container {name} left things behind: {}", errors.join("; "))]
+    Cleanup {
+        /// The container.
+        name: String,
+        /// What could not be removed.
+        errors: Vec<String>,
+    },
     /// The image store failed.
     #[error(transparent)]
     Image(#[from] ImageError),

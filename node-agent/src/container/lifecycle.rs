@@ -2,13 +2,16 @@
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use berth_runtime::state::{State, Status, is_same_process_alive};
 use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::pipe2;
 
 use super::process::{pidfd, signal, wait_exit};
@@ -35,23 +38,79 @@ pub struct StartedContainer {
 
 impl StartedContainer {
     /// For an attached start: waits for the first exit (after clean-up) and returns its code.
+    ///
+    /// Like `docker run`'s signal proxy, SIGINT, SIGTERM, SIGHUP and SIGQUIT received
+    /// meanwhile are forwarded to the container's first process instead of ending the caller.
     pub fn wait(mut self) -> Result<i32, ContainerError> {
-        let mut r = self
+        let r = self
             .notify
             .take()
             .ok_or_else(|| ContainerError::InvalidOption("not attached".into()))?;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if r.read_line(&mut line).unwrap_or(0) == 0 {
-                return Err(ContainerError::InvalidOption(format!(
-                    "lost track of container {}: its monitor closed the status pipe",
-                    &self.id[..12]
-                )));
+        let mut mask = SigSet::empty();
+        for s in [
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+        ] {
+            mask.add(s);
+        }
+        let sfd = mask
+            .thread_block()
+            .and_then(|()| {
+                SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            })
+            .ok();
+        let container = pidfd(self.pid);
+        let result = wait_for_exit(r, sfd.as_ref(), container.as_ref(), &self.id);
+        let _ = mask.thread_unblock();
+        result
+    }
+}
+
+fn wait_for_exit(
+    mut r: BufReader<File>,
+    sfd: Option<&SignalFd>,
+    container: Option<&OwnedFd>,
+    id: &str,
+) -> Result<i32, ContainerError> {
+    let mut line = String::new();
+    loop {
+        // Lines already buffered are read before waiting on the pipe again.
+        if r.buffer().is_empty() {
+            let mut fds = vec![PollFd::new(r.get_ref().as_fd(), PollFlags::POLLIN)];
+            if let Some(s) = sfd {
+                fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
             }
-            if let Some(code) = line.trim().strip_prefix("exited ") {
-                return Ok(code.parse().unwrap_or(255));
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    return Err(ContainerError::Runtime(berth_runtime::RuntimeError::sys(
+                        "poll", e,
+                    )));
+                }
+                Ok(_) => {}
             }
+            let signalled = fds.get(1).is_some_and(|f| f.any().unwrap_or(false));
+            let readable = fds[0].any().unwrap_or(false);
+            drop(fds);
+            if signalled {
+                while let Some(Ok(Some(info))) = sfd.map(|s| s.read_signal()) {
+                    if let Some(c) = container {
+                        let _ = signal(c, info.ssi_signo as i32);
+                    }
+                }
+            }
+            if !readable {
+                continue;
+            }
+        }
+        line.clear();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return Err(ContainerError::Lost(id[..12].to_string()));
+        }
+        if let Some(code) = line.trim().strip_prefix("exited ") {
+            return Ok(code.parse().unwrap_or(255));
         }
     }
 }
