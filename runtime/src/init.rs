@@ -28,15 +28,25 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 pub const EXIT_NOT_EXECUTABLE: i32 = 126;
 
 /// Sets the container up and executes its entrypoint; returns only on failure.
-pub fn run(spec: &ContainerSpec, dir: &ContainerDir) -> Result<Infallible, (i32, SetupError)> {
+///
+/// `release` is called right before `execve` and must return only once the process may run
+/// the user's code (the monitor has put it into its cgroup): the root file system is built
+/// meanwhile, in parallel with the cgroup work.
+pub fn run(
+    spec: &ContainerSpec,
+    dir: &ContainerDir,
+    release: &mut dyn FnMut() -> Result<(), SetupError>,
+) -> Result<Infallible, (i32, SetupError)> {
+    crate::timing::mark("init: cloned");
     setup(spec, dir).map_err(|e| (EXIT_SETUP, e))?;
+    crate::timing::mark("init: rootfs ready");
     let process = Process {
         args: &spec.args,
         env: &spec.env,
         user: &spec.user,
         cwd: &spec.cwd,
     };
-    exec_process(spec, &process)
+    exec_process(spec, &process, release)
 }
 
 /// What to execute inside a prepared container: its entrypoint, or a process for `exec`.
@@ -53,10 +63,12 @@ pub struct Process<'a> {
 }
 
 /// Becomes `process.user` with the container's capabilities and executes `process.args`.
-/// The caller is already inside the container's namespaces and root. Returns only on failure.
+/// The caller is already inside the container's namespaces and root; `release` is called
+/// last before `execve`. Returns only on failure.
 pub fn exec_process(
     spec: &ContainerSpec,
     process: &Process<'_>,
+    release: &mut dyn FnMut() -> Result<(), SetupError>,
 ) -> Result<Infallible, (i32, SetupError)> {
     let user = resolve_user(process.user).map_err(|e| (EXIT_SETUP, e))?;
     let env = environment(process.env, &spec.hostname, &user.home);
@@ -114,6 +126,8 @@ pub fn exec_process(
     let envp = cstrings(env.iter().map(|s| s.as_bytes())).map_err(|e| (EXIT_SETUP, e))?;
     let path =
         CString::new(program.as_os_str().as_bytes()).map_err(|e| (EXIT_SETUP, e.to_string()))?;
+    release().map_err(|e| (EXIT_SETUP, e))?;
+    crate::timing::mark("init: released, exec");
     let e = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
     let code = if e == nix::errno::Errno::ENOENT {
         EXIT_NOT_FOUND

@@ -21,6 +21,7 @@ pub mod spawn;
 pub mod spec;
 pub mod state;
 pub mod time;
+pub mod timing;
 pub mod user;
 
 pub use error::RuntimeError;

@@ -71,6 +71,7 @@ impl Notifier {
 
 /// Runs the monitor to the end of the container's life; returns the process exit code.
 pub fn run(args: MonitorArgs) -> i32 {
+    crate::timing::mark("monitor: start");
     let dir = args.dir;
     let mut notify = Notifier(args.notify.map(File::from));
     let mut attach = args.attach.map(|(o, e)| (File::from(o), File::from(e)));
@@ -144,6 +145,7 @@ pub fn run(args: MonitorArgs) -> i32 {
                 return f.exit_code;
             }
         };
+        crate::timing::mark("monitor: exec confirmed");
         let run_start = Instant::now();
         state.status = Status::Running;
         state.pid = Some(started.pid.as_raw());
@@ -155,6 +157,7 @@ pub fn run(args: MonitorArgs) -> i32 {
         notify.send(&format!("started {}", started.pid));
 
         let status = supervise(started, &sfd, &mut log, &mut attach);
+        crate::timing::mark("monitor: exited, pipes drained");
         let ran = run_start.elapsed();
         let stats = cgroups.stats(&spec.cgroup_path).unwrap_or_default();
         let (code, reason) = match status {
@@ -175,6 +178,7 @@ pub fn run(args: MonitorArgs) -> i32 {
         if let Err(e) = cgroups.destroy(&spec.cgroup_path) {
             eprintln!("container {}: {e}", spec.id);
         }
+        crate::timing::mark("monitor: cgroup removed");
         state.pid = None;
         state.pid_start_ticks = None;
         state.finished_at = Some(now_unix_nanos());
@@ -188,9 +192,22 @@ pub fn run(args: MonitorArgs) -> i32 {
         if !restart {
             state.status = Status::Exited;
             state.monitor_pid = None;
-            let _ = state.store(&dir.state());
-            finish(&spec, &dir);
-            notify.send(&format!("exited {code}"));
+            if spec.auto_remove {
+                // The directory is moved out of the containers' directory (one rename: the
+                // container is gone for everyone), the caller told, then the files unlinked.
+                let trash = move_aside(&spec, &dir);
+                crate::timing::mark("monitor: directory moved aside");
+                notify.send(&format!("exited {code}"));
+                if let Some(t) = trash {
+                    if let Err(e) = std::fs::remove_dir_all(&t) {
+                        eprintln!("container {}: remove {}: {e}", spec.id, t.display());
+                    }
+                }
+            } else {
+                let _ = state.store(&dir.state());
+                crate::timing::mark("monitor: state written");
+                notify.send(&format!("exited {code}"));
+            }
             return 0;
         }
         notify.send(&format!("exited {code}"));
@@ -215,12 +232,30 @@ pub fn run(args: MonitorArgs) -> i32 {
 /// Removes the container's directory when it was started with auto-remove.
 fn finish(spec: &ContainerSpec, dir: &ContainerDir) {
     if spec.auto_remove {
-        if let Err(e) = std::fs::remove_dir_all(dir.root()) {
+        if let Some(t) = move_aside(spec, dir) {
+            let _ = std::fs::remove_dir_all(t);
+        }
+    }
+}
+
+/// Renames the container's directory into `<state-dir>/trash/` (swept by the agent at start
+/// if a crash interrupts the removal) and returns its new path.
+fn move_aside(spec: &ContainerSpec, dir: &ContainerDir) -> Option<std::path::PathBuf> {
+    let state_dir = dir.root().parent()?.parent()?;
+    let trash = state_dir.join("trash");
+    let _ = std::fs::create_dir_all(&trash);
+    let target = trash.join(&spec.id);
+    match std::fs::rename(dir.root(), &target) {
+        Ok(()) => Some(target),
+        Err(e) => {
             eprintln!(
-                "container {}: remove {}: {e}",
+                "container {}: move {} aside: {e}",
                 spec.id,
                 dir.root().display()
             );
+            std::fs::remove_dir_all(dir.root())
+                .ok()
+                .map(|()| dir.root().to_path_buf())
         }
     }
 }

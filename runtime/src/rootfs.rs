@@ -383,9 +383,11 @@ fn readonly_path(rootfs: &Path, path: &str) -> Result<(), SetupError> {
 /// Makes `rootfs` the root of the mount namespace and detaches the old root.
 pub fn pivot(rootfs: &Path) -> Result<(), SetupError> {
     nix::unistd::chdir(rootfs).map_err(|e| err(format!("chdir {}", rootfs.display()), e))?;
+    crate::timing::mark("init: mounts done");
     nix::unistd::pivot_root(".", ".").map_err(|e| err("pivot_root", e))?;
     // The old root is now stacked under the new one at "."; detach it.
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| err("detach old root", e))?;
+    crate::timing::mark("init: old root detached");
     nix::unistd::chdir("/").map_err(|e| err("chdir /", e))
 }
 

@@ -1,9 +1,11 @@
 //! Cloning a container's first process into its new namespaces and cgroup.
 //!
 //! The child is created with `clone(2)` straight into new pid, mount, uts, ipc and (unless
-//! host networking) network namespaces, then waits on a pipe while the parent moves it into
-//! its cgroup. Released, it runs [`crate::init::run`]; a close-on-exec pipe tells the parent
-//! whether `execve` happened (end of file) or what failed (a message).
+//! host networking) network namespaces and builds its root file system at once
+//! ([`crate::init::run`]) while the parent creates its cgroup and moves it there; it waits on
+//! a pipe for that release only right before `execve`, so no user code runs outside the
+//! cgroup. A close-on-exec pipe tells the parent whether `execve` happened (end of file) or
+//! what failed (a message).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -60,11 +62,6 @@ pub fn start(
             "no command: the image has no Entrypoint or Cmd and none was given".into(),
         )));
     }
-    // A cgroup left by a crashed earlier run is replaced.
-    let _ = cgroups.destroy(&spec.cgroup_path);
-    cgroups
-        .create(&spec.cgroup_path, &spec.limits)
-        .map_err(|e| StartFailure::setup(e.into()))?;
     match clone_and_release(spec, dir, cgroups) {
         Ok(s) => Ok(s),
         Err(f) => {
@@ -127,27 +124,32 @@ fn clone_and_release(
         child(spec, dir, devnull, out_w, err_w, go_r, fail_w);
     }
     let pid = Pid::from_raw(ret as i32);
+    crate::timing::mark("spawn: cloned");
     drop(out_w);
     drop(err_w);
     drop(go_r);
     drop(fail_w);
     drop(devnull);
 
+    // The child builds its root file system meanwhile: the cgroup work (its attach waits for
+    // an RCU grace period on cgroup v1) runs in parallel with it.
     let mut go = File::from(go_w);
-    let release = cgroups
-        .add_process(&spec.cgroup_path, pid.as_raw())
-        .map_err(|e| StartFailure::setup(e.into()))
-        .and_then(|()| {
-            go.write_all(b"1").map_err(|e| {
-                StartFailure::setup(RuntimeError::io("release", "container".as_ref(), e))
-            })
-        });
-    if let Err(e) = release {
+    let placed = (|| {
+        // A cgroup left by a crashed earlier run is replaced.
+        let _ = cgroups.destroy(&spec.cgroup_path);
+        cgroups.create(&spec.cgroup_path, &spec.limits)?;
+        crate::timing::mark("spawn: cgroup created");
+        cgroups.add_process(&spec.cgroup_path, pid.as_raw())
+    })();
+    if let Err(e) = placed {
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
-        return Err(e);
+        return Err(StartFailure::setup(e.into()));
     }
+    // A child that already failed has closed its end: its message explains, below.
+    let _ = go.write_all(b"1");
     drop(go);
+    crate::timing::mark("spawn: in cgroup, released");
 
     let mut msg = String::new();
     let _ = File::from(fail_r).read_to_string(&mut msg);
@@ -176,13 +178,25 @@ fn child(
     fail_w: OwnedFd,
 ) -> ! {
     let mut fail = File::from(fail_w);
-    let code = match prepare_child(&devnull, &out_w, &err_w, go_r) {
+    let mut go = Some(File::from(go_r));
+    let mut release = move || -> Result<(), String> {
+        let mut b = [0u8; 1];
+        let n = go
+            .take()
+            .map_or(Ok(0), |mut g| g.read(&mut b))
+            .map_err(|e| format!("wait for release: {e}"))?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err("the monitor did not release the container".into())
+        }
+    };
+    let code = match prepare_child(&devnull, &out_w, &err_w) {
         Err(msg) => {
             let _ = write!(fail, "125:{msg}");
             125
         }
-        Ok(false) => 125, // the monitor gave up on us before releasing us
-        Ok(true) => match crate::init::run(spec, dir) {
+        Ok(()) => match crate::init::run(spec, dir, &mut release) {
             Ok(never) => match never {},
             Err((code, msg)) => {
                 let _ = write!(fail, "{code}:{msg}");
@@ -195,13 +209,8 @@ fn child(
     unsafe { libc::_exit(code) }
 }
 
-/// Stdio, signals and inherited descriptors of the child; then waits for the release.
-fn prepare_child(
-    devnull: &File,
-    out_w: &OwnedFd,
-    err_w: &OwnedFd,
-    go_r: OwnedFd,
-) -> Result<bool, String> {
+/// Stdio, signals and inherited descriptors of the child.
+fn prepare_child(devnull: &File, out_w: &OwnedFd, err_w: &OwnedFd) -> Result<(), String> {
     // The monitor blocks the signals it reads through a signalfd, and ignores SIGPIPE; the
     // container must start with neither.
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
@@ -232,9 +241,5 @@ fn prepare_child(
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    let mut b = [0u8; 1];
-    let n = File::from(go_r)
-        .read(&mut b)
-        .map_err(|e| format!("wait for release: {e}"))?;
-    Ok(n == 1)
+    Ok(())
 }

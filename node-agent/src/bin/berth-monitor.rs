@@ -1,7 +1,7 @@
 //! `berth-monitor <container-dir> [--notify-fd N] [--attach-fds OUT,ERR]`
 //!
-//! Started by the agent for one container; forks itself away from the caller at once (new
-//! session, re-parented to init) and runs [`berth_runtime::monitor::run`]. Kept free of
+//! Started by the agent for one container; starts a session of its own (it outlives its
+//! caller, which never waits for it) and runs [`berth_runtime::monitor::run`]. Kept free of
 //! async runtimes and argument-parsing crates so that it stays small in memory.
 
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -31,6 +31,7 @@ fn take_fd(n: &str) -> OwnedFd {
 }
 
 fn main() {
+    berth_runtime::timing::mark("monitor: main");
     let mut args = std::env::args().skip(1);
     let dir = args
         .next()
@@ -59,16 +60,7 @@ fn main() {
         }
     }
 
-    // Detach: the caller reaps our parent at once; we live on in a session of our own.
-    // SAFETY: single-threaded here; the child only continues normal execution.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Parent { .. }) => std::process::exit(0),
-        Ok(nix::unistd::ForkResult::Child) => {}
-        Err(e) => {
-            eprintln!("berth-monitor: fork: {e}");
-            std::process::exit(1)
-        }
-    }
+    // A session of our own: no terminal signal or session end of the caller reaches us.
     let _ = nix::unistd::setsid();
     // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };

@@ -20,6 +20,7 @@ pub const EXIT_ERROR: u8 = 125;
 
 /// Parses the process arguments and runs the command.
 pub fn main() -> ExitCode {
+    berth_runtime::timing::mark("cli: main");
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if matches!(cli.command, args::Command::Serve(_)) {
@@ -66,7 +67,9 @@ fn manager(cli: &Cli) -> Result<ContainerManager, ContainerError> {
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
     use args::Command as C;
+    berth_runtime::timing::mark("cli: parsed, logging set up");
     let m = manager(&cli)?;
+    berth_runtime::timing::mark("cli: state opened");
     match cli.command {
         C::Run(a) => container_cmds::run(&m, a),
         C::Create(a) => container_cmds::create(&m, a),

@@ -80,7 +80,7 @@ impl ContainerManager {
                                 user: &user,
                                 cwd: &cwd,
                             };
-                            let Err((code, msg)) = exec_process(&info.spec, &p);
+                            let Err((code, msg)) = exec_process(&info.spec, &p, &mut || Ok(()));
                             eprintln!("error: exec: {msg}");
                             code
                         }

@@ -3,7 +3,6 @@
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -110,6 +109,7 @@ fn wait_for_exit(
             return Err(ContainerError::Lost(id[..12].to_string()));
         }
         if let Some(code) = line.trim().strip_prefix("exited ") {
+            berth_runtime::timing::mark("cli: exit reported");
             return Ok(code.parse().unwrap_or(255));
         }
     }
@@ -123,6 +123,7 @@ impl ContainerManager {
         attach: Attach,
     ) -> Result<StartedContainer, ContainerError> {
         let info = self.create(opts)?;
+        berth_runtime::timing::mark("cli: created");
         let id = info.spec.id.clone();
         match self.start(&id, attach) {
             Ok(s) => Ok(s),
@@ -156,48 +157,50 @@ impl ContainerManager {
             .open(dir.monitor_log())
             .map_err(|e| ContainerError::io("open", dir.monitor_log(), e))?;
 
+        // The descriptors the monitor inherits are passed by number and made inheritable
+        // here, so that no pre-exec hook is needed and the spawn is a posix_spawn (vfork)
+        // rather than a full fork of this process.
+        let inheritable = |fd: &OwnedFd| {
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            )
+            .map_err(|e| ContainerError::Runtime(berth_runtime::RuntimeError::sys("fcntl", e)))
+        };
+        inheritable(&notify_w)?;
         let mut cmd = Command::new(&self.config().monitor_bin);
-        cmd.arg(dir.root()).arg("--notify-fd").arg("3");
+        cmd.arg(dir.root())
+            .arg("--notify-fd")
+            .arg(notify_w.as_raw_fd().to_string());
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(monitor_log));
         let out_dup = if attach == Attach::Attached {
-            cmd.arg("--attach-fds").arg("4,5");
-            Some((dup_cloexec(1)?, dup_cloexec(2)?))
+            let (o, e) = (dup_cloexec(1)?, dup_cloexec(2)?);
+            inheritable(&o)?;
+            inheritable(&e)?;
+            cmd.arg("--attach-fds")
+                .arg(format!("{},{}", o.as_raw_fd(), e.as_raw_fd()));
+            Some((o, e))
         } else {
             None
         };
-        let w = notify_w.as_raw_fd();
-        let attach_fds = out_dup
-            .as_ref()
-            .map(|(o, e)| (o.as_raw_fd(), e.as_raw_fd()));
-        // SAFETY: the closure runs between fork and exec and only calls dup2, which is
-        // async-signal-safe; every fd it names is open in the parent until spawn returns.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::dup2(w, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if let Some((o, e)) = attach_fds {
-                    if libc::dup2(o, 4) < 0 || libc::dup2(e, 5) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd
+        berth_runtime::timing::mark("cli: spawning monitor");
+        // The monitor starts a session of its own; it is never waited for here: when this
+        // process exits it is re-parented to init (or to the agent daemon as subreaper).
+        let child = cmd
             .spawn()
             .map_err(|e| ContainerError::io("start monitor", &self.config().monitor_bin, e))?;
+        drop(child);
         drop(notify_w);
         drop(out_dup);
-        // The monitor forks itself away at once; this reaps the short-lived parent.
-        let _ = child.wait();
+        berth_runtime::timing::mark("cli: monitor spawned");
 
         let mut r = BufReader::new(File::from(notify_r));
         let mut line = String::new();
         let _ = r.read_line(&mut line);
         let line = line.trim_end();
+        berth_runtime::timing::mark("cli: start reported");
         if let Some(pid) = line.strip_prefix("started ") {
             let pid = pid.parse().unwrap_or(0);
             let notify = (attach == Attach::Attached).then_some(r);

@@ -114,6 +114,12 @@ impl ContainerManager {
             let p = cfg.state_dir.join(d);
             fs::create_dir_all(&p).map_err(|e| ContainerError::io("create", &p, e))?;
         }
+        // Directories of auto-removed containers whose removal a crash interrupted.
+        if let Ok(rd) = fs::read_dir(cfg.state_dir.join("trash")) {
+            for e in rd.filter_map(|e| e.ok()) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
         let images = ImageStore::open(&cfg.state_dir.join("images"))?;
         Ok(Self {
             cfg,

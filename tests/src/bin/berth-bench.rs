@@ -147,7 +147,7 @@ fn main() -> anyhow::Result<()> {
     let mut report = String::new();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     report += &format!(
-        "Machine: {} CPUs, kernel {}, cgroup {}; {runs} runs each, interleaved.\n\n",
+        "Machine: {} CPUs, kernel {}, cgroup {}; {runs} runs each, interleaved in rotating order.\n\n",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
@@ -251,9 +251,12 @@ fn main() -> anyhow::Result<()> {
             time_cmd(&mut mk(1_000_000 + t * 10 + w))?;
         }
     }
+    // The order rotates every round, so that each tool follows each other one (Docker's
+    // asynchronous teardown included) equally often.
     for i in 0..runs {
-        for (t, (_, mk)) in tools.iter().enumerate() {
-            samples[t].push(time_cmd(&mut mk(i))?);
+        for k in 0..tools.len() {
+            let t = (i + k) % tools.len();
+            samples[t].push(time_cmd(&mut (tools[t].1)(i))?);
         }
     }
     report += "### Run `/bin/true` to exit and clean-up\n\n| runtime | p50 ms | p95 ms | runs |\n|---|---|---|---|\n";
