@@ -161,6 +161,9 @@ pub fn overlay_options(
 /// Mounts the overlay root file system at the container's `rootfs` directory.
 pub fn mount_overlay(spec: &ContainerSpec, dir: &ContainerDir) -> Result<(), SetupError> {
     let rootfs = dir.rootfs();
+    for d in [dir.upper(), dir.work(), rootfs.clone(), dir.empty()] {
+        mkdir_all(&d)?;
+    }
     let (cwd, opts) = overlay_options(&spec.rootfs.layers, &dir.upper(), &dir.work(), &dir.empty());
     if opts.len() >= 4000 {
         return Err(format!(

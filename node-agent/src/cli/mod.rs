@@ -22,17 +22,7 @@ pub const EXIT_ERROR: u8 = 125;
 pub fn main() -> ExitCode {
     berth_runtime::timing::mark("cli: main");
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if matches!(cli.command, args::Command::Serve(_)) {
-            "info"
-        } else {
-            "warn"
-        })
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(matches!(cli.command, args::Command::Serve(_)));
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -54,6 +44,25 @@ pub fn render(e: &anyhow::Error) -> String {
         }
     }
     out
+}
+
+/// Logs to stderr: `RUST_LOG` when set; otherwise info for the daemon and warnings for
+/// commands (a plain level filter: parsing a filter expression costs a start-up).
+fn init_logging(daemon: bool) {
+    use tracing_subscriber::filter::LevelFilter;
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => builder
+            .with_env_filter(tracing_subscriber::EnvFilter::new(spec))
+            .init(),
+        _ => builder
+            .with_max_level(if daemon {
+                LevelFilter::INFO
+            } else {
+                LevelFilter::WARN
+            })
+            .init(),
+    }
 }
 
 fn manager(cli: &Cli) -> Result<ContainerManager, ContainerError> {

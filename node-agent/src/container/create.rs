@@ -4,7 +4,6 @@ use std::fs;
 use std::io::Write;
 
 use berth_runtime::spec::{ContainerSpec, LogConfig, MountSpec, RestartPolicy, RootfsSpec};
-use berth_runtime::state::State;
 
 use super::options::{VolumeSource, parse_signal, parse_volume, valid_name, validate_limits};
 use super::{ContainerError, ContainerInfo, ContainerManager, CreateOptions, random_id};
@@ -19,19 +18,14 @@ impl ContainerManager {
         self.claim_name(&spec.name, &spec.id)?;
         let dir = self.dir(&spec.id);
         let result = (|| {
-            for d in [
-                dir.root().to_path_buf(),
-                dir.upper(),
-                dir.work(),
-                dir.rootfs(),
-                dir.empty(),
-            ] {
-                fs::create_dir_all(&d).map_err(|e| ContainerError::io("create", &d, e))?;
-            }
+            // The overlay's directories are made by the container's first process, in
+            // parallel with its cgroup set-up (see berth_runtime::rootfs::mount_overlay).
+            fs::create_dir_all(dir.root())
+                .map_err(|e| ContainerError::io("create", dir.root(), e))?;
             let json = serde_json::to_vec_pretty(&spec)
                 .map_err(|e| ContainerError::InvalidOption(e.to_string()))?;
             berth_runtime::state::write_atomic(&dir.config(), &json)?;
-            State::created().store(&dir.state())?;
+            // No state.json yet: a container without one is "created" until its monitor writes it.
             Ok::<(), ContainerError>(())
         })();
         if let Err(e) = result {

@@ -186,15 +186,15 @@ impl ContainerManager {
             None
         };
         berth_runtime::timing::mark("cli: spawning monitor");
-        // The monitor starts a session of its own; it is never waited for here: when this
-        // process exits it is re-parented to init (or to the agent daemon as subreaper).
-        let child = cmd
+        // The monitor forks itself away at once (re-parented to init, or to an agent daemon
+        // that is a subreaper); this reaps the short-lived parent.
+        let mut child = cmd
             .spawn()
             .map_err(|e| ContainerError::io("start monitor", &self.config().monitor_bin, e))?;
-        drop(child);
         drop(notify_w);
         drop(out_dup);
-        berth_runtime::timing::mark("cli: monitor spawned");
+        let _ = child.wait();
+        berth_runtime::timing::mark("cli: monitor detached");
 
         let mut r = BufReader::new(File::from(notify_r));
         let mut line = String::new();

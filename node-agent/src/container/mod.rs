@@ -197,6 +197,7 @@ impl ContainerManager {
         let state = match State::load(&dir.state()) {
             Ok(s) => s,
             Err(_) if !dir.root().exists() => return Err(ContainerError::NotFound(id.to_string())),
+            Err(_) if !dir.state().exists() => State::created(),
             Err(e) => return Err(e.into()),
         };
         let monitor_alive = state

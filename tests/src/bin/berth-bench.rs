@@ -318,10 +318,11 @@ fn main() -> anyhow::Result<()> {
     }
     let ms = stat(mon);
     report += &format!(
-        "### Memory\n\nagent daemon (`berth-agent serve`) idle RSS: {:.1} MiB; monitor RSS per container (10 containers): p50 {:.2} MiB, max {:.2} MiB\n\n",
+        "### Memory\n\nagent daemon (`berth-agent serve`) idle RSS: {:.1} MiB; monitor per container (10 containers): RSS p50 {:.2} MiB (max {:.2}), PSS p50 {:.2} MiB\n\n",
         agent_rss as f64 / 1024.0,
         ms.p50 / 1024.0,
-        ms.p95 / 1024.0
+        ms.p95 / 1024.0,
+        ps.p50 / 1024.0
     );
     for id in &ids {
         a.ok(["rm", "-f", id]);
