@@ -309,20 +309,22 @@ fn main() -> anyhow::Result<()> {
         ids.push(a.ok(["run", "-d", "bb", "sleep", "60"]).trim().to_string());
     }
     std::thread::sleep(Duration::from_millis(300));
-    let mut mon = Vec::new();
+    let (mut mon, mut mon_pss) = (Vec::new(), Vec::new());
     for id in &ids {
         let pid = a.inspect(id)["State"]["MonitorPid"]
             .as_i64()
             .context("monitor pid")?;
-        mon.push(rss_kib(pid as i32).unwrap_or(0) as f64);
+        mon.push(rss_kib(pid as i32).context("monitor RSS")? as f64);
+        mon_pss.push(pss_kib(pid as i32).context("monitor PSS")? as f64);
     }
     let ms = stat(mon);
+    let pss = stat(mon_pss);
     report += &format!(
         "### Memory\n\nagent daemon (`berth-agent serve`) idle RSS: {:.1} MiB; monitor per container (10 containers): RSS p50 {:.2} MiB (max {:.2}), PSS p50 {:.2} MiB\n\n",
         agent_rss as f64 / 1024.0,
         ms.p50 / 1024.0,
         ms.p95 / 1024.0,
-        ps.p50 / 1024.0
+        pss.p50 / 1024.0
     );
     for id in &ids {
         a.ok(["rm", "-f", id]);
