@@ -119,6 +119,18 @@ fn rss_kib(pid: i32) -> Option<u64> {
         .ok()
 }
 
+/// Proportional set size: shared pages (libc, the binary) divided among the processes
+/// mapping them, the honest "cost per container" when many monitors run.
+fn pss_kib(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("Pss:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 fn main() -> anyhow::Result<()> {
     let runs: usize = std::env::args()
         .skip_while(|a| a != "--runs")
