@@ -98,6 +98,8 @@ pub fn run(args: MonitorArgs) -> i32 {
     };
     let mut state = State::load(&dir.state()).unwrap_or_else(|_| State::created());
     state.monitor_pid = Some(std::process::id() as i32);
+    // A new monitor is a start by the user: restarts are counted afresh, as Docker does.
+    state.restart_count = 0;
 
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
@@ -213,7 +215,14 @@ pub fn run(args: MonitorArgs) -> i32 {
         notify.send(&format!("exited {code}"));
         notify.0 = None;
 
-        backoff = next_backoff(backoff, ran);
+        // A run of 10 s or more starts over at the first delay; otherwise this delay is the
+        // last one doubled (100 ms, 200 ms, 400 ms, … 60 s).
+        let delay = if state.restart_count == 0 || ran >= BACKOFF_RESET_AFTER {
+            FIRST_BACKOFF
+        } else {
+            next_backoff(backoff, ran)
+        };
+        backoff = delay;
         let wake = now_unix_nanos() + backoff.as_nanos() as i128;
         state.status = Status::Restarting;
         state.next_restart_at = Some(wake);

@@ -271,10 +271,10 @@ pub enum ImageCommand {
         source: PathBuf,
         /// Reference to tag it with (name[:tag]).
         reference: String,
-        /// Image entrypoint (JSON array or a single program).
+        /// Image entrypoint: a JSON array, or words split at white space.
         #[arg(long)]
         entrypoint: Option<String>,
-        /// Image command (JSON array or a shell-split string).
+        /// Image command: a JSON array, or words split at white space (no shell quoting).
         #[arg(long)]
         cmd: Option<String>,
         /// Image environment KEY=VALUE.

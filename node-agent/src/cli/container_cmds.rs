@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use berth_runtime::cgroup::{Limits, parse_memory};
 use berth_runtime::spec::{NetworkMode, RestartPolicy};
 
@@ -21,9 +21,14 @@ pub(super) fn options(a: &RunArgs) -> anyhow::Result<CreateOptions> {
     let shm_size = a
         .shm_size
         .as_deref()
-        .map(parse_memory)
-        .transpose()
-        .context("invalid --shm-size")?;
+        .map(|s| match parse_memory(s) {
+            Ok(0) => Err(anyhow::anyhow!(
+                "invalid --shm-size {s:?}: it must be more than 0"
+            )),
+            Ok(n) => Ok(n),
+            Err(e) => Err(anyhow::anyhow!("invalid --shm-size {s:?}: {e}")),
+        })
+        .transpose()?;
     let network = match a.network.as_str() {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
@@ -120,10 +125,14 @@ pub(super) fn start(m: &ContainerManager, a: StartArgs) -> anyhow::Result<u8> {
         if a.containers.len() != 1 {
             bail!("start --attach takes exactly one container");
         }
-        return Ok(m
-            .start(&a.containers[0], Attach::Attached)?
-            .wait()?
-            .clamp(0, 255) as u8);
+        return match m.start(&a.containers[0], Attach::Attached) {
+            Ok(s) => Ok(s.wait()?.clamp(0, 255) as u8),
+            Err(ContainerError::StartFailed { code, message }) => {
+                eprintln!("error: container could not start: {message}");
+                Ok(code.clamp(0, 255) as u8)
+            }
+            Err(e) => Err(e.into()),
+        };
     }
     each(&a.containers, |c| {
         m.start(c, Attach::Detached)?;

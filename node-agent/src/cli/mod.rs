@@ -49,8 +49,11 @@ pub fn render(e: &anyhow::Error) -> String {
 /// Logs to stderr: `RUST_LOG` when set; otherwise info for the daemon and warnings for
 /// commands (a plain level filter: parsing a filter expression costs a start-up).
 fn init_logging(daemon: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::filter::LevelFilter;
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => builder
             .with_env_filter(tracing_subscriber::EnvFilter::new(spec))

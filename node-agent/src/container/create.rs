@@ -73,24 +73,7 @@ impl ContainerManager {
             )));
         }
 
-        let mut env = cfg.env.clone();
-        for e in &opts.env {
-            let entry = match e.split_once('=') {
-                Some((k, _)) if !k.is_empty() => e.clone(),
-                Some(_) => {
-                    return Err(ContainerError::InvalidOption(format!(
-                        "invalid environment variable {e:?}: empty name"
-                    )));
-                }
-                None => match std::env::var(e) {
-                    Ok(v) => format!("{e}={v}"),
-                    Err(_) => continue, // Docker drops a bare name that is unset
-                },
-            };
-            let key = entry.split('=').next().unwrap_or_default().to_string();
-            env.retain(|x| x.split('=').next() != Some(key.as_str()));
-            env.push(entry);
-        }
+        let env = merge_env(&cfg.env, &opts.env)?;
 
         let capabilities = berth_runtime::caps::resolve(&opts.cap_add, &opts.cap_drop)
             .map_err(|e| ContainerError::InvalidOption(e.to_string()))?;
@@ -243,6 +226,55 @@ mod tests {
         assert_eq!(
             dedup_layers(vec![p("a"), p("b"), p("a"), p("c")]),
             vec![p("b"), p("a"), p("c")]
+        );
+    }
+}
+
+/// Docker's rule for `-e`: `KEY=VALUE` sets or replaces `KEY`; a bare `KEY` takes the
+/// caller's value and is dropped when the caller has none.
+pub(crate) fn merge_env(
+    base: &[String],
+    overrides: &[String],
+) -> Result<Vec<String>, ContainerError> {
+    let mut env = base.to_vec();
+    for e in overrides {
+        let entry = match e.split_once('=') {
+            Some((k, _)) if !k.is_empty() => e.clone(),
+            Some(_) => {
+                return Err(ContainerError::InvalidOption(format!(
+                    "invalid environment variable {e:?}: empty name"
+                )));
+            }
+            None => match std::env::var(e) {
+                Ok(v) => format!("{e}={v}"),
+                Err(_) => continue,
+            },
+        };
+        let key = entry.split('=').next().unwrap_or_default().to_string();
+        env.retain(|x| x.split('=').next() != Some(key.as_str()));
+        env.push(entry);
+    }
+    Ok(env)
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::merge_env;
+
+    #[test]
+    fn overrides_replace_and_bare_names_copy_or_drop() {
+        let base = vec!["A=1".to_string(), "B=2".to_string()];
+        let got = merge_env(
+            &base,
+            &["A=9".into(), "BERTH_SURELY_UNSET_VAR".into(), "C=3".into()],
+        )
+        .unwrap();
+        assert_eq!(got, vec!["B=2", "A=9", "C=3"]);
+        assert!(
+            merge_env(&base, &["=x".into()])
+                .unwrap_err()
+                .to_string()
+                .contains("\"=x\"")
         );
     }
 }

@@ -51,8 +51,7 @@ impl ContainerManager {
             let f = File::open(&path).map_err(|e| ContainerError::io("open", &path, e))?;
             namespaces.push((name, flag, f));
         }
-        let mut env = info.spec.env.clone();
-        env.extend(opts.env.iter().cloned());
+        let env = super::create::merge_env(&info.spec.env, &opts.env)?;
         let user = opts.user.clone().unwrap_or_else(|| info.spec.user.clone());
         let cwd = opts
             .workdir

@@ -122,6 +122,7 @@ impl ContainerManager {
         opts: &CreateOptions,
         attach: Attach,
     ) -> Result<StartedContainer, ContainerError> {
+        berth_runtime::cgroup::prime_attach_in_background();
         let info = self.create(opts)?;
         berth_runtime::timing::mark("cli: created");
         let id = info.spec.id.clone();
@@ -141,6 +142,7 @@ impl ContainerManager {
         attach: Attach,
     ) -> Result<StartedContainer, ContainerError> {
         let info = self.inspect(reference)?;
+        berth_runtime::cgroup::prime_attach_in_background();
         if info.is_active() {
             return Err(ContainerError::InvalidOption(format!(
                 "container {} is already running",
@@ -308,7 +310,12 @@ impl ContainerManager {
                 let path = self.dir(&info.spec.id).state();
                 let mut st = State::load(&path)?;
                 if matches!(st.status, Status::Running | Status::Restarting) {
+                    // We killed it ourselves; nobody could read its real status.
                     st.status = Status::Exited;
+                    st.exit_code = Some(128 + libc::SIGKILL);
+                    st.exit_reason = Some(berth_runtime::state::ExitReason::Signaled {
+                        signal: libc::SIGKILL,
+                    });
                     st.pid = None;
                     st.monitor_pid = None;
                     st.finished_at = Some(berth_runtime::time::now_unix_nanos());

@@ -2,7 +2,7 @@
 //! Docker when they are installed, in the same run. Run as root from a release build:
 //!
 //! ```text
-//! cargo build --release --bins && ./target/release/berth-bench [--runs 100]
+//! cargo build --release --bins && ./target/release/berth-bench [--runs 100] [--settle-ms 100]
 //! ```
 //!
 //! Prints a Markdown report (medians and p95 of each figure) for `docs/benchmarks.md`.
@@ -132,6 +132,14 @@ fn pss_kib(pid: i32) -> Option<u64> {
 }
 
 fn main() -> anyhow::Result<()> {
+    let settle = Duration::from_millis(
+        std::env::args()
+            .skip_while(|a| a != "--settle-ms")
+            .nth(1)
+            .map(|n| n.parse().context("--settle-ms N"))
+            .transpose()?
+            .unwrap_or(100),
+    );
     let runs: usize = std::env::args()
         .skip_while(|a| a != "--runs")
         .nth(1)
@@ -159,7 +167,7 @@ fn main() -> anyhow::Result<()> {
     let mut report = String::new();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     report += &format!(
-        "Machine: {} CPUs, kernel {}, cgroup {}; {runs} runs each, interleaved in rotating order.\n\n",
+        "Machine: {} CPUs, kernel {}, cgroup {}; {runs} runs each, interleaved in rotating order, {} ms pause after each run.\n\n",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
@@ -169,6 +177,7 @@ fn main() -> anyhow::Result<()> {
         } else {
             "v1"
         },
+        settle.as_millis(),
     );
 
     // 1. Run /bin/true to exit, cleaned up.
@@ -269,6 +278,9 @@ fn main() -> anyhow::Result<()> {
         for k in 0..tools.len() {
             let t = (i + k) % tools.len();
             samples[t].push(time_cmd(&mut (tools[t].1)(i))?);
+            // Let asynchronous teardown (Docker's shim and daemon, the kernel's namespace
+            // clean-up) finish before the next tool runs: every run starts on a quiet machine.
+            std::thread::sleep(settle);
         }
     }
     report += "### Run `/bin/true` to exit and clean-up\n\n| runtime | p50 ms | p95 ms | runs |\n|---|---|---|---|\n";
