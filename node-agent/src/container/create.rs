@@ -33,7 +33,12 @@ impl ContainerManager {
             let _ = fs::remove_file(self.name_file(&spec.name));
             return Err(e);
         }
-        self.load(&spec.id)
+        Ok(ContainerInfo {
+            spec,
+            state: berth_runtime::state::State::created(),
+            monitor_alive: false,
+            process_alive: false,
+        })
     }
 
     fn build_spec(&self, opts: &CreateOptions) -> Result<ContainerSpec, ContainerError> {

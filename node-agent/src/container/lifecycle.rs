@@ -126,7 +126,7 @@ impl ContainerManager {
         let info = self.create(opts)?;
         berth_runtime::timing::mark("cli: created");
         let id = info.spec.id.clone();
-        match self.start(&id, attach) {
+        match self.start_info(info, attach) {
             Ok(s) => Ok(s),
             Err(e) => {
                 let _ = self.remove(&id, true);
@@ -141,8 +141,15 @@ impl ContainerManager {
         reference: &str,
         attach: Attach,
     ) -> Result<StartedContainer, ContainerError> {
-        let info = self.inspect(reference)?;
         berth_runtime::cgroup::prime_attach_in_background();
+        self.start_info(self.inspect(reference)?, attach)
+    }
+
+    fn start_info(
+        &self,
+        info: ContainerInfo,
+        attach: Attach,
+    ) -> Result<StartedContainer, ContainerError> {
         if info.is_active() {
             return Err(ContainerError::InvalidOption(format!(
                 "container {} is already running",

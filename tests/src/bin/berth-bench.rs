@@ -2,7 +2,7 @@
 //! Docker when they are installed, in the same run. Run as root from a release build:
 //!
 //! ```text
-//! cargo build --release --bins && ./target/release/berth-bench [--runs 100] [--settle-ms 100]
+//! cargo build --release --bins && ./target/release/berth-bench [--runs 100] [--settle-ms 0]
 //! ```
 //!
 //! Prints a Markdown report (medians and p95 of each figure) for `docs/benchmarks.md`.
@@ -138,7 +138,7 @@ fn main() -> anyhow::Result<()> {
             .nth(1)
             .map(|n| n.parse().context("--settle-ms N"))
             .transpose()?
-            .unwrap_or(100),
+            .unwrap_or(0),
     );
     let runs: usize = std::env::args()
         .skip_while(|a| a != "--runs")
@@ -290,7 +290,7 @@ fn main() -> anyhow::Result<()> {
     }
     for (i, (name, _)) in tools.iter().enumerate().skip(1) {
         report += &format!(
-            "\nberth p50 / {name} p50 = {:.2}",
+            "\nberth p50 / {name} p50 = {:.3}",
             stats[0].p50 / stats[i].p50
         );
     }
