@@ -36,6 +36,6 @@ echo "exit code: $?"
 set -e
 
 log "stopping and removing"
-agent stop hello
+agent stop -t 2 hello   # httpd as pid 1 ignores SIGTERM: SIGKILL after 2 s
 agent rm hello
 agent ps -a
