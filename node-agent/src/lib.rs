@@ -4,4 +4,5 @@
 pub mod cli;
 pub mod container;
 pub mod image;
+pub mod net;
 pub mod serve;

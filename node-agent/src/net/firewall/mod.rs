@@ -1,0 +1,1 @@
+//! Firewall back-ends (being written).

@@ -1,0 +1,1 @@
+//! IP address management (being written).

@@ -1,0 +1,1 @@
+//! Published ports (being written).
