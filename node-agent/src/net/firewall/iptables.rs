@@ -1,0 +1,278 @@
+//! [`IptablesFirewall`]: reads the state with one `iptables-save`, plans with [`rules`], and
+//! applies each change as one `iptables-restore --noflush --wait` call, one change at a time
+//! per process.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+use tracing::{debug, warn};
+
+use super::rules::{self, Batch, State, Table};
+use super::{Firewall, FirewallError, NetworkRules, Publish};
+
+/// Runs `iptables-save` and `iptables-restore`; the seam between [`IptablesFirewall`]'s
+/// planning and the kernel.
+pub trait Runner: Send + Sync + std::fmt::Debug {
+    /// The `nat` and `filter` tables, as `iptables-save` prints them.
+    fn save(&self) -> Result<String, FirewallError>;
+    /// Applies `iptables-restore --noflush` input.
+    fn restore(&self, input: &str) -> Result<(), FirewallError>;
+}
+
+/// The real [`Runner`]: the `iptables-save` and `iptables-restore` binaries.
+#[derive(Debug, Clone)]
+pub struct Commands {
+    save: PathBuf,
+    restore: PathBuf,
+}
+
+impl Commands {
+    /// `iptables-save` and `iptables-restore`, the variant (nft or legacy) that `iptables`
+    /// itself is on this system, found on `PATH` or in `/usr/sbin` or `/sbin`.
+    pub fn system() -> Commands {
+        Commands::with_binaries(find("iptables-save"), find("iptables-restore"))
+    }
+
+    /// Explicit binaries, e.g. `iptables-legacy-save` and `iptables-legacy-restore`.
+    pub fn with_binaries(save: impl Into<PathBuf>, restore: impl Into<PathBuf>) -> Commands {
+        Commands {
+            save: save.into(),
+            restore: restore.into(),
+        }
+    }
+}
+
+pub(super) fn find(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn command_line(bin: &Path, args: &[&str]) -> String {
+    let mut s = bin.display().to_string();
+    for a in args {
+        s.push(' ');
+        s.push_str(a);
+    }
+    s
+}
+
+fn run(bin: &Path, args: &[&str], stdin: Option<&str>) -> Result<String, FirewallError> {
+    let command = command_line(bin, args);
+    let spawn_err = |source| FirewallError::Spawn {
+        command: command.clone(),
+        source,
+    };
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // iptables-restore reads all its input before it writes anything much, so writing
+        // first and reading the output afterwards cannot deadlock.
+        pipe.write_all(input.as_bytes()).map_err(spawn_err)?;
+    }
+    let out = child.wait_with_output().map_err(spawn_err)?;
+    if !out.status.success() {
+        return Err(FirewallError::Command {
+            command,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Runner for Commands {
+    fn save(&self) -> Result<String, FirewallError> {
+        let mut out = String::new();
+        for table in [Table::Nat, Table::Filter] {
+            out.push_str(&run(&self.save, &["-t", table.as_str()], None)?);
+        }
+        Ok(out)
+    }
+
+    fn restore(&self, input: &str) -> Result<(), FirewallError> {
+        run(&self.restore, &["--noflush", "--wait"], Some(input)).map(drop)
+    }
+}
+
+/// The iptables back-end (nft or legacy, whichever [`Runner`] it is given).
+#[derive(Debug)]
+pub struct IptablesFirewall<R: Runner = Commands> {
+    runner: R,
+    /// Serialises read-plan-apply within the process; other processes are kept apart by
+    /// `--wait` only for the apply step.
+    lock: Mutex<()>,
+}
+
+impl IptablesFirewall<Commands> {
+    /// The system's `iptables-save` and `iptables-restore` ([`Commands::system`]).
+    pub fn new() -> IptablesFirewall<Commands> {
+        IptablesFirewall::with_runner(Commands::system())
+    }
+}
+
+impl Default for IptablesFirewall<Commands> {
+    fn default() -> Self {
+        IptablesFirewall::new()
+    }
+}
+
+impl<R: Runner> IptablesFirewall<R> {
+    /// A back-end over `runner`.
+    pub fn with_runner(runner: R) -> IptablesFirewall<R> {
+        IptablesFirewall {
+            runner,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// The runner.
+    pub fn runner(&self) -> &R {
+        &self.runner
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        // The mutex guards no data, so a panic while holding it leaves nothing inconsistent.
+        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn state(&self) -> Result<State, FirewallError> {
+        Ok(State::parse(&self.runner.save()?))
+    }
+
+    fn apply(&self, what: &str, batch: &Batch) -> Result<(), FirewallError> {
+        if batch.is_empty() {
+            debug!(what, "firewall already up to date");
+            return Ok(());
+        }
+        debug!(what, changes = batch.ops.len(), "applying firewall batch");
+        self.runner.restore(&batch.render())
+    }
+}
+
+impl<R: Runner> Firewall for IptablesFirewall<R> {
+    fn setup_network(&self, net: &NetworkRules) -> Result<(), FirewallError> {
+        let _g = self.lock();
+        let batch = rules::setup(net, &self.state()?)?;
+        self.apply("setup", &batch)
+    }
+
+    fn add_ports(
+        &self,
+        net: &NetworkRules,
+        owner: &str,
+        ports: &[Publish],
+    ) -> Result<(), FirewallError> {
+        let _g = self.lock();
+        let state = self.state()?;
+        let batch = rules::add(net, owner, ports, &state)?;
+        if let Some((table, chain)) = rules::CHAINS.iter().find(|(t, c)| !state.has_chain(*t, c)) {
+            return Err(FirewallError::NotSetUp {
+                table: table.as_str(),
+                chain,
+            });
+        }
+        self.apply("add ports", &batch)
+    }
+
+    fn remove_ports(
+        &self,
+        net: &NetworkRules,
+        owner: &str,
+        ports: &[Publish],
+    ) -> Result<(), FirewallError> {
+        let _g = self.lock();
+        let batch = rules::remove(net, owner, ports, &self.state()?)?;
+        self.apply("remove ports", &batch)
+    }
+
+    fn teardown(&self, _net: &NetworkRules) -> Result<(), FirewallError> {
+        let _g = self.lock();
+        let mut errors = Vec::new();
+        let batch = match self.state() {
+            Ok(state) => rules::teardown(&state),
+            Err(e) => {
+                errors.push(e);
+                return Err(FirewallError::Teardown { errors });
+            }
+        };
+        let Err(e) = self.apply("teardown", &batch) else {
+            return Ok(());
+        };
+        // One step failed (someone else changed a rule under us, a chain is referenced by a
+        // foreign rule, ...): do each step on its own so that everything else still goes.
+        warn!(error = %e, "teardown batch failed; removing rule by rule");
+        for step in batch.split() {
+            if let Err(e) = self.apply("teardown step", &step) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(FirewallError::Teardown { errors })
+        }
+    }
+
+    fn owners(&self, _net: &NetworkRules) -> Result<BTreeSet<String>, FirewallError> {
+        let _g = self.lock();
+        Ok(rules::owners(&self.state()?))
+    }
+}
+
+/// A [`Runner`] over an in-memory [`State`] that behaves like iptables, for tests that must
+/// not need root.
+#[derive(Debug, Default)]
+pub struct MemoryRunner {
+    state: Mutex<State>,
+}
+
+impl MemoryRunner {
+    /// The current tables.
+    pub fn state(&self) -> State {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Runner for MemoryRunner {
+    fn save(&self) -> Result<String, FirewallError> {
+        let state = self.state();
+        let mut out = String::new();
+        for table in [Table::Nat, Table::Filter] {
+            out.push_str(&format!("*{}\n", table.as_str()));
+            for c in state.chains(table) {
+                out.push_str(&format!(":{c} - [0:0]\n"));
+            }
+            for r in state.rule_lines(table) {
+                out.push_str(&r);
+                out.push('\n');
+            }
+            out.push_str("COMMIT\n");
+        }
+        Ok(out)
+    }
+
+    fn restore(&self, input: &str) -> Result<(), FirewallError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.apply(input).map_err(|stderr| FirewallError::Command {
+            command: "memory iptables-restore".to_owned(),
+            status: "exit status: 1".to_owned(),
+            stderr,
+        })
+    }
+}
