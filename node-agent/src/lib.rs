@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod container;
+mod durable;
 pub mod image;
 pub mod net;
 pub mod serve;

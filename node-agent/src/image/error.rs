@@ -202,3 +202,9 @@ impl ImageError {
         }
     }
 }
+
+impl From<crate::durable::FsError> for ImageError {
+    fn from(e: crate::durable::FsError) -> Self {
+        ImageError::io(e.op, e.path, e.source)
+    }
+}

@@ -4,14 +4,13 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 
 use super::error::ImageError;
 
@@ -32,36 +31,14 @@ pub(crate) fn unique_name() -> String {
     )
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
-/// fsync of the directory.
+/// Writes `bytes` to `path` atomically and durably (see [`crate::durable::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp-{}", unique_name()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)
-            .map_err(|e| ImageError::io("create", &tmp, e))?;
-        file.write_all(bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| ImageError::io("write", &tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| ImageError::io("rename into place", path, e))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    sync_dir(dir)
+    crate::durable::write_atomic(path, bytes, 0o644).map_err(ImageError::from)
 }
 
 /// fsyncs a directory so renames into it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), ImageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ImageError::io("sync directory", dir, e))
+    crate::durable::sync_dir(dir).map_err(ImageError::from)
 }
 
 /// Reads a whole small file (a JSON document), refusing files over `cap` bytes. `label` is the
@@ -192,37 +169,15 @@ pub(crate) struct StoreLock {
 impl StoreLock {
     /// Waits for the lock.
     pub(crate) fn acquire(path: &Path) -> Result<Self, ImageError> {
-        let mut file = open_lock_file(path)?;
-        loop {
-            match Flock::lock(file, FlockArg::LockExclusive) {
-                Ok(lock) => return Ok(StoreLock { _lock: lock }),
-                Err((f, Errno::EINTR)) => file = f,
-                Err((_, errno)) => return Err(ImageError::io("lock", path, errno.into())),
-            }
-        }
+        Ok(StoreLock {
+            _lock: crate::durable::lock_exclusive(path)?,
+        })
     }
 
     /// Takes the lock only if nobody holds it.
     pub(crate) fn try_acquire(path: &Path) -> Result<Option<Self>, ImageError> {
-        let file = open_lock_file(path)?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => Ok(Some(StoreLock { _lock: lock })),
-            Err((_, Errno::EWOULDBLOCK)) => Ok(None),
-            Err((_, errno)) => Err(ImageError::io("lock", path, errno.into())),
-        }
+        Ok(crate::durable::try_lock_exclusive(path)?.map(|l| StoreLock { _lock: l }))
     }
-}
-
-fn open_lock_file(path: &Path) -> Result<File, ImageError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| ImageError::io("open lock file", path, e))
 }
 
 #[cfg(test)]
@@ -256,16 +211,6 @@ mod tests {
     }
 
     #[test]
-    fn atomic_write_replaces_and_leaves_no_temp() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("r.json");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
-
-    #[test]
     fn read_capped_refuses_big_files() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("big.json");
@@ -273,15 +218,5 @@ mod tests {
         assert_eq!(read_capped(&p, &p, 100).unwrap().len(), 100);
         let err = read_capped(&p, &p, 99).unwrap_err();
         assert!(err.to_string().contains("big.json"), "{err}");
-    }
-
-    #[test]
-    fn lock_is_exclusive() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("lock");
-        let held = StoreLock::acquire(&p).unwrap();
-        assert!(StoreLock::try_acquire(&p).unwrap().is_none());
-        drop(held);
-        assert!(StoreLock::try_acquire(&p).unwrap().is_some());
     }
 }

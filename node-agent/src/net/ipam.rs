@@ -13,16 +13,13 @@ mod table;
 mod tests;
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use ipnet::Ipv4Net;
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 
 use table::Table;
 
@@ -215,27 +212,9 @@ impl Ipam {
 
     /// Takes the exclusive lock, released when the returned value drops.
     fn lock(&self) -> Result<Flock<File>, IpamError> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&self.lock_path)
-            .map_err(|e| IpamError::io("open lock file", &self.lock_path, e))?;
-        loop {
-            match Flock::lock(file, FlockArg::LockExclusive) {
-                Ok(lock) => return Ok(lock),
-                Err((f, Errno::EINTR)) => file = f,
-                Err((_, errno)) => {
-                    return Err(IpamError::io("lock", &self.lock_path, errno.into()));
-                }
-            }
-        }
+        Ok(crate::durable::lock_exclusive(&self.lock_path)?)
     }
 
-    /// Reads and checks the table; `None` if there is none yet.
     fn load(&self) -> Result<Option<Table>, IpamError> {
         let bytes = match fs::read(&self.path) {
             Ok(bytes) => bytes,
@@ -258,45 +237,20 @@ impl Ipam {
         Ok(Some(table))
     }
 
-    /// Writes the table atomically: temporary file, fsync, rename, fsync of the directory.
+    /// Writes the table atomically and durably (temporary file, fsync, rename, fsync of the
+    /// directory).
     fn store(&self, table: &Table) -> Result<(), IpamError> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
         let mut bytes = serde_json::to_vec_pretty(table).map_err(|e| IpamError::Corrupt {
             path: self.path.clone(),
             reason: format!("cannot serialise: {e}"),
         })?;
         bytes.push(b'\n');
-        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
-        let tmp = self.path.with_file_name(format!(
-            ".{name}.tmp-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let write = || -> io::Result<()> {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()
-        };
-        if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
-            return Err(IpamError::io("write", &tmp, e));
-        }
-        if let Err(e) = fs::rename(&tmp, &self.path) {
-            let _ = fs::remove_file(&tmp);
-            return Err(IpamError::io("rename", &self.path, e));
-        }
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| IpamError::io("sync directory", dir, e))
+        Ok(crate::durable::write_atomic(&self.path, &bytes, 0o600)?)
+    }
+}
+
+impl From<crate::durable::FsError> for IpamError {
+    fn from(e: crate::durable::FsError) -> Self {
+        IpamError::io(e.op, &e.path, e.source)
     }
 }

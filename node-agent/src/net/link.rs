@@ -242,21 +242,34 @@ impl Links {
             .await
             .map_err(nl(name, "setting bridge mtu, mac and up"))?;
 
-        let present = self.ipv4_addresses(index, name).await?.contains(&gateway);
-        if !present {
-            let add = self
-                .handle
-                .address()
-                .add(index, IpAddr::V4(gateway.addr()), gateway.prefix_len())
-                .execute()
-                .await;
-            match add {
-                Ok(()) => {}
-                Err(e) if errno(&e) == Some(libc::EEXIST) => {}
-                Err(e) => return Err(nl(name, "adding bridge address")(e)),
-            }
-        }
+        self.ensure_ipv4_address(index, name, gateway, "adding bridge address")
+            .await?;
         Ok(index)
+    }
+
+    /// Adds `address` to link `index` unless it is there already (idempotent, also when
+    /// another process adds it at the same moment).
+    async fn ensure_ipv4_address(
+        &self,
+        index: u32,
+        name: &str,
+        address: Ipv4Net,
+        op: &'static str,
+    ) -> Result<(), LinkError> {
+        if self.ipv4_addresses(index, name).await?.contains(&address) {
+            return Ok(());
+        }
+        let add = self
+            .handle
+            .address()
+            .add(index, IpAddr::V4(address.addr()), address.prefix_len())
+            .execute()
+            .await;
+        match add {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+            Err(e) => Err(nl(name, op)(e)),
+        }
     }
 
     /// The IPv4 addresses (with prefix) on link `index`.
@@ -405,18 +418,9 @@ pub async fn configure_container_side(
         .await
         .map_err(nl(peer_name, "renaming to eth0"))?;
 
-    if !links.ipv4_addresses(index, ETH0).await?.contains(&address) {
-        let add = handle
-            .address()
-            .add(index, IpAddr::V4(address.addr()), address.prefix_len())
-            .execute()
-            .await;
-        match add {
-            Ok(()) => {}
-            Err(e) if errno(&e) == Some(libc::EEXIST) => {}
-            Err(e) => return Err(nl(ETH0, "adding address")(e)),
-        }
-    }
+    links
+        .ensure_ipv4_address(index, ETH0, address, "adding address")
+        .await?;
     links.set_up(index, ETH0).await?;
     let lo = links.index_of("lo", "setting loopback up").await?;
     links.set_up(lo, "lo").await?;
