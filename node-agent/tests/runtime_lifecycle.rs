@@ -207,6 +207,24 @@ fn signals_to_an_attached_caller_reach_the_container() {
     assert_eq!(&ready, b"ready\n");
     // SAFETY: kill with a pid we own and a signal number.
     unsafe { libc::kill(caller.id() as i32, libc::SIGINT) };
+    // Fail rather than hang if the caller dies without forwarding (the monitor would then keep
+    // its copy of our stdout pipe open while the container runs on).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = caller.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the attached caller did not return after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        status.code(),
+        Some(42),
+        "the caller must exit with the container's code, not die of SIGINT: {status}"
+    );
     let o = caller.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(42), "{}", show(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "got-int\n");

@@ -39,21 +39,16 @@ impl StartedContainer {
     /// For an attached start: waits for the first exit (after clean-up) and returns its code.
     ///
     /// Like `docker run`'s signal proxy, SIGINT, SIGTERM, SIGHUP and SIGQUIT received
-    /// meanwhile are forwarded to the container's first process instead of ending the caller.
+    /// meanwhile (or since the attached start began) are forwarded to the container's first
+    /// process instead of ending the caller.
     pub fn wait(mut self) -> Result<i32, ContainerError> {
         let r = self
             .notify
             .take()
             .ok_or_else(|| ContainerError::InvalidOption("not attached".into()))?;
-        let mut mask = SigSet::empty();
-        for s in [
-            Signal::SIGINT,
-            Signal::SIGTERM,
-            Signal::SIGHUP,
-            Signal::SIGQUIT,
-        ] {
-            mask.add(s);
-        }
+        // Blocked since before the monitor was spawned (see `start_info`): a signal that came
+        // early is pending and is read here.
+        let mask = forwarded_signals();
         let sfd = mask
             .thread_block()
             .and_then(|()| {
@@ -65,6 +60,20 @@ impl StartedContainer {
         let _ = mask.thread_unblock();
         result
     }
+}
+
+/// The signals an attached caller forwards to its container.
+fn forwarded_signals() -> SigSet {
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        mask.add(s);
+    }
+    mask
 }
 
 fn wait_for_exit(
@@ -156,6 +165,24 @@ impl ContainerManager {
                 info.spec.name
             )));
         }
+        if attach == Attach::Attached {
+            // Blocked before the container can run, so that a Ctrl-C arriving before `wait`
+            // stays pending for it instead of killing this process (and orphaning the
+            // container's output). Unblocked again if the start fails.
+            let _ = forwarded_signals().thread_block();
+        }
+        let result = self.spawn_monitor(info, attach);
+        if result.is_err() && attach == Attach::Attached {
+            let _ = forwarded_signals().thread_unblock();
+        }
+        result
+    }
+
+    fn spawn_monitor(
+        &self,
+        info: ContainerInfo,
+        attach: Attach,
+    ) -> Result<StartedContainer, ContainerError> {
         let dir = self.dir(&info.spec.id);
         let _ = fs::remove_file(dir.stop_marker());
         let (notify_r, notify_w) = pipe2(OFlag::O_CLOEXEC)
