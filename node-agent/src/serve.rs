@@ -76,6 +76,9 @@ pub fn diff(
     let mut events = Vec::new();
     for (id, Observation { name, seen, reason }) in now {
         let action = match before.get(id) {
+            // Unknown to the record: it appeared since the last save (which a crash may have
+            // prevented). One that already ended is reported as an exit, with its code.
+            None if seen.status.starts_with("exited") => Some("exited"),
             None if first_pass => Some("adopted"),
             None => Some(if seen.status == "running" {
                 "started"
@@ -167,7 +170,7 @@ pub fn serve(m: &ContainerManager, poll_ms: u64) -> anyhow::Result<u8> {
     loop {
         let now = observe(m)?;
         let time = berth_runtime::time::rfc3339_nanos(berth_runtime::time::now_unix_nanos());
-        let events = diff(&before, &now, first && !had_record, &time);
+        let events = diff(&before, &now, first, &time);
         // On a restart with a record, the first pass reports what changed while down.
         let events: Vec<Event> = events
             .into_iter()
@@ -255,6 +258,19 @@ mod tests {
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].action, "exited");
         assert_eq!(ev[0].exit_code, Some(3));
+    }
+
+    #[test]
+    fn a_container_that_came_and_went_unrecorded_is_reported_as_exited() {
+        // The daemon died after logging a start but before saving its record.
+        let gone = obs("short", s("exited", None, Some(7)), Some("exited"));
+        let now: BTreeMap<_, _> = [("a".to_string(), gone)].into();
+        for first_pass in [true, false] {
+            let ev = diff(&BTreeMap::new(), &now, first_pass, "t");
+            assert_eq!(ev.len(), 1);
+            assert_eq!(ev[0].action, "exited");
+            assert_eq!(ev[0].exit_code, Some(7));
+        }
     }
 
     #[test]
