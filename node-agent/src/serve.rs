@@ -166,6 +166,16 @@ pub fn serve(m: &ContainerManager, poll_ms: u64) -> anyhow::Result<u8> {
         .append(true)
         .open(dir.join("events.jsonl"))?;
     info!(state_dir = %m.config().state_dir.display(), "agent started");
+    // What a crashed agent (or a container whose monitor died) left on the node network.
+    match m.reconcile_network() {
+        Ok(r) => info!(
+            addresses = r.addresses.len(),
+            rule_owners = r.rule_owners.len(),
+            veths = r.veths.len(),
+            "node network reconciled"
+        ),
+        Err(e) => tracing::warn!(error = %e, "reconciling the node network"),
+    }
     let mut first = true;
     loop {
         let now = observe(m)?;

@@ -40,9 +40,10 @@ pub fn run(
     crate::timing::mark("init: cloned");
     setup(spec, dir).map_err(|e| (EXIT_SETUP, e))?;
     crate::timing::mark("init: rootfs ready");
+    let env = container_env(spec);
     let process = Process {
         args: &spec.args,
-        env: &spec.env,
+        env: &env,
         user: &spec.user,
         cwd: &spec.cwd,
     };
@@ -149,7 +150,7 @@ fn setup(spec: &ContainerSpec, dir: &ContainerDir) -> Result<(), SetupError> {
     .map_err(|e| format!("make mounts private: {e}"))?;
     rootfs::mount_overlay(spec, dir)?;
     let root = dir.rootfs();
-    rootfs::setup_mounts(spec, &root)?;
+    rootfs::setup_mounts(spec, dir, &root)?;
     rootfs::pivot(&root)?;
     if spec.rootfs.read_only {
         rootfs::make_root_readonly()?;
@@ -166,6 +167,18 @@ fn resolve_user(spec: &str) -> Result<user::ExecUser, SetupError> {
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = fs::read_to_string("/etc/group").unwrap_or_default();
     user::resolve(spec, &passwd, &group).map_err(|e| e.to_string())
+}
+
+/// The container's configured environment: Docker's link variables ([`ContainerSpec::link_env`])
+/// first, then the spec's own `env`, which replaces a link variable of the same name.
+pub fn container_env(spec: &ContainerSpec) -> Vec<String> {
+    let mut env = spec.link_env.clone();
+    for e in &spec.env {
+        let key = e.split('=').next().unwrap_or_default();
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    env
 }
 
 /// The process environment: the spec's, plus `PATH`, `HOSTNAME` and `HOME` when missing,

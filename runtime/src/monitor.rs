@@ -46,6 +46,25 @@ pub struct MonitorArgs {
     pub notify: Option<OwnedFd>,
     /// Where to copy the container's stdout and stderr until its first exit.
     pub attach: Option<(OwnedFd, OwnedFd)>,
+    /// The network namespace of a bridge-networked container, prepared by the agent; held
+    /// for the monitor's whole life so that restarts keep the address and ports.
+    pub netns: Option<OwnedFd>,
+    /// Called once the container has exited for good (no restart follows), before the
+    /// caller is told and before an auto-removed container's directory goes: releases what
+    /// the agent set up for it (its network).
+    pub on_final_exit: Option<FinalExitHook>,
+}
+
+/// The function inside a [`FinalExitHook`].
+pub type FinalExitFn = Box<dyn FnOnce(&ContainerSpec, &ContainerDir)>;
+
+/// What to do after a container's last exit (see [`MonitorArgs::on_final_exit`]).
+pub struct FinalExitHook(pub FinalExitFn);
+
+impl std::fmt::Debug for FinalExitHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FinalExitHook")
+    }
 }
 
 /// The next back-off after a run that lasted `ran`.
@@ -75,6 +94,13 @@ pub fn run(args: MonitorArgs) -> i32 {
     let dir = args.dir;
     let mut notify = Notifier(args.notify.map(File::from));
     let mut attach = args.attach.map(|(o, e)| (File::from(o), File::from(e)));
+    let netns = args.netns;
+    let mut on_final_exit = args.on_final_exit;
+    let mut final_exit = |spec: &ContainerSpec, dir: &ContainerDir| {
+        if let Some(FinalExitHook(hook)) = on_final_exit.take() {
+            hook(spec, dir);
+        }
+    };
 
     let spec: ContainerSpec = match std::fs::read(dir.config())
         .map_err(|e| e.to_string())
@@ -127,7 +153,12 @@ pub fn run(args: MonitorArgs) -> i32 {
     loop {
         state.start_requested_at = Some(now_unix_nanos());
         state.next_restart_at = None;
-        let started = match spawn::start(&spec, &dir, cgroups.as_ref()) {
+        let started = match spawn::start(
+            &spec,
+            &dir,
+            cgroups.as_ref(),
+            netns.as_ref().map(|f| f.as_fd()),
+        ) {
             Ok(s) => s,
             Err(f) => {
                 let msg = f.error.to_string();
@@ -142,6 +173,7 @@ pub fn run(args: MonitorArgs) -> i32 {
                 state.monitor_pid = None;
                 let _ = state.store(&dir.state());
                 eprintln!("container {}: start failed: {msg}", spec.id);
+                final_exit(&spec, &dir);
                 notify.send(&format!("error {} {msg}", f.exit_code));
                 finish(&spec, &dir);
                 return f.exit_code;
@@ -194,6 +226,8 @@ pub fn run(args: MonitorArgs) -> i32 {
         if !restart {
             state.status = Status::Exited;
             state.monitor_pid = None;
+            final_exit(&spec, &dir);
+            crate::timing::mark("monitor: final exit hook done");
             if spec.auto_remove {
                 // The directory is moved out of the containers' directory (one rename: the
                 // container is gone for everyone), the caller told, then the files unlinked.
@@ -231,6 +265,7 @@ pub fn run(args: MonitorArgs) -> i32 {
             state.status = Status::Exited;
             state.next_restart_at = None;
             state.monitor_pid = None;
+            final_exit(&spec, &dir);
             let _ = state.store(&dir.state());
             return 0;
         }

@@ -49,6 +49,22 @@ impl ContainerDir {
     pub fn rootfs(&self) -> PathBuf {
         self.root.join("rootfs")
     }
+    /// The container's `/etc/hosts`, bind-mounted over the image's when present.
+    pub fn hosts(&self) -> PathBuf {
+        self.root.join("hosts")
+    }
+    /// The container's `/etc/resolv.conf`, bind-mounted over the image's when present.
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.root.join("resolv.conf")
+    }
+    /// The container's `/etc/hostname`, bind-mounted over the image's when present.
+    pub fn hostname(&self) -> PathBuf {
+        self.root.join("hostname")
+    }
+    /// The agent's record of the container's network attachment (address, ports).
+    pub fn network(&self) -> PathBuf {
+        self.root.join("network.json")
+    }
     /// An empty directory, the lower layer of an image without layers.
     pub fn empty(&self) -> PathBuf {
         self.root.join("empty")

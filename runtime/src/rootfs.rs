@@ -185,7 +185,11 @@ pub fn mount_overlay(spec: &ContainerSpec, dir: &ContainerDir) -> Result<(), Set
 }
 
 /// Everything between the overlay mount and `pivot_root`.
-pub fn setup_mounts(spec: &ContainerSpec, rootfs: &Path) -> Result<(), SetupError> {
+pub fn setup_mounts(
+    spec: &ContainerSpec,
+    dir: &ContainerDir,
+    rootfs: &Path,
+) -> Result<(), SetupError> {
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
 
     let proc_dir = secure_join(rootfs, "/proc")?;
@@ -247,6 +251,17 @@ pub fn setup_mounts(spec: &ContainerSpec, rootfs: &Path) -> Result<(), SetupErro
         None,
     )?;
 
+    // The agent's /etc files (as Docker's), before the user's mounts so that a user's
+    // `-v /x/hosts:/etc/hosts` still wins.
+    for (source, target) in [
+        (dir.hosts(), "/etc/hosts"),
+        (dir.resolv_conf(), "/etc/resolv.conf"),
+        (dir.hostname(), "/etc/hostname"),
+    ] {
+        if source.exists() {
+            bind_mount(rootfs, &source, target, false)?;
+        }
+    }
     for m in &spec.mounts {
         bind_mount(rootfs, &m.source, &m.target, m.read_only)?;
     }

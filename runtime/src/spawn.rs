@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal};
@@ -52,17 +52,31 @@ impl StartFailure {
 
 /// Creates the cgroup, clones the container's first process and waits until it executed its
 /// entrypoint. On failure the child is reaped and the cgroup removed.
+///
+/// `netns` is the network namespace of a [`NetworkMode::Bridge`] container, which the child
+/// joins instead of creating one.
 pub fn start(
     spec: &ContainerSpec,
     dir: &ContainerDir,
     cgroups: &dyn Cgroups,
+    netns: Option<BorrowedFd<'_>>,
 ) -> Result<Started, StartFailure> {
     if spec.args.is_empty() {
         return Err(StartFailure::setup(RuntimeError::InvalidSpec(
             "no command: the image has no Entrypoint or Cmd and none was given".into(),
         )));
     }
-    match clone_and_release(spec, dir, cgroups) {
+    let netns = match (spec.network, netns) {
+        (NetworkMode::Bridge, None) => {
+            return Err(StartFailure::setup(RuntimeError::InvalidSpec(
+                "a bridge-networked container needs the network namespace the agent prepared"
+                    .into(),
+            )));
+        }
+        (NetworkMode::Bridge, Some(fd)) => Some(fd),
+        _ => None,
+    };
+    match clone_and_release(spec, dir, cgroups, netns) {
         Ok(s) => Ok(s),
         Err(f) => {
             let _ = cgroups.kill_all(&spec.cgroup_path);
@@ -76,6 +90,7 @@ fn clone_and_release(
     spec: &ContainerSpec,
     dir: &ContainerDir,
     cgroups: &dyn Cgroups,
+    netns: Option<BorrowedFd<'_>>,
 ) -> Result<Started, StartFailure> {
     let p = |what: &str| {
         let what = what.to_string();
@@ -121,7 +136,7 @@ fn clone_and_release(
         drop(err_r);
         drop(go_w);
         drop(fail_r);
-        child(spec, dir, devnull, out_w, err_w, go_r, fail_w);
+        child(spec, dir, netns, devnull, out_w, err_w, go_r, fail_w);
     }
     let pid = Pid::from_raw(ret as i32);
     crate::timing::mark("spawn: cloned");
@@ -168,9 +183,11 @@ fn clone_and_release(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn child(
     spec: &ContainerSpec,
     dir: &ContainerDir,
+    netns: Option<BorrowedFd<'_>>,
     devnull: File,
     out_w: OwnedFd,
     err_w: OwnedFd,
@@ -191,7 +208,13 @@ fn child(
             Err("the monitor did not release the container".into())
         }
     };
-    let code = match prepare_child(&devnull, &out_w, &err_w) {
+    let prepared = prepare_child(&devnull, &out_w, &err_w).and_then(|()| match netns {
+        // Joined before anything is mounted, so that /sys shows this namespace's devices.
+        Some(fd) => nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("join the container's network namespace: {e}")),
+        None => Ok(()),
+    });
+    let code = match prepared {
         Err(msg) => {
             let _ = write!(fail, "125:{msg}");
             125

@@ -46,6 +46,17 @@ pub struct ContainerSpec {
     pub no_new_privileges: bool,
     /// Network namespace mode.
     pub network: NetworkMode,
+    /// Published ports as the user wrote them (`[ip:][host:]container[/proto]`), resolved
+    /// to host ports by the agent at each start (bridge network only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
+    /// Legacy links to other containers on the node (bridge network only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkSpec>,
+    /// Docker's link environment variables, computed by the agent at each start; the
+    /// container's own `env` wins over them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link_env: Vec<String>,
     /// Size of `/dev/shm` in bytes.
     pub shm_size: u64,
     /// Restart policy applied by the monitor.
@@ -95,6 +106,35 @@ pub enum NetworkMode {
     None,
     /// The host's network namespace.
     Host,
+    /// A network namespace the agent prepared (a veth on the node's bridge, an address, a
+    /// default route), handed to the monitor as a file descriptor and kept by it across
+    /// restarts.
+    Bridge,
+}
+
+impl NetworkMode {
+    /// Parses `none`, `host` or `bridge`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Self::None),
+            "host" => Ok(Self::Host),
+            "bridge" | "default" => Ok(Self::Bridge),
+            other => Err(format!(
+                "invalid network {other:?}: expected bridge, host or none \
+                 (user-defined networks are not supported on a node)"
+            )),
+        }
+    }
+}
+
+/// A legacy link (`--link NAME[:ALIAS]`) to another container on the node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// The linked container's id.
+    pub target: String,
+    /// The name it is known by inside the linking container.
+    pub alias: String,
 }
 
 /// When the monitor starts the container again after it exits.

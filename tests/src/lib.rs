@@ -4,6 +4,7 @@
 //! everything it made when dropped.
 
 pub mod images;
+pub mod netns;
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -102,6 +103,9 @@ pub struct TestAgent {
     /// Run each command in a private mount namespace of its own (on by default; benchmarks
     /// turn it off to measure exactly what a user runs).
     pub isolate_mounts: bool,
+    /// The network namespace the agent runs in (its "host"): a fresh one per test, so that
+    /// its bridge, rules and sysctls vanish with it.
+    pub netns: std::sync::Arc<netns::NetNs>,
 }
 
 impl TestAgent {
@@ -119,8 +123,24 @@ impl TestAgent {
             agent_bin: agent_bin.into(),
             monitor_bin: monitor_bin.into(),
             isolate_mounts: true,
+            netns: std::sync::Arc::new(
+                netns::NetNs::new().expect("a network namespace for the agent"),
+            ),
             tmp,
         }
+    }
+
+    /// Runs the agent in `ns` instead of a namespace of its own (several agents as hosts on
+    /// one LAN).
+    pub fn in_netns(mut self, ns: std::sync::Arc<netns::NetNs>) -> Self {
+        self.netns = ns;
+        self
+    }
+
+    /// A command (not the agent) run in the agent's network namespace: the node's "host"
+    /// side, e.g. a client on the node's localhost.
+    pub fn host_cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        self.netns.command(program)
     }
 
     /// A `berth-agent` command bound to this state dir and cgroup parent, run in a private
@@ -139,6 +159,7 @@ impl TestAgent {
             .arg(&self.monitor_bin)
             .args(args)
             .stdin(Stdio::null());
+        self.netns.enter_on_exec(&mut c);
         if !self.isolate_mounts {
             return c;
         }

@@ -1,18 +1,20 @@
-//! `berth-monitor <container-dir> [--notify-fd N] [--attach-fds OUT,ERR]`
+//! `berth-monitor <container-dir> [--notify-fd N] [--attach-fds OUT,ERR] [--netns-fd N]`
 //!
 //! Started by the agent for one container; forks away from its caller (which reaps the
 //! short-lived parent), starts a session of its own and runs
 //! [`berth_runtime::monitor::run`]. Kept free of
-//! async runtimes and argument-parsing crates so that it stays small in memory.
+//! async runtimes and argument-parsing crates so that it stays small in memory; only after
+//! the container's final exit does it release the container's network (netlink, iptables),
+//! through [`berth_agent::net::release_recorded`].
 
 use std::os::fd::{FromRawFd, OwnedFd};
 
-use berth_runtime::monitor::{self, MonitorArgs};
+use berth_runtime::monitor::{self, FinalExitHook, MonitorArgs};
 use berth_runtime::paths::ContainerDir;
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "berth-monitor: {msg}\nusage: berth-monitor <container-dir> [--notify-fd N] [--attach-fds OUT,ERR]"
+        "berth-monitor: {msg}\nusage: berth-monitor <container-dir> [--notify-fd N] [--attach-fds OUT,ERR] [--netns-fd N]"
     );
     std::process::exit(2)
 }
@@ -39,6 +41,7 @@ fn main() {
         .unwrap_or_else(|| usage("missing container directory"));
     let mut notify = None;
     let mut attach = None;
+    let mut netns = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--notify-fd" => {
@@ -56,6 +59,13 @@ fn main() {
                     .split_once(',')
                     .unwrap_or_else(|| usage("--attach-fds needs OUT,ERR"));
                 attach = Some((take_fd(o), take_fd(e)));
+            }
+            "--netns-fd" => {
+                netns = Some(take_fd(
+                    &args
+                        .next()
+                        .unwrap_or_else(|| usage("--netns-fd needs a value")),
+                ))
             }
             other => usage(&format!("unknown argument {other:?}")),
         }
@@ -86,6 +96,12 @@ fn main() {
         dir: ContainerDir::new(dir),
         notify,
         attach,
+        netns,
+        on_final_exit: Some(FinalExitHook(Box::new(|spec, dir| {
+            if let Err(e) = berth_agent::net::release_recorded(&dir.network(), &spec.id) {
+                eprintln!("container {}: releasing its network: {e}", spec.id);
+            }
+        }))),
     });
     std::process::exit(code)
 }

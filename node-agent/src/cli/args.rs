@@ -27,6 +27,20 @@ pub struct Cli {
     /// The berth-monitor executable (default: next to this one).
     #[arg(long, global = true, env = "BERTH_MONITOR")]
     pub monitor: Option<PathBuf>,
+    /// The node bridge of bridge-networked containers.
+    #[arg(long, global = true, env = "BERTH_BRIDGE", default_value = crate::net::node::DEFAULT_BRIDGE)]
+    pub bridge: String,
+    /// The containers' subnet on the bridge (the bridge takes its first address).
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_SUBNET",
+        default_value = "10.77.0.0/16"
+    )]
+    pub subnet: String,
+    /// MTU of the bridge and the containers' interfaces.
+    #[arg(long, global = true, env = "BERTH_MTU", default_value_t = crate::net::node::DEFAULT_MTU)]
+    pub mtu: u32,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -64,6 +78,19 @@ pub enum Command {
     Serve(ServeArgs),
     /// Show the transitions the daemon recorded.
     Events(EventsArgs),
+    /// The node network.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+}
+
+/// `network …`.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Show the bridge, the addresses handed out and the published ports, in JSON.
+    Inspect,
+    /// Remove what containers that are gone left behind (addresses, rules, veths); `serve`
+    /// does this when it starts.
+    Reconcile,
 }
 
 /// `run` / `create`.
@@ -123,9 +150,20 @@ pub struct RunArgs {
     /// Security options (only `no-new-privileges` is supported).
     #[arg(long)]
     pub security_opt: Vec<String>,
-    /// Network: none (own namespace, loopback only) or host.
-    #[arg(long, default_value = "none")]
+    /// Network: bridge (the node bridge, with an address of its own), none (own namespace,
+    /// loopback only) or host.
+    #[arg(long, default_value = "bridge")]
     pub network: String,
+    /// Publish a port: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp], ranges allowed
+    /// (8080-8081:80-81); no host port picks one from the ephemeral range.
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Expose a port or range without publishing it (for links): PORT[/PROTO].
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// Link to another container: NAME[:ALIAS].
+    #[arg(long = "link")]
+    pub links: Vec<String>,
     /// Signal that stops the container.
     #[arg(long)]
     pub stop_signal: Option<String>,

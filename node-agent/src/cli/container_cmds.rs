@@ -8,7 +8,8 @@ use berth_runtime::cgroup::{Limits, parse_memory};
 use berth_runtime::spec::{NetworkMode, RestartPolicy};
 
 use super::args::{
-    ExecArgs, InspectArgs, KillArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StartArgs, StopArgs,
+    ExecArgs, InspectArgs, KillArgs, LogsArgs, NetworkCommand, PsArgs, RmArgs, RunArgs, StartArgs,
+    StopArgs,
 };
 use super::format;
 use crate::container::options::parse_signal;
@@ -29,13 +30,7 @@ pub(super) fn options(a: &RunArgs) -> anyhow::Result<CreateOptions> {
             Err(e) => Err(anyhow::anyhow!("invalid --shm-size {s:?}: {e}")),
         })
         .transpose()?;
-    let network = match a.network.as_str() {
-        "none" => NetworkMode::None,
-        "host" => NetworkMode::Host,
-        other => bail!(
-            "invalid --network {other:?}: expected none or host (bridge networking comes with the node network)"
-        ),
-    };
+    let network = NetworkMode::parse(&a.network).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut no_new_privileges = false;
     for s in &a.security_opt {
         match s.as_str() {
@@ -83,6 +78,9 @@ pub(super) fn options(a: &RunArgs) -> anyhow::Result<CreateOptions> {
         no_new_privileges,
         read_only: a.read_only,
         network,
+        publish: a.publish.clone(),
+        expose: a.expose.clone(),
+        links: a.links.clone(),
         restart: RestartPolicy::parse(&a.restart).map_err(anyhow::Error::msg)?,
         auto_remove: a.rm,
         stop_signal: a.stop_signal.clone(),
@@ -215,6 +213,34 @@ pub(super) fn inspect(m: &ContainerManager, a: InspectArgs) -> anyhow::Result<u8
         out.push(format::container_json(&m.inspect(c)?));
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(0)
+}
+
+pub(super) fn network(m: &ContainerManager, a: NetworkCommand) -> anyhow::Result<u8> {
+    match a {
+        NetworkCommand::Inspect => {
+            let net = m.node_net()?;
+            let v = serde_json::json!({
+                "Config": net.config(),
+                "Gateway": net.config().gateway(),
+                "Addresses": net.addresses()?,
+                "Published": net.published()?,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        NetworkCommand::Reconcile => {
+            let r = m.reconcile_network()?;
+            for (owner, ip) in &r.addresses {
+                println!("released address {ip} of {owner}");
+            }
+            for owner in &r.rule_owners {
+                println!("removed the port rules of {owner}");
+            }
+            for veth in &r.veths {
+                println!("deleted veth {veth}");
+            }
+        }
+    }
     Ok(0)
 }
 

@@ -57,6 +57,7 @@ pub fn ps_table(list: &[ContainerInfo]) -> String {
             "COMMAND",
             "CREATED",
             "STATUS",
+            "PORTS",
             "NAMES",
         ]
         .map(String::from)
@@ -78,10 +79,30 @@ pub fn ps_table(list: &[ContainerInfo]) -> String {
             format!("\"{cmd}\""),
             created,
             status_text(c, now),
+            ports_text(c),
             c.spec.name.clone(),
         ]);
     }
     table(&rows)
+}
+
+/// Published ports as Docker's `ps` shows them: `0.0.0.0:8080->80/tcp, …`.
+pub fn ports_text(c: &ContainerInfo) -> String {
+    c.network
+        .iter()
+        .flat_map(|n| &n.ports)
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                p.host_ip
+                    .map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string()),
+                p.host_port,
+                p.container_port,
+                p.protocol
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Left-aligned columns separated by three spaces.
@@ -138,6 +159,19 @@ pub fn container_json(c: &ContainerInfo) -> Value {
             "RestartCount": s.restart_count,
             "NextRestartAt": time(s.next_restart_at),
         },
+        "NetworkSettings": c.network.as_ref().map(|n| json!({
+            "Bridge": n.config.bridge,
+            "IPAddress": n.ip,
+            "IPPrefixLen": n.config.subnet.prefix_len(),
+            "Gateway": n.gateway,
+            "Veth": n.veth,
+            "Ports": n.ports.iter().map(|p| json!({
+                "HostIp": p.host_ip.map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string()),
+                "HostPort": p.host_port,
+                "ContainerPort": p.container_port,
+                "Protocol": p.protocol,
+            })).collect::<Vec<_>>(),
+        })),
         "Spec": c.spec,
     })
 }

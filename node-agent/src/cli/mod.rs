@@ -13,7 +13,7 @@ use clap::Parser;
 
 pub use args::Cli;
 
-use crate::container::{AgentConfig, ContainerError, ContainerManager};
+use crate::container::{AgentConfig, ContainerManager};
 
 /// Exit code for errors of berth itself (as `docker run` uses 125).
 pub const EXIT_ERROR: u8 = 125;
@@ -68,13 +68,25 @@ fn init_logging(daemon: bool) {
     }
 }
 
-fn manager(cli: &Cli) -> Result<ContainerManager, ContainerError> {
+fn manager(cli: &Cli) -> anyhow::Result<ContainerManager> {
     let mut cfg = AgentConfig::new(&cli.state_dir);
     cfg.cgroup_parent = cli.cgroup_parent.clone();
+    let subnet = cli.subnet.parse().map_err(|e| {
+        anyhow::anyhow!(
+            "invalid --subnet {:?}: {e} (expected an IPv4 network such as 10.77.0.0/16)",
+            cli.subnet
+        )
+    })?;
+    cfg.network = crate::net::NetConfig {
+        bridge: cli.bridge.clone(),
+        subnet,
+        mtu: cli.mtu,
+    };
+    cfg.network.validate()?;
     if let Some(m) = &cli.monitor {
         cfg.monitor_bin = m.clone();
     }
-    ContainerManager::open(cfg)
+    Ok(ContainerManager::open(cfg)?)
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -97,6 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         C::Image(a) => image_cmds::image(&m, a),
         C::Serve(a) => crate::serve::serve(&m, a.poll_interval_ms),
         C::Events(a) => crate::serve::print_events(&m, a.follow),
+        C::Network(a) => container_cmds::network(&m, a),
     }
 }
 

@@ -3,7 +3,9 @@
 use std::fs;
 use std::io::Write;
 
-use berth_runtime::spec::{ContainerSpec, LogConfig, MountSpec, RestartPolicy, RootfsSpec};
+use berth_runtime::spec::{
+    ContainerSpec, LogConfig, MountSpec, NetworkMode, RestartPolicy, RootfsSpec,
+};
 
 use super::options::{VolumeSource, parse_signal, parse_volume, valid_name, validate_limits};
 use super::{ContainerError, ContainerInfo, ContainerManager, CreateOptions, random_id};
@@ -16,6 +18,11 @@ impl ContainerManager {
     pub fn create(&self, opts: &CreateOptions) -> Result<ContainerInfo, ContainerError> {
         let spec = self.build_spec(opts)?;
         self.claim_name(&spec.name, &spec.id)?;
+        if let Err(e) = self.record_links(&spec) {
+            self.forget_links(&spec);
+            self.release_name(&spec.name, &spec.id);
+            return Err(e);
+        }
         let dir = self.dir(&spec.id);
         let result = (|| {
             // The overlay's directories are made by the container's first process, in
@@ -30,6 +37,7 @@ impl ContainerManager {
         })();
         if let Err(e) = result {
             let _ = fs::remove_dir_all(dir.root());
+            self.forget_links(&spec);
             let _ = fs::remove_file(self.name_file(&spec.name));
             return Err(e);
         }
@@ -38,6 +46,7 @@ impl ContainerManager {
             state: berth_runtime::state::State::created(),
             monitor_alive: false,
             process_alive: false,
+            network: None,
         })
     }
 
@@ -115,6 +124,46 @@ impl ContainerManager {
             });
         }
 
+        if opts.network != NetworkMode::Bridge {
+            let what = if !opts.publish.is_empty() {
+                Some("published ports (-p)")
+            } else if !opts.links.is_empty() {
+                Some("links (--link)")
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                return Err(ContainerError::InvalidOption(format!(
+                    "{what} need the bridge network; this container uses --network {}",
+                    if opts.network == NetworkMode::Host {
+                        "host"
+                    } else {
+                        "none"
+                    }
+                )));
+            }
+        }
+        // Validated now, resolved to host ports at each start.
+        let port_specs = super::network::port_specs(&opts.publish)?;
+        let links = self.resolve_links(&opts.links)?;
+        let mut exposed_ports: Vec<String> = cfg.exposed_ports.iter().cloned().collect();
+        for e in &opts.expose {
+            let ports = crate::net::files::parse_exposed(e)
+                .map_err(|err| ContainerError::InvalidOption(format!("invalid --expose: {err}")))?;
+            for p in ports {
+                let s = format!("{}/{}", p.port, p.proto);
+                if !exposed_ports.contains(&s) {
+                    exposed_ports.push(s);
+                }
+            }
+        }
+        for p in &port_specs {
+            let s = format!("{}/{}", p.container_port, p.protocol);
+            if !exposed_ports.contains(&s) {
+                exposed_ports.push(s);
+            }
+        }
+
         let stop_signal = match opts.stop_signal.as_deref().or(cfg.stop_signal.as_deref()) {
             Some(s) => parse_signal(s)?,
             None => libc::SIGTERM,
@@ -151,6 +200,9 @@ impl ContainerManager {
             capabilities,
             no_new_privileges: opts.no_new_privileges,
             network: opts.network,
+            publish: opts.publish.clone(),
+            links,
+            link_env: Vec::new(),
             shm_size: opts.shm_size.unwrap_or(DEFAULT_SHM),
             restart: opts.restart,
             stop_signal,
@@ -158,7 +210,7 @@ impl ContainerManager {
             auto_remove: opts.auto_remove,
             log: LogConfig::default(),
             labels,
-            exposed_ports: cfg.exposed_ports.iter().cloned().collect(),
+            exposed_ports,
             id,
         })
     }

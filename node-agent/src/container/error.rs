@@ -67,6 +67,9 @@ pub enum ContainerError {
     /// The runtime failed.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The node network failed.
+    #[error(transparent)]
+    Network(crate::net::NetError),
     /// A file-system or system call failed.
     #[error("{op} {path}: {source}")]
     Io {

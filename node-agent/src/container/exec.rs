@@ -51,7 +51,8 @@ impl ContainerManager {
             let f = File::open(&path).map_err(|e| ContainerError::io("open", &path, e))?;
             namespaces.push((name, flag, f));
         }
-        let env = super::create::merge_env(&info.spec.env, &opts.env)?;
+        let env =
+            super::create::merge_env(&berth_runtime::init::container_env(&info.spec), &opts.env)?;
         let user = opts.user.clone().unwrap_or_else(|| info.spec.user.clone());
         let cwd = opts
             .workdir

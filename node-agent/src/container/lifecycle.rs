@@ -180,11 +180,33 @@ impl ContainerManager {
 
     fn spawn_monitor(
         &self,
-        info: ContainerInfo,
+        mut info: ContainerInfo,
         attach: Attach,
     ) -> Result<StartedContainer, ContainerError> {
         let dir = self.dir(&info.spec.id);
         let _ = fs::remove_file(dir.stop_marker());
+        // A record left by a monitor that died without releasing it.
+        self.release_network(&info.spec.id)?;
+        let net = self.prepare_network(&mut info)?;
+        berth_runtime::timing::mark("cli: network ready");
+        let result = self.spawn_monitor_with(info.clone(), attach, net.netns.as_ref());
+        if result.is_err() {
+            // The monitor released it if it ran; if it did not, nobody else will.
+            if let Err(e) = self.release_network(&info.spec.id) {
+                tracing::warn!(error = %e, "releasing the network of a failed start");
+            }
+        }
+        drop(net);
+        result
+    }
+
+    fn spawn_monitor_with(
+        &self,
+        info: ContainerInfo,
+        attach: Attach,
+        netns: Option<&OwnedFd>,
+    ) -> Result<StartedContainer, ContainerError> {
+        let dir = self.dir(&info.spec.id);
         let (notify_r, notify_w) = pipe2(OFlag::O_CLOEXEC)
             .map_err(|e| ContainerError::Runtime(berth_runtime::RuntimeError::sys("pipe", e)))?;
         let monitor_log = File::options()
@@ -211,6 +233,10 @@ impl ContainerManager {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(monitor_log));
+        if let Some(ns) = netns {
+            inheritable(ns)?;
+            cmd.arg("--netns-fd").arg(ns.as_raw_fd().to_string());
+        }
         let out_dup = if attach == Attach::Attached {
             let (o, e) = (dup_cloexec(1)?, dup_cloexec(2)?);
             inheritable(&o)?;
@@ -356,6 +382,7 @@ impl ContainerManager {
                     st.store(&path)?;
                 }
                 let _ = self.cgroups.destroy(&info.spec.cgroup_path);
+                self.release_network(&info.spec.id)?;
             }
         }
         Ok(())
@@ -375,6 +402,10 @@ impl ContainerManager {
         if let Err(e) = self.cgroups.destroy(&info.spec.cgroup_path) {
             errors.push(e.to_string());
         }
+        if let Err(e) = self.release_network(&info.spec.id) {
+            errors.push(e.to_string());
+        }
+        self.forget_links(&info.spec);
         let dir = self.dir(&info.spec.id);
         if let Err(e) = fs::remove_dir_all(dir.root()) {
             if e.kind() != std::io::ErrorKind::NotFound {

@@ -10,6 +10,7 @@ mod error;
 mod exec;
 mod lifecycle;
 mod logs;
+mod network;
 pub mod options;
 mod process;
 
@@ -32,12 +33,14 @@ use crate::image::{ImageStore, InUse};
 /// Where the agent keeps its state and how it runs containers.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// Root of all state (`images/`, `containers/`, `names/`, `volumes/`).
+    /// Root of all state (`images/`, `containers/`, `names/`, `volumes/`, `net/`, `links/`).
     pub state_dir: PathBuf,
     /// Cgroup parent of every container (`<parent>/<id>`).
     pub cgroup_parent: String,
     /// The `berth-monitor` executable.
     pub monitor_bin: PathBuf,
+    /// The node network (bridge, subnet, MTU) of bridge-networked containers.
+    pub network: crate::net::NetConfig,
 }
 
 impl AgentConfig {
@@ -51,6 +54,7 @@ impl AgentConfig {
             state_dir: state_dir.into(),
             cgroup_parent: "berth".into(),
             monitor_bin,
+            network: crate::net::NetConfig::default(),
         }
     }
 }
@@ -66,6 +70,8 @@ pub struct ContainerInfo {
     pub monitor_alive: bool,
     /// Whether the container's first process is alive.
     pub process_alive: bool,
+    /// Its bridge attachment (address, published ports) while it has one.
+    pub network: Option<crate::net::Attachment>,
 }
 
 impl ContainerInfo {
@@ -174,7 +180,7 @@ impl ContainerManager {
         }
     }
 
-    fn ids(&self) -> Result<Vec<String>, ContainerError> {
+    pub(crate) fn ids(&self) -> Result<Vec<String>, ContainerError> {
         let dir = self.containers_dir();
         let rd = fs::read_dir(&dir).map_err(|e| ContainerError::io("read", &dir, e))?;
         Ok(rd
@@ -206,11 +212,15 @@ impl ContainerManager {
         let process_alive = state
             .pid
             .is_some_and(|p| is_same_process_alive(p, state.pid_start_ticks));
+        let network = fs::read(dir.network())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
         Ok(ContainerInfo {
             spec,
             state,
             monitor_alive,
             process_alive,
+            network,
         })
     }
 

@@ -41,6 +41,12 @@ pub struct CreateOptions {
     pub read_only: bool,
     /// Network mode.
     pub network: NetworkMode,
+    /// Published ports, Docker's `-p` syntax.
+    pub publish: Vec<String>,
+    /// Exposed ports (`--expose 80[/tcp]`, ranges allowed), added to the image's.
+    pub expose: Vec<String>,
+    /// Legacy links, `NAME[:ALIAS]`.
+    pub links: Vec<String>,
     /// Restart policy.
     pub restart: RestartPolicy,
     /// Remove when it exits.

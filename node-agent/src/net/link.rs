@@ -373,6 +373,27 @@ impl Links {
         self.set_up(index, host_name).await
     }
 
+    /// The names of every link in the namespace that start with `prefix`.
+    pub async fn names_with_prefix(&self, prefix: &str) -> Result<Vec<String>, LinkError> {
+        let msgs: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl(prefix, "listing links"))?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| {
+                m.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(n) if n.starts_with(prefix) => Some(n.clone()),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
     async fn set_up(&self, index: u32, name: &str) -> Result<(), LinkError> {
         let msg = LinkUnspec::new_with_index(index).up().build();
         self.handle

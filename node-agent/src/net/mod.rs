@@ -1,8 +1,14 @@
-//! Node networking: address management for the node's subnet ([`ipam`]), published ports
-//! ([`ports`]) and the firewall rules that publish them ([`firewall`]). Bridges and veths over
-//! netlink come next (issue 3).
+//! Node networking: the node bridge and each container's veth pair over netlink ([`link`]),
+//! address management for the node's subnet ([`ipam`]), published ports ([`ports`]), the
+//! firewall rules that publish them ([`firewall`]), the files a container sees under `/etc`
+//! and Docker's link variables ([`files`]), and all of it put together per container
+//! ([`node`]).
 
+pub mod files;
 pub mod firewall;
 pub mod ipam;
 pub mod link;
+pub mod node;
 pub mod ports;
+
+pub use node::{Attachment, NetConfig, NetError, NodeNet, Reconciled, release_recorded};

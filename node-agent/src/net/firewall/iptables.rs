@@ -1,6 +1,7 @@
 //! [`IptablesFirewall`]: reads the state with one `iptables-save`, plans with [`rules`], and
 //! applies each change as one `iptables-restore --noflush --wait` call, one change at a time
-//! per process.
+//! per process. The fast calls ([`Firewall::add_new_ports`],
+//! [`Firewall::remove_known_ports`]) skip the read unless iptables refuses their batch.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -165,6 +166,19 @@ impl<R: Runner> IptablesFirewall<R> {
     }
 }
 
+impl<R: Runner> IptablesFirewall<R> {
+    /// The exact, save-based removal, for callers that hold the lock.
+    fn remove_ports_locked(
+        &self,
+        net: &NetworkRules,
+        owner: &str,
+        ports: &[Publish],
+    ) -> Result<(), FirewallError> {
+        let batch = rules::remove(net, owner, ports, &self.state()?)?;
+        self.apply("remove ports", &batch)
+    }
+}
+
 impl<R: Runner> Firewall for IptablesFirewall<R> {
     fn setup_network(&self, net: &NetworkRules) -> Result<(), FirewallError> {
         let _g = self.lock();
@@ -197,8 +211,62 @@ impl<R: Runner> Firewall for IptablesFirewall<R> {
         ports: &[Publish],
     ) -> Result<(), FirewallError> {
         let _g = self.lock();
-        let batch = rules::remove(net, owner, ports, &self.state()?)?;
-        self.apply("remove ports", &batch)
+        self.remove_ports_locked(net, owner, ports)
+    }
+
+    fn add_new_ports(
+        &self,
+        net: &NetworkRules,
+        owner: &str,
+        ports: &[Publish],
+    ) -> Result<(), FirewallError> {
+        let batch = rules::add_new(net, owner, ports)?;
+        let _g = self.lock();
+        let Err(e) = self.apply("add new ports", &batch) else {
+            return Ok(());
+        };
+        // A refused batch changed nothing. Redo it exactly from the real state: what
+        // `setup_network` then `add_ports` would do, planned from one read, as one batch.
+        warn!(
+            owner,
+            bridge = %net.bridge,
+            error = %e,
+            "fast port add refused; setting the network up again and adding exactly",
+        );
+        let state = self.state()?;
+        let mut batch = rules::setup(net, &state)?;
+        batch.ops.extend(rules::add(net, owner, ports, &state)?.ops);
+        self.apply("setup and add ports", &batch)
+    }
+
+    fn remove_known_ports(
+        &self,
+        net: &NetworkRules,
+        owner: &str,
+        ports: &[Publish],
+    ) -> Result<(), FirewallError> {
+        let batch = rules::remove_known(net, owner, ports)?;
+        let _g = self.lock();
+        let Err(e) = self.apply("remove known ports", &batch) else {
+            return Ok(());
+        };
+        warn!(
+            owner,
+            bridge = %net.bridge,
+            error = %e,
+            "fast port removal refused; removing the rules that exist",
+        );
+        self.remove_ports_locked(net, owner, ports)
+    }
+
+    fn remove_owners(
+        &self,
+        _net: &NetworkRules,
+        owners: &BTreeSet<String>,
+    ) -> Result<(), FirewallError> {
+        let _g = self.lock();
+        let batch = rules::remove_owners(&self.state()?, owners)?;
+        self.apply("remove owners", &batch)
     }
 
     fn teardown(&self, _net: &NetworkRules) -> Result<(), FirewallError> {

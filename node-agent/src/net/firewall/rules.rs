@@ -270,7 +270,7 @@ impl State {
                 }
                 continue;
             }
-            if line == "COMMIT" || line.is_empty() {
+            if line == "COMMIT" || line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let Some(t) = table else {
@@ -500,13 +500,19 @@ pub fn network_rules(net: &NetworkRules) -> Result<Vec<Rule>, FirewallError> {
         Rule::new(
             Table::Filter,
             FORWARD_CHAIN,
+            format!("-o {br} -m conntrack --ctstate DNAT {own} -j ACCEPT"),
+        ),
+        Rule::new(
+            Table::Filter,
+            FORWARD_CHAIN,
             format!("-i {br} {own} -j ACCEPT"),
         ),
     ])
 }
 
-/// The rules publishing `ports` for `owner`: the DNAT rules first, then the filter ACCEPTs,
-/// without duplicates.
+/// The rules publishing `ports` for `owner`: one DNAT rule per port, in `ports` order,
+/// without duplicates. (No filter rule: the network's `--ctstate DNAT` ACCEPT lets every
+/// DNATed connection through to the bridge.)
 pub fn port_rules(
     net: &NetworkRules,
     owner: &str,
@@ -515,8 +521,7 @@ pub fn port_rules(
     check_bridge(&net.bridge)?;
     check_owner(owner)?;
     let c = comment(owner);
-    let mut nat = Vec::new();
-    let mut filter = Vec::new();
+    let mut out: Vec<Rule> = Vec::new();
     for p in ports {
         if p.host_port == 0 || p.container_port == 0 {
             return Err(FirewallError::Invalid {
@@ -529,27 +534,16 @@ pub fn port_rules(
         let dst = p
             .host_ip
             .map_or_else(String::new, |ip: Ipv4Addr| format!("-d {ip}/32 "));
-        nat.push(Rule::new(
+        let rule = Rule::new(
             Table::Nat,
             DNAT_CHAIN,
             format!(
                 "{dst}-p {proto} -m {proto} --dport {} {c} -j DNAT --to-destination {}:{}",
                 p.host_port, p.container_ip, p.container_port
             ),
-        ));
-        filter.push(Rule::new(
-            Table::Filter,
-            FORWARD_CHAIN,
-            format!(
-                "-d {}/32 -o {} -p {proto} -m {proto} --dport {} {c} -j ACCEPT",
-                p.container_ip, net.bridge, p.container_port
-            ),
-        ));
-    }
-    let mut out: Vec<Rule> = Vec::new();
-    for r in nat.into_iter().chain(filter) {
-        if !out.contains(&r) {
-            out.push(r);
+        );
+        if !out.contains(&rule) {
+            out.push(rule);
         }
     }
     Ok(out)
@@ -600,6 +594,59 @@ pub fn remove(
         .filter(|r| current.has_rule(r))
         .map(Op::Delete)
         .collect();
+    Ok(Batch { ops })
+}
+
+/// Adds every rule of `owner`'s `ports`, without looking at the current state: the fast
+/// path for an owner known to have no rules now. Fails as a whole (in iptables) if berth's
+/// chains are missing; adds duplicates if the rules already exist.
+pub fn add_new(net: &NetworkRules, owner: &str, ports: &[Publish]) -> Result<Batch, FirewallError> {
+    let ops = port_rules(net, owner, ports)?
+        .into_iter()
+        .map(Op::Add)
+        .collect();
+    Ok(Batch { ops })
+}
+
+/// Deletes every rule of `owner`'s `ports`, in the reverse order of [`add_new`], without
+/// looking at the current state: the fast path for rules known to exist. Fails as a whole
+/// (in iptables) if one of them is missing.
+pub fn remove_known(
+    net: &NetworkRules,
+    owner: &str,
+    ports: &[Publish],
+) -> Result<Batch, FirewallError> {
+    let ops = port_rules(net, owner, ports)?
+        .into_iter()
+        .rev()
+        .map(Op::Delete)
+        .collect();
+    Ok(Batch { ops })
+}
+
+/// Deletes every rule in `current`, in any chain of `nat` or `filter`, whose comment is
+/// exactly `berth:<owner>` for one of `owners`, each table's in reverse order; a rule that
+/// is there twice is deleted twice. berth's reserved owners (empty, or starting with `/`)
+/// are refused: they are not removed this way.
+pub fn remove_owners(current: &State, owners: &BTreeSet<String>) -> Result<Batch, FirewallError> {
+    if let Some(o) = owners.iter().find(|o| o.is_empty() || o.starts_with('/')) {
+        return Err(FirewallError::Invalid {
+            what: "owner",
+            value: o.clone(),
+            reason: "reserved for berth's own rules",
+        });
+    }
+    let mut ops = Vec::new();
+    for (&table, ts) in &current.tables {
+        for r in ts.rules.iter().rev() {
+            let owned = comment_of(&r.words)
+                .and_then(|c| c.strip_prefix(COMMENT_PREFIX))
+                .is_some_and(|o| owners.contains(o));
+            if owned {
+                ops.push(Op::Delete(Rule::new(table, &r.chain, r.raw.clone())));
+            }
+        }
+    }
     Ok(Batch { ops })
 }
 

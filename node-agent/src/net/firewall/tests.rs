@@ -61,6 +61,7 @@ const SETUP: &[&str] = &[
     ":BERTH-FORWARD - [0:0]",
     "-I FORWARD 1 -m comment --comment \"berth:/jump\" -j BERTH-FORWARD",
     "-A BERTH-FORWARD -o berth0 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment \"berth:/net/berth0\" -j ACCEPT",
+    "-A BERTH-FORWARD -o berth0 -m conntrack --ctstate DNAT -m comment --comment \"berth:/net/berth0\" -j ACCEPT",
     "-A BERTH-FORWARD -i berth0 -m comment --comment \"berth:/net/berth0\" -j ACCEPT",
     "COMMIT",
 ];
@@ -93,7 +94,7 @@ fn setup_is_empty_when_done() {
     let text = rules::setup(&other, &done).unwrap().render();
     assert!(!text.contains(":BERTH"), "{text}");
     assert!(!text.contains("/jump"), "{text}");
-    assert_eq!(text.matches("berth:/net/berth1").count(), 5, "{text}");
+    assert_eq!(text.matches("berth:/net/berth1").count(), 6, "{text}");
 }
 
 #[test]
@@ -105,9 +106,6 @@ fn tcp_with_host_ip_text() {
         expect(&[
             "*nat",
             "-A BERTH-DNAT -d 192.168.1.5/32 -p tcp -m tcp --dport 8080 -m comment --comment \"berth:c1\" -j DNAT --to-destination 10.88.0.2:80",
-            "COMMIT",
-            "*filter",
-            "-A BERTH-FORWARD -d 10.88.0.2/32 -o berth0 -p tcp -m tcp --dport 80 -m comment --comment \"berth:c1\" -j ACCEPT",
             "COMMIT",
         ])
     );
@@ -122,9 +120,6 @@ fn tcp_without_host_ip_text() {
             "*nat",
             "-A BERTH-DNAT -p tcp -m tcp --dport 8080 -m comment --comment \"berth:c1\" -j DNAT --to-destination 10.88.0.2:80",
             "COMMIT",
-            "*filter",
-            "-A BERTH-FORWARD -d 10.88.0.2/32 -o berth0 -p tcp -m tcp --dport 80 -m comment --comment \"berth:c1\" -j ACCEPT",
-            "COMMIT",
         ])
     );
 }
@@ -137,9 +132,6 @@ fn udp_text() {
         expect(&[
             "*nat",
             "-A BERTH-DNAT -p udp -m udp --dport 5353 -m comment --comment \"berth:c1\" -j DNAT --to-destination 10.88.0.2:53",
-            "COMMIT",
-            "*filter",
-            "-A BERTH-FORWARD -d 10.88.0.2/32 -o berth0 -p udp -m udp --dport 53 -m comment --comment \"berth:c1\" -j ACCEPT",
             "COMMIT",
         ])
     );
@@ -171,8 +163,7 @@ fn remove_is_the_exact_inverse_of_add() {
         }
     }
     assert_eq!(lines(&remove), inverse);
-    // Five rules, not six: both TCP mappings share one filter ACCEPT.
-    assert_eq!(remove.ops.len(), 5);
+    assert_eq!(remove.ops.len(), 3);
 
     let mut after = added.clone();
     after.apply(&remove.render()).unwrap();
@@ -183,6 +174,213 @@ fn remove_is_the_exact_inverse_of_add() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[test]
+fn fast_batches_text() {
+    let ports = [tcp_on(Some(Ipv4Addr::new(192, 168, 1, 5))), udp(), udp()];
+    let add = rules::add_new(&net(), "c1", &ports).unwrap();
+    assert_eq!(
+        lines(&add),
+        expect(&[
+            "*nat",
+            "-A BERTH-DNAT -d 192.168.1.5/32 -p tcp -m tcp --dport 8080 -m comment --comment \"berth:c1\" -j DNAT --to-destination 10.88.0.2:80",
+            "-A BERTH-DNAT -p udp -m udp --dport 5353 -m comment --comment \"berth:c1\" -j DNAT --to-destination 10.88.0.2:53",
+            "COMMIT",
+        ])
+    );
+    let remove = rules::remove_known(&net(), "c1", &ports).unwrap();
+    assert_eq!(
+        lines(&remove),
+        expect(&[
+            "*nat",
+            "-D BERTH-DNAT -p udp -m udp --dport 5353 -m comment --comment \"berth:c1\" -j DNAT --to-destination 10.88.0.2:53",
+            "-D BERTH-DNAT -d 192.168.1.5/32 -p tcp -m tcp --dport 8080 -m comment --comment \"berth:c1\" -j DNAT --to-destination 10.88.0.2:80",
+            "COMMIT",
+        ])
+    );
+    // Against the state without the owner's rules, the fast add is what the exact add does,
+    // and against the state with them the fast removal is what the exact removal does.
+    let setup = rules::setup(&net(), &State::default()).unwrap();
+    let before = model(&[&setup]);
+    assert_eq!(add, rules::add(&net(), "c1", &ports, &before).unwrap());
+    let after = model(&[&setup, &add]);
+    assert_eq!(remove, rules::remove(&net(), "c1", &ports, &after).unwrap());
+    assert!(rules::add_new(&net(), "c1", &[]).unwrap().is_empty());
+    assert!(rules::add_new(&net(), "/jump", &ports).is_err());
+    assert!(rules::remove_known(&net(), "a b", &ports).is_err());
+}
+
+#[test]
+fn fast_batches_fail_as_iptables_does() {
+    // Before setup: no chain to append to. Without the rules: nothing to delete. Either
+    // way nothing is changed.
+    let add = rules::add_new(&net(), "c1", &[udp()]).unwrap();
+    let mut empty = State::default();
+    assert!(empty.apply(&add.render()).is_err());
+    assert_eq!(empty, State::default());
+    let setup = rules::setup(&net(), &State::default()).unwrap();
+    let mut s = model(&[&setup]);
+    let remove = rules::remove_known(&net(), "c1", &[tcp_on(None), udp()]).unwrap();
+    s.apply(&rules::add_new(&net(), "c1", &[udp()]).unwrap().render())
+        .unwrap();
+    let with_udp = s.clone();
+    assert!(s.apply(&remove.render()).is_err());
+    assert_eq!(s, with_udp);
+}
+
+const STALE: &str = "# Generated by iptables-save v1.8.9 (nf_tables)
+*nat
+:PREROUTING ACCEPT [0:0]
+:BERTH-DNAT - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment \"berth:/jump\" -j BERTH-DNAT
+-A PREROUTING -p tcp -m comment --comment berth:dead -j DNAT --to-destination 10.1.0.1:1
+-A BERTH-DNAT -p tcp -m tcp --dport 1 -m comment --comment \"berth:dead\" -j DNAT --to-destination 10.88.0.2:80
+-A BERTH-DNAT -p tcp -m tcp --dport 2 -m comment --comment \"berth:live\" -j DNAT --to-destination 10.88.0.3:80
+-A BERTH-DNAT -p udp -m udp --dport 3 -m comment --comment \"berth:dead\" -j DNAT --to-destination 10.88.0.2:53
+-A BERTH-DNAT -p tcp -m tcp --dport 1 -m comment --comment \"berth:dead\" -j DNAT --to-destination 10.88.0.2:80
+-A BERTH-DNAT -p tcp -m tcp --dport 4 -m comment --comment \"berth:dead2\" -j DNAT --to-destination 10.88.0.4:80
+-A BERTH-DNAT -p tcp -m tcp --dport 5 -m comment --comment \"berth:deadx\" -j DNAT --to-destination 10.88.0.5:80
+COMMIT
+*filter
+:FORWARD ACCEPT [0:0]
+:BERTH-FORWARD - [0:0]
+-A FORWARD -m comment --comment \"berth:/jump\" -j BERTH-FORWARD
+-A FORWARD -m comment --comment dead -j ACCEPT
+-A BERTH-FORWARD -d 10.88.0.2/32 -o berth0 -p tcp -m tcp --dport 80 -m comment --comment \"berth:dead\" -j ACCEPT
+-A BERTH-FORWARD -d 10.88.0.4/32 -o berth0 -p tcp -m tcp --dport 80 -m comment --comment \"berth:dead2\" -j ACCEPT
+COMMIT
+";
+
+#[test]
+fn remove_owners_text() {
+    let state = State::parse(STALE);
+    let owners = BTreeSet::from(["dead".to_owned(), "dead2".to_owned(), "gone".to_owned()]);
+    let batch = rules::remove_owners(&state, &owners).unwrap();
+    // Every rule of those owners, in any chain (a duplicate twice, an old-style filter
+    // ACCEPT too), each table's in reverse order; `live`, `deadx`, the jumps and the
+    // foreign rule without the `berth:` prefix stay.
+    assert_eq!(
+        lines(&batch),
+        expect(&[
+            "*nat",
+            "-D BERTH-DNAT -p tcp -m tcp --dport 4 -m comment --comment \"berth:dead2\" -j DNAT --to-destination 10.88.0.4:80",
+            "-D BERTH-DNAT -p tcp -m tcp --dport 1 -m comment --comment \"berth:dead\" -j DNAT --to-destination 10.88.0.2:80",
+            "-D BERTH-DNAT -p udp -m udp --dport 3 -m comment --comment \"berth:dead\" -j DNAT --to-destination 10.88.0.2:53",
+            "-D BERTH-DNAT -p tcp -m tcp --dport 1 -m comment --comment \"berth:dead\" -j DNAT --to-destination 10.88.0.2:80",
+            "-D PREROUTING -p tcp -m comment --comment berth:dead -j DNAT --to-destination 10.1.0.1:1",
+            "COMMIT",
+            "*filter",
+            "-D BERTH-FORWARD -d 10.88.0.4/32 -o berth0 -p tcp -m tcp --dport 80 -m comment --comment \"berth:dead2\" -j ACCEPT",
+            "-D BERTH-FORWARD -d 10.88.0.2/32 -o berth0 -p tcp -m tcp --dport 80 -m comment --comment \"berth:dead\" -j ACCEPT",
+            "COMMIT",
+        ])
+    );
+    let mut after = state.clone();
+    after.apply(&batch.render()).unwrap();
+    assert_eq!(
+        rules::owners(&after),
+        BTreeSet::from(["deadx".to_owned(), "live".to_owned()])
+    );
+    assert_eq!(after.rule_lines(Table::Filter).len(), 2);
+    // Nothing of those owners left: nothing to do.
+    assert!(rules::remove_owners(&after, &owners).unwrap().is_empty());
+    assert!(
+        rules::remove_owners(&state, &BTreeSet::new())
+            .unwrap()
+            .is_empty()
+    );
+    // berth's own rules cannot be removed this way.
+    for reserved in ["/jump", "/net/berth0", ""] {
+        let err = rules::remove_owners(&state, &BTreeSet::from([reserved.to_owned()]));
+        assert!(
+            matches!(err, Err(FirewallError::Invalid { what: "owner", .. })),
+            "{reserved:?}: {err:?}"
+        );
+    }
+}
+
+/// A [`MemoryRunner`] that counts the calls, to check which path a call took.
+#[derive(Debug, Default)]
+struct Counting {
+    inner: MemoryRunner,
+    saves: std::sync::atomic::AtomicUsize,
+    restores: std::sync::atomic::AtomicUsize,
+}
+
+impl Counting {
+    /// (saves, restores) since the last call, then zero.
+    fn take(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.saves.swap(0, Relaxed), self.restores.swap(0, Relaxed))
+    }
+}
+
+impl Runner for Counting {
+    fn save(&self) -> Result<String, FirewallError> {
+        self.saves
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.save()
+    }
+
+    fn restore(&self, input: &str) -> Result<(), FirewallError> {
+        self.restores
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.restore(input)
+    }
+}
+
+#[test]
+fn fast_paths_skip_the_read_and_fall_back() {
+    let fw = IptablesFirewall::with_runner(Counting::default());
+    let ports = [tcp_on(None), udp()];
+    let setup = rules::setup(&net(), &State::default()).unwrap();
+    let add = rules::add_new(&net(), "c1", &ports).unwrap();
+
+    // Never set up: the fast add is refused, the fallback sets up and adds, in one batch.
+    fw.add_new_ports(&net(), "c1", &ports).unwrap();
+    assert_eq!(fw.runner().take(), (1, 2));
+    assert_eq!(fw.runner().inner.state(), model(&[&setup, &add]));
+
+    // The fast paths: one restore, no save.
+    fw.remove_known_ports(&net(), "c1", &ports).unwrap();
+    assert_eq!(fw.runner().take(), (0, 1));
+    assert_eq!(fw.runner().inner.state(), model(&[&setup]));
+    fw.add_new_ports(&net(), "c1", &ports).unwrap();
+    assert_eq!(fw.runner().take(), (0, 1));
+    assert_eq!(fw.runner().inner.state(), model(&[&setup, &add]));
+
+    // Someone deleted one of the rules: the fast removal is refused and changes nothing,
+    // the fallback removes what is left.
+    let one = rules::remove_known(&net(), "c1", &ports[..1]).unwrap();
+    fw.runner().inner.restore(&one.render()).unwrap();
+    fw.remove_known_ports(&net(), "c1", &ports).unwrap();
+    assert_eq!(fw.runner().take(), (1, 2));
+    assert_eq!(fw.runner().inner.state(), model(&[&setup]));
+
+    // Someone removed berth's chains: the fast add sets the network up again.
+    fw.teardown(&net()).unwrap();
+    fw.add_new_ports(&net(), "c1", &ports).unwrap();
+    assert_eq!(fw.runner().inner.state(), model(&[&setup, &add]));
+
+    // Invalid input is refused before anything runs.
+    fw.runner().take();
+    assert!(fw.add_new_ports(&net(), "a b", &ports).is_err());
+    assert!(fw.remove_known_ports(&net(), "a b", &ports).is_err());
+    assert_eq!(fw.runner().take(), (0, 0));
+}
+
+#[test]
+fn remove_owners_through_the_back_end() {
+    let fw = IptablesFirewall::with_runner(MemoryRunner::default());
+    fw.runner().restore(STALE).unwrap();
+    let owners = BTreeSet::from(["dead".to_owned(), "dead2".to_owned()]);
+    fw.remove_owners(&net(), &owners).unwrap();
+    assert_eq!(
+        fw.owners(&net()).unwrap(),
+        BTreeSet::from(["deadx".to_owned(), "live".to_owned()])
+    );
+    fw.remove_owners(&net(), &owners).unwrap();
 }
 
 #[test]
@@ -270,8 +468,9 @@ fn berth_leftovers(state: &State) -> Vec<String> {
 const FOREIGN: &str = "-A FORWARD -m comment --comment other -j ACCEPT";
 
 /// The conformance suite every [`Firewall`] back-end must pass. `read` returns the current
-/// tables; `foreign` adds [`FOREIGN`], a rule that is not berth's.
-fn conformance(fw: &dyn Firewall, read: &dyn Fn() -> State, foreign: &dyn Fn()) {
+/// tables; `other` applies `iptables-restore --noflush` input as another program would (to
+/// add [`FOREIGN`], a rule that is not berth's, or to delete one of berth's by hand).
+fn conformance(fw: &dyn Firewall, read: &dyn Fn() -> State, other: &dyn Fn(&str)) {
     let net = net();
     let ports = [
         tcp_on(Some(Ipv4Addr::new(192, 168, 1, 5))),
@@ -280,7 +479,7 @@ fn conformance(fw: &dyn Firewall, read: &dyn Fn() -> State, foreign: &dyn Fn()) 
     ];
 
     // Ports before setup: refused, nothing changed.
-    foreign();
+    other(&format!("*filter\n{FOREIGN}\nCOMMIT\n"));
     let s0 = read();
     assert!(matches!(
         fw.add_ports(&net, "c1", &ports),
@@ -319,16 +518,16 @@ fn conformance(fw: &dyn Firewall, read: &dyn Fn() -> State, foreign: &dyn Fn()) 
     assert_eq!(fw.owners(&net).unwrap(), BTreeSet::from(["c1".to_owned()]));
 
     // A second owner's rules are its own: removing them leaves c1's alone.
-    let other = Publish {
+    let other_port = Publish {
         container_ip: Ipv4Addr::new(10, 88, 0, 9),
         ..udp()
     };
-    fw.add_ports(&net, "c2", &[other]).unwrap();
+    fw.add_ports(&net, "c2", &[other_port]).unwrap();
     assert_eq!(
         fw.owners(&net).unwrap(),
         BTreeSet::from(["c1".to_owned(), "c2".to_owned()])
     );
-    fw.remove_ports(&net, "c2", &[other]).unwrap();
+    fw.remove_ports(&net, "c2", &[other_port]).unwrap();
     assert_eq!(read(), s2);
 
     // Remove, twice: exactly the state before the add.
@@ -338,6 +537,33 @@ fn conformance(fw: &dyn Firewall, read: &dyn Fn() -> State, foreign: &dyn Fn()) 
     assert_eq!(read(), s1);
     assert!(fw.owners(&net).unwrap().is_empty());
 
+    // The fast paths: the same rules as the exact ones, and back.
+    fw.add_new_ports(&net, "c1", &ports).unwrap();
+    assert_eq!(read(), s2, "the fast add differs from the exact one");
+    fw.remove_known_ports(&net, "c1", &ports).unwrap();
+    assert_eq!(
+        read(),
+        s1,
+        "the fast removal is not the inverse of the fast add"
+    );
+
+    // A rule deleted by hand: the fast removal falls back and removes the rest.
+    fw.add_new_ports(&net, "c1", &ports).unwrap();
+    let gone = rules::remove_known(&net, "c1", &ports[1..2]).unwrap();
+    other(&gone.render());
+    fw.remove_known_ports(&net, "c1", &ports).unwrap();
+    assert_eq!(read(), s1);
+
+    // Stale owners: exactly their rules go.
+    fw.add_new_ports(&net, "c1", &ports).unwrap();
+    fw.add_new_ports(&net, "c2", &[other_port]).unwrap();
+    fw.add_new_ports(&net, "c3", &ports[..1]).unwrap();
+    let stale = BTreeSet::from(["c1".to_owned(), "c3".to_owned(), "c9".to_owned()]);
+    fw.remove_owners(&net, &stale).unwrap();
+    assert_eq!(fw.owners(&net).unwrap(), BTreeSet::from(["c2".to_owned()]));
+    fw.remove_known_ports(&net, "c2", &[other_port]).unwrap();
+    assert_eq!(read(), s1);
+
     // Teardown, twice: nothing of berth's left, the foreign rule kept.
     fw.add_ports(&net, "c3", &ports[..1]).unwrap();
     fw.teardown(&net).unwrap();
@@ -346,18 +572,20 @@ fn conformance(fw: &dyn Firewall, read: &dyn Fn() -> State, foreign: &dyn Fn()) 
     assert_eq!(berth_leftovers(&s3), Vec::<String>::new());
     assert!(s3.rule_lines(Table::Filter).contains(&FOREIGN.to_owned()));
     assert!(fw.owners(&net).unwrap().is_empty());
+
+    // The fast add after berth's chains are gone: it sets the network up again.
+    fw.add_new_ports(&net, "c1", &ports).unwrap();
+    assert_eq!(read(), s2);
+    fw.teardown(&net).unwrap();
+    assert_eq!(berth_leftovers(&read()), Vec::<String>::new());
 }
 
 #[test]
 fn conformance_in_memory() {
     let fw = IptablesFirewall::with_runner(MemoryRunner::default());
     let read = || fw.runner().state();
-    let foreign = || {
-        fw.runner()
-            .restore(&format!("*filter\n{FOREIGN}\nCOMMIT\n"))
-            .unwrap()
-    };
-    conformance(&fw, &read, &foreign);
+    let other = |input: &str| fw.runner().restore(input).unwrap();
+    conformance(&fw, &read, &other);
 }
 
 /// A runner that refuses some batches, to test that teardown keeps going.
@@ -489,19 +717,8 @@ fn read_real() -> State {
 fn root_conformance_in_netns() {
     in_fresh_netns("root_conformance_in_netns", || {
         let fw = IptablesFirewall::new();
-        let foreign = || {
-            iptables(&[
-                "-A",
-                "FORWARD",
-                "-j",
-                "ACCEPT",
-                "-m",
-                "comment",
-                "--comment",
-                "other",
-            ])
-        };
-        conformance(&fw, &read_real, &foreign);
+        let other = |input: &str| Commands::system().restore(input).unwrap();
+        conformance(&fw, &read_real, &other);
     });
 }
 
@@ -549,5 +766,96 @@ fn root_coexists_with_docker_like_rules_in_netns() {
         assert!(s.chains(Table::Nat).contains(&"DOCKER".to_owned()));
         let save = Commands::system().save().unwrap();
         assert!(save.contains(":FORWARD DROP"), "{save}");
+    });
+}
+
+/// The `n`-th of many mappings, each of its own owner `o<n>`.
+fn mapping(n: u16) -> Publish {
+    Publish {
+        host_ip: None,
+        host_port: 10_000 + n,
+        container_ip: Ipv4Addr::new(10, 88, (n / 250) as u8 + 1, (n % 250) as u8 + 2),
+        container_port: 80,
+        proto: Proto::Tcp,
+    }
+}
+
+fn p50(mut ms: Vec<f64>) -> f64 {
+    ms.sort_by(f64::total_cmp);
+    ms[ms.len() / 2]
+}
+
+#[test]
+fn root_fast_path_with_1000_mappings_in_netns() {
+    in_fresh_netns("root_fast_path_with_1000_mappings_in_netns", || {
+        let fw = IptablesFirewall::new();
+        let net = net();
+        fw.setup_network(&net).unwrap();
+        let mut many = Batch::default();
+        for n in 0..1000 {
+            let owner = format!("o{n}");
+            many.ops
+                .extend(rules::add_new(&net, &owner, &[mapping(n)]).unwrap().ops);
+        }
+        Commands::system().restore(&many.render()).unwrap();
+        let before = host_tables().unwrap();
+        assert_eq!(fw.owners(&net).unwrap().len(), 1000);
+
+        // Add then remove one container's ports, fast: exactly the tables before.
+        let ports = [tcp_on(None), udp()];
+        let (mut adds, mut removes) = (Vec::new(), Vec::new());
+        for _ in 0..30 {
+            let t = std::time::Instant::now();
+            fw.add_new_ports(&net, "c1", &ports).unwrap();
+            adds.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = std::time::Instant::now();
+            fw.remove_known_ports(&net, "c1", &ports).unwrap();
+            removes.push(t.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(host_tables().unwrap(), before);
+        }
+        let t = std::time::Instant::now();
+        fw.add_ports(&net, "c1", &ports).unwrap();
+        let exact_add = t.elapsed().as_secs_f64() * 1e3;
+        let t = std::time::Instant::now();
+        fw.remove_ports(&net, "c1", &ports).unwrap();
+        let exact_remove = t.elapsed().as_secs_f64() * 1e3;
+        eprintln!(
+            "with 1,000 mappings: add_new_ports p50 {:.1} ms, remove_known_ports p50 {:.1} ms; \
+             add_ports {exact_add:.1} ms, remove_ports {exact_remove:.1} ms",
+            p50(adds),
+            p50(removes)
+        );
+        assert_eq!(host_tables().unwrap(), before);
+
+        // A rule deleted by hand: the fast removal falls back, and still succeeds.
+        fw.add_new_ports(&net, "c1", &ports).unwrap();
+        let gone = rules::remove_known(&net, "c1", &ports[..1]).unwrap();
+        Commands::system().restore(&gone.render()).unwrap();
+        fw.remove_known_ports(&net, "c1", &ports).unwrap();
+        assert_eq!(host_tables().unwrap(), before);
+
+        // Stale owners: exactly their rules go, one batch.
+        let stale = BTreeSet::from(["o0".to_owned(), "o500".to_owned(), "o999".to_owned()]);
+        let t = std::time::Instant::now();
+        fw.remove_owners(&net, &stale).unwrap();
+        eprintln!(
+            "remove_owners of 3 among 1,000: {:.1} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+        let after = host_tables().unwrap();
+        let marks: Vec<String> = stale
+            .iter()
+            .map(|o| format!("--comment \"berth:{o}\" "))
+            .collect();
+        let expected: Vec<String> = before
+            .iter()
+            .filter(|l| !marks.iter().any(|m| l.contains(m.as_str())))
+            .cloned()
+            .collect();
+        assert_eq!(before.len() - expected.len(), 3);
+        assert_eq!(after, expected);
+        let left = fw.owners(&net).unwrap();
+        assert_eq!(left.len(), 997);
+        assert!(stale.iter().all(|o| !left.contains(o)));
     });
 }
