@@ -32,7 +32,7 @@ pub fn show(o: &std::process::Output) -> String {
     )
 }
 
-/// Hosts as network namespaces on one LAN: a bridge `lan0` (192.168.100.1/24) in a namespace
+/// Hosts as network namespaces on one LAN: a bridge `lanbr` (192.168.100.1/24) in a namespace
 /// of its own, and per host a veth whose end in the host is `eth0` with 192.168.100.<n+2>/24
 /// and a default route via the bridge. Everything goes with the namespaces.
 pub struct Lan {
@@ -66,11 +66,11 @@ impl Lan {
                 rt().block_on(async {
                     let links = Links::spawn().expect("netlink");
                     links
-                        .ensure_bridge("lan0", "192.168.100.1/24".parse().unwrap(), 1500)
+                        .ensure_bridge("lanbr", "192.168.100.1/24".parse().unwrap(), 1500)
                         .await
                         .expect("LAN bridge");
                     links
-                        .add_veth("lan0", &outer, &inner, 1500, host.fd())
+                        .add_veth("lanbr", &outer, &inner, 1500, host.fd())
                         .await
                         .expect("LAN veth");
                 })

@@ -192,26 +192,29 @@ impl TestAgent {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut child = self
+        let child = self
             .cmd(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn berth-agent");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if child.try_wait().expect("try_wait").is_some() {
-                return child.wait_with_output().expect("output");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let out = child.wait_with_output().expect("output");
+        let pid = child.id() as i32;
+        // Output is read while the command runs (a large `ps -o json` fills a pipe).
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(out) => out.expect("output"),
+            Err(_) => {
+                // SAFETY: kill with a pid and a signal number.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let out = rx.recv().expect("output").expect("output");
                 panic!(
                     "berth-agent timed out: {}",
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
-            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
