@@ -37,5 +37,5 @@ ensure_rust() {
 
 # The packages berth's build, tests and examples use.
 install_deps() {
-  apt_install build-essential pkg-config busybox-static iproute2 procps
+  apt_install build-essential pkg-config busybox-static iproute2 iptables procps
 }

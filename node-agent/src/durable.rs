@@ -27,6 +27,16 @@ fn fail(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FsError + us
 
 /// Writes `bytes` to `path` with permissions `mode`, atomically and durably.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError> {
+    write_replace(path, bytes, mode, true)
+}
+
+/// Writes `bytes` to `path` with permissions `mode`, atomically but without waiting for the
+/// disk: for records that are rebuilt from live state after a machine crash anyway.
+pub(crate) fn replace_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError> {
+    write_replace(path, bytes, mode, false)
+}
+
+fn write_replace(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<(), FsError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path
         .parent()
@@ -49,7 +59,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), F
         // The umask may have narrowed the mode given to open.
         file.set_permissions(fs::Permissions::from_mode(mode))
             .and_then(|()| file.write_all(bytes))
-            .and_then(|()| file.sync_all())
+            .and_then(|()| if durable { file.sync_all() } else { Ok(()) })
             .map_err(fail("write", &tmp))?;
         fs::rename(&tmp, path).map_err(fail("rename into place", path))
     })();
@@ -57,7 +67,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), F
         let _ = fs::remove_file(&tmp);
     }
     result?;
-    sync_dir(dir)
+    if durable {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// fsyncs a directory so that renames into it are durable.

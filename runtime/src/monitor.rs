@@ -49,6 +49,9 @@ pub struct MonitorArgs {
     /// The network namespace of a bridge-networked container, prepared by the agent; held
     /// for the monitor's whole life so that restarts keep the address and ports.
     pub netns: Option<OwnedFd>,
+    /// A pipe on which the agent, finishing the network set-up while the container is being
+    /// built, writes `ok` or `error <message>`: the first run is released only after `ok`.
+    pub net_ready: Option<OwnedFd>,
     /// Called once the container has exited for good (no restart follows), before the
     /// caller is told and before an auto-removed container's directory goes: releases what
     /// the agent set up for it (its network).
@@ -95,6 +98,7 @@ pub fn run(args: MonitorArgs) -> i32 {
     let mut notify = Notifier(args.notify.map(File::from));
     let mut attach = args.attach.map(|(o, e)| (File::from(o), File::from(e)));
     let netns = args.netns;
+    let mut net_ready = args.net_ready.map(File::from);
     let mut on_final_exit = args.on_final_exit;
     let mut final_exit = |spec: &ContainerSpec, dir: &ContainerDir| {
         if let Some(FinalExitHook(hook)) = on_final_exit.take() {
@@ -153,11 +157,27 @@ pub fn run(args: MonitorArgs) -> i32 {
     loop {
         state.start_requested_at = Some(now_unix_nanos());
         state.next_restart_at = None;
+        // Only the first run waits for the agent; restarts reuse the finished network.
+        let mut wait_ready = net_ready.take().map(|mut f| {
+            move || -> Result<(), String> {
+                let mut line = String::new();
+                let _ =
+                    std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut f), &mut line);
+                match line.trim_end() {
+                    "ok" => Ok(()),
+                    "" => Err("the agent went away before the network was set up".into()),
+                    other => Err(other.strip_prefix("error ").unwrap_or(other).to_string()),
+                }
+            }
+        });
         let started = match spawn::start(
             &spec,
             &dir,
             cgroups.as_ref(),
             netns.as_ref().map(|f| f.as_fd()),
+            wait_ready
+                .as_mut()
+                .map(|f| f as &mut dyn FnMut() -> Result<(), String>),
         ) {
             Ok(s) => s,
             Err(f) => {

@@ -54,12 +54,15 @@ impl StartFailure {
 /// entrypoint. On failure the child is reaped and the cgroup removed.
 ///
 /// `netns` is the network namespace of a [`NetworkMode::Bridge`] container, which the child
-/// joins instead of creating one.
+/// joins instead of creating one. `gate`, when given, is called once the child is in its
+/// cgroup and must return before the child is released (the agent finishing the network
+/// set-up meanwhile); its error fails the start.
 pub fn start(
     spec: &ContainerSpec,
     dir: &ContainerDir,
     cgroups: &dyn Cgroups,
     netns: Option<BorrowedFd<'_>>,
+    gate: Option<&mut dyn FnMut() -> Result<(), String>>,
 ) -> Result<Started, StartFailure> {
     if spec.args.is_empty() {
         return Err(StartFailure::setup(RuntimeError::InvalidSpec(
@@ -76,7 +79,7 @@ pub fn start(
         (NetworkMode::Bridge, Some(fd)) => Some(fd),
         _ => None,
     };
-    match clone_and_release(spec, dir, cgroups, netns) {
+    match clone_and_release(spec, dir, cgroups, netns, gate) {
         Ok(s) => Ok(s),
         Err(f) => {
             let _ = cgroups.kill_all(&spec.cgroup_path);
@@ -91,6 +94,7 @@ fn clone_and_release(
     dir: &ContainerDir,
     cgroups: &dyn Cgroups,
     netns: Option<BorrowedFd<'_>>,
+    gate: Option<&mut dyn FnMut() -> Result<(), String>>,
 ) -> Result<Started, StartFailure> {
     let p = |what: &str| {
         let what = what.to_string();
@@ -160,6 +164,14 @@ fn clone_and_release(
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
         return Err(StartFailure::setup(e.into()));
+    }
+    if let Some(gate) = gate {
+        if let Err(msg) = gate() {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            return Err(StartFailure::setup(RuntimeError::StartFailed(msg)));
+        }
+        crate::timing::mark("spawn: gate passed");
     }
     // A child that already failed has closed its end: its message explains, below.
     let _ = go.write_all(b"1");

@@ -1,20 +1,21 @@
-//! `berth-monitor <container-dir> [--notify-fd N] [--attach-fds OUT,ERR] [--netns-fd N]`
+//! `berth-monitor <container-dir> [--notify-fd N] [--attach-fds OUT,ERR] [--netns-fd N --net-ready-fd N] [--release-with AGENT]`
 //!
 //! Started by the agent for one container; forks away from its caller (which reaps the
 //! short-lived parent), starts a session of its own and runs
 //! [`berth_runtime::monitor::run`]. Kept free of
 //! async runtimes and argument-parsing crates so that it stays small in memory; only after
-//! the container's final exit does it release the container's network (netlink, iptables),
-//! through [`berth_agent::net::release_recorded`].
+//! the container's final exit does it release the container's network, by running
+//! `berth-agent network release` (`--release-with`).
 
 use std::os::fd::{FromRawFd, OwnedFd};
 
 use berth_runtime::monitor::{self, FinalExitHook, MonitorArgs};
 use berth_runtime::paths::ContainerDir;
+use berth_runtime::spec::ContainerSpec;
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "berth-monitor: {msg}\nusage: berth-monitor <container-dir> [--notify-fd N] [--attach-fds OUT,ERR] [--netns-fd N]"
+        "berth-monitor: {msg}\nusage: berth-monitor <container-dir> [--notify-fd N] [--attach-fds OUT,ERR] [--netns-fd N --net-ready-fd N] [--release-with AGENT]"
     );
     std::process::exit(2)
 }
@@ -33,6 +34,26 @@ fn take_fd(n: &str) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
+/// After the final exit: `berth-agent network release <dir>` removes the container's port
+/// rules, veth and address (podman's exit-command pattern: the monitor itself links no
+/// netlink or iptables code and stays small). Its output goes to the monitor's log.
+fn release_network(agent: &std::path::Path, spec: &ContainerSpec, dir: &ContainerDir) {
+    if !dir.network().exists() {
+        return;
+    }
+    let status = std::process::Command::new(agent)
+        .args(["network", "release"])
+        .arg(dir.root())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => eprintln!("container {}: network release {s}", spec.id),
+        Err(e) => eprintln!("container {}: run {}: {e}", spec.id, agent.display()),
+    }
+}
+
 fn main() {
     berth_runtime::timing::mark("monitor: main");
     let mut args = std::env::args().skip(1);
@@ -42,6 +63,8 @@ fn main() {
     let mut notify = None;
     let mut attach = None;
     let mut netns = None;
+    let mut net_ready = None;
+    let mut release_with = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--notify-fd" => {
@@ -65,6 +88,19 @@ fn main() {
                     &args
                         .next()
                         .unwrap_or_else(|| usage("--netns-fd needs a value")),
+                ))
+            }
+            "--release-with" => {
+                release_with =
+                    Some(std::path::PathBuf::from(args.next().unwrap_or_else(|| {
+                        usage("--release-with needs the berth-agent path")
+                    })))
+            }
+            "--net-ready-fd" => {
+                net_ready = Some(take_fd(
+                    &args
+                        .next()
+                        .unwrap_or_else(|| usage("--net-ready-fd needs a value")),
                 ))
             }
             other => usage(&format!("unknown argument {other:?}")),
@@ -97,11 +133,12 @@ fn main() {
         notify,
         attach,
         netns,
-        on_final_exit: Some(FinalExitHook(Box::new(|spec, dir| {
-            if let Err(e) = berth_agent::net::release_recorded(&dir.network(), &spec.id) {
-                eprintln!("container {}: releasing its network: {e}", spec.id);
-            }
-        }))),
+        net_ready,
+        on_final_exit: release_with.map(|agent| {
+            FinalExitHook(Box::new(move |spec, dir| {
+                release_network(&agent, spec, dir)
+            }))
+        }),
     });
     std::process::exit(code)
 }

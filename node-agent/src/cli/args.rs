@@ -91,6 +91,12 @@ pub enum NetworkCommand {
     /// Remove what containers that are gone left behind (addresses, rules, veths); `serve`
     /// does this when it starts.
     Reconcile,
+    /// Release one container's network (its monitor runs this after the final exit).
+    #[command(hide = true)]
+    Release {
+        /// The container's state directory.
+        dir: PathBuf,
+    },
 }
 
 /// `run` / `create`.

@@ -228,6 +228,7 @@ pub(super) fn network(m: &ContainerManager, a: NetworkCommand) -> anyhow::Result
             });
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
+        NetworkCommand::Release { .. } => unreachable!("handled before the state is opened"),
         NetworkCommand::Reconcile => {
             let r = m.reconcile_network()?;
             for (owner, ip) in &r.addresses {

@@ -92,6 +92,18 @@ fn manager(cli: &Cli) -> anyhow::Result<ContainerManager> {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     use args::Command as C;
     berth_runtime::timing::mark("cli: parsed, logging set up");
+    if let C::Network(args::NetworkCommand::Release { dir }) = &cli.command {
+        // Run by a monitor: no state directory to open, only the container's record.
+        let dir = berth_runtime::paths::ContainerDir::new(dir);
+        let id = dir
+            .root()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        crate::net::release_recorded(&dir.network(), &id)?;
+        return Ok(0);
+    }
     let m = manager(&cli)?;
     berth_runtime::timing::mark("cli: state opened");
     match cli.command {

@@ -1,7 +1,7 @@
 //! Start, stop, kill and remove.
 
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -13,6 +13,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::pipe2;
 
+use super::network::PreparedNetwork;
 use super::process::{pidfd, signal, wait_exit};
 use super::{ContainerError, ContainerInfo, ContainerManager, CreateOptions};
 
@@ -187,12 +188,17 @@ impl ContainerManager {
         let _ = fs::remove_file(dir.stop_marker());
         // A record left by a monitor that died without releasing it.
         self.release_network(&info.spec.id)?;
-        let net = self.prepare_network(&mut info)?;
-        berth_runtime::timing::mark("cli: network ready");
-        let result = self.spawn_monitor_with(info.clone(), attach, net.netns.as_ref());
+        let mut net = self.prepare_network(&mut info)?;
+        berth_runtime::timing::mark("cli: network begun");
+        let id = info.spec.id.clone();
+        let result = self.spawn_monitor_with(info, attach, &mut net);
+        if let Some(p) = net.pending.take() {
+            // The monitor could not even be started.
+            p.abort();
+        }
         if result.is_err() {
             // The monitor released it if it ran; if it did not, nobody else will.
-            if let Err(e) = self.release_network(&info.spec.id) {
+            if let Err(e) = self.release_network(&id) {
                 tracing::warn!(error = %e, "releasing the network of a failed start");
             }
         }
@@ -204,7 +210,7 @@ impl ContainerManager {
         &self,
         info: ContainerInfo,
         attach: Attach,
-        netns: Option<&OwnedFd>,
+        net: &mut PreparedNetwork,
     ) -> Result<StartedContainer, ContainerError> {
         let dir = self.dir(&info.spec.id);
         let (notify_r, notify_w) = pipe2(OFlag::O_CLOEXEC)
@@ -230,13 +236,29 @@ impl ContainerManager {
         cmd.arg(dir.root())
             .arg("--notify-fd")
             .arg(notify_w.as_raw_fd().to_string());
+        if let Some(agent) = &self.config().agent_bin {
+            cmd.arg("--release-with").arg(agent);
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(monitor_log));
-        if let Some(ns) = netns {
-            inheritable(ns)?;
-            cmd.arg("--netns-fd").arg(ns.as_raw_fd().to_string());
-        }
+        // The network is finished while the monitor builds the container; the first run
+        // is released when the pipe says "ok".
+        let ready = match net.netns() {
+            Some(ns) => {
+                inheritable(ns)?;
+                let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| {
+                    ContainerError::Runtime(berth_runtime::RuntimeError::sys("pipe", e))
+                })?;
+                inheritable(&r)?;
+                cmd.arg("--netns-fd")
+                    .arg(ns.as_raw_fd().to_string())
+                    .arg("--net-ready-fd")
+                    .arg(r.as_raw_fd().to_string());
+                Some((r, w))
+            }
+            None => None,
+        };
         let out_dup = if attach == Attach::Attached {
             let (o, e) = (dup_cloexec(1)?, dup_cloexec(2)?);
             inheritable(&o)?;
@@ -255,6 +277,19 @@ impl ContainerManager {
             .map_err(|e| ContainerError::io("start monitor", &self.config().monitor_bin, e))?;
         drop(notify_w);
         drop(out_dup);
+        let ready_w = ready.map(|(r, w)| {
+            drop(r);
+            w
+        });
+        if let (Some(w), Some(p)) = (ready_w, net.pending.take()) {
+            let line = match self.finish_network(&info.spec.id, p) {
+                Ok(()) => "ok\n".to_string(),
+                Err(e) => format!("error network set-up failed: {e}\n"),
+            };
+            berth_runtime::timing::mark("cli: network finished");
+            // A monitor that already failed has closed its end; its own error follows.
+            let _ = File::from(w).write_all(line.as_bytes());
+        }
         let _ = child.wait();
         berth_runtime::timing::mark("cli: monitor detached");
 

@@ -41,6 +41,9 @@ pub struct AgentConfig {
     pub monitor_bin: PathBuf,
     /// The node network (bridge, subnet, MTU) of bridge-networked containers.
     pub network: crate::net::NetConfig,
+    /// The `berth-agent` executable a monitor runs to release a container's network after
+    /// its final exit (default: this executable when it is `berth-agent`).
+    pub agent_bin: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -55,6 +58,9 @@ impl AgentConfig {
             cgroup_parent: "berth".into(),
             monitor_bin,
             network: crate::net::NetConfig::default(),
+            agent_bin: std::env::current_exe()
+                .ok()
+                .filter(|p| p.file_name().is_some_and(|n| n == "berth-agent")),
         }
     }
 }

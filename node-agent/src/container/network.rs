@@ -20,7 +20,7 @@ use nix::fcntl::Flock;
 use super::{ContainerError, ContainerInfo, ContainerManager};
 use crate::net::files::{self, ExposedPort, LinkProto, LinkTarget};
 use crate::net::ports::{self, PortSpec, Protocol};
-use crate::net::{Attachment, NetError, NodeNet};
+use crate::net::{Attachment, NetError, NodeNet, Pending};
 
 const HOST_HOSTS: &str = "/etc/hosts";
 const HOST_RESOLV: &str = "/etc/resolv.conf";
@@ -29,11 +29,34 @@ const SYSTEMD_RESOLV: &str = "/run/systemd/resolve/resolv.conf";
 /// What a start holds between preparing the network and the monitor's report.
 #[derive(Debug, Default)]
 pub(crate) struct PreparedNetwork {
-    /// The bridge network namespace, handed to the monitor.
-    pub(crate) netns: Option<OwnedFd>,
+    /// For the bridge: the begun attach, finished by [`ContainerManager::finish_network`]
+    /// while the monitor builds the container.
+    pub(crate) pending: Option<PendingNetwork>,
     /// Held until the container runs: [`ContainerManager::reconcile_network`] treats a
     /// container whose lock is held as live.
     pub(crate) _start_lock: Option<Flock<File>>,
+}
+
+/// A bridge attach begun before the monitor starts.
+#[derive(Debug)]
+pub(crate) struct PendingNetwork {
+    net: NodeNet,
+    pending: Pending,
+    specs: Vec<PortSpec>,
+}
+
+impl PendingNetwork {
+    /// Undoes the begun attach.
+    pub(crate) fn abort(self) {
+        self.net.abort(self.pending);
+    }
+}
+
+impl PreparedNetwork {
+    /// The namespace to hand to the monitor.
+    pub(crate) fn netns(&self) -> Option<&OwnedFd> {
+        self.pending.as_ref().map(|p| p.pending.netns())
+    }
 }
 
 /// Parses every `-p` of a spec.
@@ -165,15 +188,13 @@ impl ContainerManager {
         let specs = port_specs(&spec.publish)?;
         let targets = self.link_targets(spec)?;
         let net = self.node_net()?;
-        let (att, netns) = net.attach(&spec.id, &specs)?;
+        let pending = net.begin(&spec.id)?;
+        let ip = pending.ip();
         let written = (|| {
-            let json = serde_json::to_vec_pretty(&att)
-                .map_err(|e| ContainerError::InvalidOption(e.to_string()))?;
-            berth_runtime::state::write_atomic(&dir.network(), &json)?;
             let (lines, env) = link_lines_and_env(&info.spec, &targets);
             write_in_place(
                 &dir.hosts(),
-                &files::render_hosts(Some((att.ip, &info.spec.hostname)), &lines),
+                &files::render_hosts(Some((ip, &info.spec.hostname)), &lines),
             )?;
             write_in_place(
                 &dir.resolv_conf(),
@@ -188,15 +209,34 @@ impl ContainerManager {
             Ok::<(), ContainerError>(())
         })();
         if let Err(e) = written {
-            let _ = net.detach(&info.spec.id);
-            let _ = fs::remove_file(dir.network());
+            net.abort(pending);
             return Err(e);
         }
-        self.rewrite_linkers_hosts(&info.spec.id);
         Ok(PreparedNetwork {
-            netns: Some(netns),
+            pending: Some(PendingNetwork {
+                net,
+                pending,
+                specs,
+            }),
             _start_lock: Some(start_lock),
         })
+    }
+
+    /// Finishes a begun bridge attach (veth, address, ports), records it in `network.json`
+    /// and rewrites the `/etc/hosts` of the containers linking to this one. On failure
+    /// nothing of the attach is left.
+    pub(crate) fn finish_network(&self, id: &str, p: PendingNetwork) -> Result<(), ContainerError> {
+        let dir = self.dir(id);
+        let att = p.net.finish(&p.pending, &p.specs)?;
+        let recorded = serde_json::to_vec_pretty(&att)
+            .map_err(|e| ContainerError::InvalidOption(e.to_string()))
+            .and_then(|json| Ok(berth_runtime::state::write_atomic(&dir.network(), &json)?));
+        if let Err(e) = recorded {
+            let _ = p.net.detach(id);
+            return Err(e);
+        }
+        self.rewrite_linkers_hosts(id);
+        Ok(())
     }
 
     /// The running, bridge-networked containers `spec` links to, with their addresses.

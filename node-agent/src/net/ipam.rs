@@ -2,7 +2,7 @@
 //!
 //! The allocation table lives in one JSON file (e.g. `<state-dir>/net/ipam.json`) and is
 //! read-modify-written under an exclusive `flock(2)` on a sibling lock file (`ipam.json.lock`),
-//! then replaced atomically (temporary file, fsync, rename), so separate processes never hand
+//! then replaced atomically (temporary file, rename), so separate processes never hand
 //! out one address twice. The table logic itself is a pure value ([`table`]).
 //!
 //! The gateway is the subnet's first host address (the bridge's); the network and broadcast
@@ -237,15 +237,16 @@ impl Ipam {
         Ok(Some(table))
     }
 
-    /// Writes the table atomically and durably (temporary file, fsync, rename, fsync of the
-    /// directory).
+    /// Writes the table atomically (temporary file, rename), without fsync: after a machine
+    /// crash no container is live, and the table is reconciled against the live containers
+    /// when the agent starts, so waiting for the disk on every container start buys nothing.
     fn store(&self, table: &Table) -> Result<(), IpamError> {
         let mut bytes = serde_json::to_vec_pretty(table).map_err(|e| IpamError::Corrupt {
             path: self.path.clone(),
             reason: format!("cannot serialise: {e}"),
         })?;
         bytes.push(b'\n');
-        Ok(crate::durable::write_atomic(&self.path, &bytes, 0o600)?)
+        Ok(crate::durable::replace_atomic(&self.path, &bytes, 0o600)?)
     }
 }
 

@@ -11,4 +11,4 @@ pub mod link;
 pub mod node;
 pub mod ports;
 
-pub use node::{Attachment, NetConfig, NetError, NodeNet, Reconciled, release_recorded};
+pub use node::{Attachment, NetConfig, NetError, NodeNet, Pending, Reconciled, release_recorded};

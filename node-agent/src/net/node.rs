@@ -27,6 +27,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use berth_runtime::timing::mark;
 use ipnet::Ipv4Net;
 use nix::sched::{CloneFlags, unshare};
 use serde::{Deserialize, Serialize};
@@ -275,59 +276,92 @@ impl NodeNet {
     /// Wires container `id` to the bridge and publishes `specs`; returns its attachment and
     /// its network namespace. Nothing is left behind when it fails.
     pub fn attach(&self, id: &str, specs: &[PortSpec]) -> Result<(Attachment, OwnedFd), NetError> {
-        let rt = runtime()?;
-        let host = rt.block_on(async { Links::spawn() })?;
-        let (ip, netns) = match self.wire(&rt, &host, id) {
-            Ok(x) => x,
-            Err(e) => {
-                self.unwire(&rt, &host, id);
-                return Err(e);
-            }
-        };
-        let ports = match self.publish(id, ip, specs) {
-            Ok(p) => p,
-            Err(e) => {
-                self.unwire(&rt, &host, id);
-                return Err(e);
-            }
-        };
-        let attachment = Attachment {
-            net_dir: self.dir.clone(),
-            config: self.config.clone(),
-            ip,
-            gateway: self.config.gateway(),
-            veth: veth_names(id).0,
-            ports,
-        };
-        Ok((attachment, netns))
+        let pending = self.begin(id)?;
+        let attachment = self.finish(&pending, specs)?;
+        Ok((attachment, pending.netns))
     }
 
-    /// The bridge (created when missing), an address, a namespace and a configured veth pair.
-    fn wire(
-        &self,
-        rt: &tokio::runtime::Runtime,
-        host: &Links,
-        id: &str,
-    ) -> Result<(Ipv4Addr, OwnedFd), NetError> {
-        self.ensure_node(rt, host)?;
-        let ip = self.ipam.allocate(id)?;
-        let (netns, inside) = new_netns(rt)?;
-        let (host_name, peer) = veth_names(id);
-        let cfg = &self.config;
-        let address = Ipv4Net::new(ip, self.config.subnet.prefix_len())
-            .map_err(|e| NetError::Config(e.to_string()))?;
-        rt.block_on(async {
-            // A pair left by an interrupted attempt (its namespace not yet destroyed).
-            if host.exists(&host_name).await? {
-                host.delete(&host_name).await?;
+    /// The first half of [`NodeNet::attach`]: the bridge (created when missing), an address
+    /// and an empty network namespace, so that the container can be started in it while
+    /// [`NodeNet::finish`] wires it. On failure the address is released again.
+    pub fn begin(&self, id: &str) -> Result<Pending, NetError> {
+        let rt = runtime()?;
+        let host = rt.block_on(async { Links::spawn() })?;
+        let begun = (|| {
+            self.ensure_node(&rt, &host)?;
+            mark("net: node ensured");
+            let ip = self.ipam.allocate(id)?;
+            mark("net: address allocated");
+            let (netns, inside) = new_netns(&rt)?;
+            mark("net: namespace created");
+            Ok((ip, netns, inside))
+        })();
+        match begun {
+            Ok((ip, netns, inside)) => Ok(Pending {
+                id: id.to_owned(),
+                ip,
+                netns,
+                inside,
+                host,
+                rt,
+            }),
+            Err(e) => {
+                self.unwire(&rt, &host, id);
+                Err(e)
             }
-            host.add_veth(&cfg.bridge, &host_name, &peer, cfg.mtu, netns.as_fd())
+        }
+    }
+
+    /// The second half of [`NodeNet::attach`]: the veth pair, `eth0`, its address and route,
+    /// `lo`, and the published ports. On failure everything of the attach is undone (the
+    /// namespace goes with its last holder).
+    pub fn finish(&self, p: &Pending, specs: &[PortSpec]) -> Result<Attachment, NetError> {
+        let done = self.wire(p).and_then(|()| self.publish(&p.id, p.ip, specs));
+        match done {
+            Ok(ports) => {
+                mark("net: ports published");
+                Ok(Attachment {
+                    net_dir: self.dir.clone(),
+                    config: self.config.clone(),
+                    ip: p.ip,
+                    gateway: self.config.gateway(),
+                    veth: veth_names(&p.id).0,
+                    ports,
+                })
+            }
+            Err(e) => {
+                self.unwire(&p.rt, &p.host, &p.id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Undoes a [`NodeNet::begin`] whose [`NodeNet::finish`] never ran.
+    pub fn abort(&self, p: Pending) {
+        self.unwire(&p.rt, &p.host, &p.id);
+    }
+
+    /// A configured veth pair between the bridge and the pending namespace.
+    fn wire(&self, p: &Pending) -> Result<(), NetError> {
+        let (host_name, peer) = veth_names(&p.id);
+        let cfg = &self.config;
+        let address = Ipv4Net::new(p.ip, self.config.subnet.prefix_len())
+            .map_err(|e| NetError::Config(e.to_string()))?;
+        p.rt.block_on(async {
+            // A pair left by an interrupted attempt (its namespace not yet destroyed).
+            if p.host.exists(&host_name).await? {
+                p.host.delete(&host_name).await?;
+            }
+            p.host
+                .add_veth(&cfg.bridge, &host_name, &peer, cfg.mtu, p.netns.as_fd())
                 .await?;
-            configure_container_side(&inside, &peer, address, cfg.gateway()).await?;
+            mark("net: veth added");
+            configure_container_side(&p.inside, &peer, address, cfg.gateway()).await?;
+            mark("net: container side configured");
             Ok::<(), LinkError>(())
         })?;
-        debug!(id, %ip, veth = host_name, "container wired to the bridge");
-        Ok((ip, netns))
+        debug!(id = p.id, ip = %p.ip, veth = host_name, "container wired to the bridge");
+        Ok(())
     }
 
     /// Best-effort undo of [`NodeNet::wire`]: the veth and the address.
@@ -556,6 +590,30 @@ impl NodeNet {
             .map_err(|e| NetError::io("serialise", &path, io::Error::other(e.to_string())))?;
         berth_runtime::state::write_atomic(&path, &bytes)
             .map_err(|e| NetError::io("write", &path, io::Error::other(e.to_string())))
+    }
+}
+
+/// An attach between [`NodeNet::begin`] and [`NodeNet::finish`]: the address is allocated
+/// and the namespace exists, empty.
+#[derive(Debug)]
+pub struct Pending {
+    id: String,
+    ip: Ipv4Addr,
+    netns: OwnedFd,
+    inside: Links,
+    host: Links,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Pending {
+    /// The container's address.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    /// Its network namespace.
+    pub fn netns(&self) -> &OwnedFd {
+        &self.netns
     }
 }
 

@@ -6,6 +6,11 @@
 //! ```
 //!
 //! Prints a Markdown report (medians and p95 of each figure) for `docs/benchmarks.md`.
+//!
+//! Everything berth does runs in a network namespace of the bench's own (the process joins
+//! it first), so the node bridge and the rules it creates never touch the machine's network.
+
+mod net;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,7 +22,7 @@ use berth_tests::{TestAgent, busybox_rootfs, require_root_and_busybox, target_di
 /// Makes the command for run number `i` of one tool.
 type CommandFactory = Box<dyn Fn(usize) -> Command>;
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -25,13 +30,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx]
 }
 
-struct Stat {
-    p50: f64,
-    p95: f64,
-    n: usize,
+pub(crate) struct Stat {
+    pub(crate) p50: f64,
+    pub(crate) p95: f64,
+    pub(crate) n: usize,
 }
 
-fn stat(mut v: Vec<f64>) -> Stat {
+pub(crate) fn stat(mut v: Vec<f64>) -> Stat {
     v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
     Stat {
         p50: percentile(&v, 0.5),
@@ -40,7 +45,7 @@ fn stat(mut v: Vec<f64>) -> Stat {
     }
 }
 
-fn time_cmd(cmd: &mut Command) -> anyhow::Result<f64> {
+pub(crate) fn time_cmd(cmd: &mut Command) -> anyhow::Result<f64> {
     let t = Instant::now();
     let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
@@ -153,6 +158,9 @@ fn main() -> anyhow::Result<()> {
     let bin = target_dir();
     let mut a = TestAgent::new(bin.join("berth-agent"), bin.join("berth-monitor"));
     a.isolate_mounts = false;
+    // Every thread and process from here on is in the agent's namespace.
+    nix::sched::setns(a.netns.fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+        .context("join the bench's network namespace")?;
     let rootfs = a.tmp.path().join("rootfs");
     busybox_rootfs(&rootfs)?;
     a.ok([
@@ -190,7 +198,7 @@ fn main() -> anyhow::Result<()> {
             a.cgroup_parent.clone(),
         );
         tools.push((
-            "berth-agent run --rm".into(),
+            "berth-agent run --rm --network none".into(),
             Box::new(move |_| {
                 let mut c = Command::new(&ab);
                 c.arg("--state-dir")
@@ -199,7 +207,8 @@ fn main() -> anyhow::Result<()> {
                     .arg(&cp)
                     .arg("--monitor")
                     .arg(&mb);
-                c.args(["run", "--rm", "bb", "/bin/true"]);
+                // No network, like the other runtimes here; networking is measured below.
+                c.args(["run", "--rm", "--network", "none", "bb", "/bin/true"]);
                 c
             }),
         ));
@@ -384,6 +393,8 @@ fn main() -> anyhow::Result<()> {
     report += &format!(
         "### 100 containers started at once\n\nall 100 running (every `run -d` returned after the entrypoint's exec) in {all_running:.2} s; `ps` counts {running} running; `rm -f` of all 100 took {removed:.2} s\n"
     );
+    report += "\n";
+    report += &net::bench(&a, runs)?;
     print!("{report}");
     Ok(())
 }
