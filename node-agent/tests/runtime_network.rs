@@ -121,6 +121,36 @@ fn published_port_answers_the_lan_localhost_and_hairpin_and_links_work() {
     // From a container on the same bridge, through the published port (hairpin).
     let out = a.ok(["run", "--rm", "bb", "wget", "-q", "-O-", &url]);
     assert_eq!(out.trim(), "hello-from-web");
+    // Outbound: a container on A reaches a port published on B (B has no route to A's
+    // containers, so this works only through A's MASQUERADE).
+    b.busybox_image("bb");
+    b.ok([
+        "run",
+        "-d",
+        "--name",
+        "far",
+        "--hostname",
+        "far",
+        "-p",
+        "8081:80",
+        "bb",
+        "sh",
+        "-c",
+        WEB,
+    ]);
+    let host_b = lan.hosts[1].1;
+    assert_eq!(wait_http(&b, &format!("{host_b}:8081")), "hello-from-far");
+    let out = a.ok([
+        "run",
+        "--rm",
+        "bb",
+        "wget",
+        "-q",
+        "-O-",
+        &format!("http://{host_b}:8081/"),
+    ]);
+    assert_eq!(out.trim(), "hello-from-far");
+    b.ok(["rm", "-f", "far"]);
     // The container itself, through its own published port.
     let out = a.ok(["exec", "web", "wget", "-q", "-O-", &url]);
     assert_eq!(out.trim(), "hello-from-web");

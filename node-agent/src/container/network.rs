@@ -318,11 +318,12 @@ impl ContainerManager {
         for id in self.ids()? {
             let dir = self.dir(&id);
             let active = self.load(&id).is_ok_and(|i| i.is_active());
-            let starting = dir.network().exists()
-                && matches!(
-                    crate::durable::try_lock_exclusive(&dir.root().join("network.lock")),
-                    Ok(None)
-                );
+            // Between NodeNet::begin and the monitor's "started" a start holds the lock (and
+            // network.json does not exist yet).
+            let starting = matches!(
+                crate::durable::try_lock_exclusive(&dir.root().join("network.lock")),
+                Ok(None)
+            );
             if active || starting {
                 live.insert(id);
             } else if dir.network().exists() {
