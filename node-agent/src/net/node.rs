@@ -33,6 +33,9 @@ use nix::sched::{CloneFlags, unshare};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
+#[cfg(test)]
+mod tests;
+
 use super::firewall::{Firewall, FirewallError, IptablesFirewall, NetworkRules, Proto, Publish};
 use super::ipam::{Ipam, IpamError};
 use super::link::{self, LinkError, Links, configure_container_side, veth_names};
@@ -347,8 +350,15 @@ impl NodeNet {
         let cfg = &self.config;
         let address = Ipv4Net::new(p.ip, self.config.subnet.prefix_len())
             .map_err(|e| NetError::Config(e.to_string()))?;
+        if let Some(other) = self.veth_shared_with(&p.id)? {
+            // Two ids sharing their first 8 hex digits: never take the other's veth.
+            return Err(NetError::Config(format!(
+                "veth name {host_name} is already used by container {other}; recreate this container to get another id"
+            )));
+        }
         p.rt.block_on(async {
-            // A pair left by an interrupted attempt (its namespace not yet destroyed).
+            // A pair left by an interrupted attempt of this container (its namespace not yet
+            // destroyed): the name is this id's and no other live container has it.
             if p.host.exists(&host_name).await? {
                 p.host.delete(&host_name).await?;
             }
@@ -364,11 +374,24 @@ impl NodeNet {
         Ok(())
     }
 
+    /// Another container holding an address whose veth name is `id`'s (ids sharing their
+    /// first 8 hex digits), if any.
+    fn veth_shared_with(&self, id: &str) -> Result<Option<String>, NetError> {
+        let name = veth_names(id).0;
+        Ok(self
+            .ipam
+            .allocations()?
+            .into_keys()
+            .find(|o| o != id && veth_names(o).0 == name))
+    }
+
     /// Best-effort undo of [`NodeNet::wire`]: the veth and the address.
     fn unwire(&self, rt: &tokio::runtime::Runtime, host: &Links, id: &str) {
         let (host_name, _) = veth_names(id);
-        if let Err(e) = rt.block_on(host.delete(&host_name)) {
-            warn!(id, error = %e, "removing the veth of a failed attach");
+        if matches!(self.veth_shared_with(id), Ok(None)) {
+            if let Err(e) = rt.block_on(host.delete(&host_name)) {
+                warn!(id, error = %e, "removing the veth of a failed attach");
+            }
         }
         if let Err(e) = self.ipam.release(id) {
             warn!(id, error = %e, "releasing the address of a failed attach");
@@ -471,6 +494,9 @@ impl NodeNet {
         };
         keep(self.unpublish(id));
         keep((|| {
+            if self.veth_shared_with(id)?.is_some() {
+                return Ok(());
+            }
             let rt = runtime()?;
             rt.block_on(async {
                 let host = Links::spawn()?;
