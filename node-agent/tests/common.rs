@@ -118,14 +118,5 @@ pub fn iptables_rules(ns: &berth_tests::netns::NetNs) -> String {
 
 /// The names of the links in `ns`.
 pub fn links_in(ns: &berth_tests::netns::NetNs) -> Vec<String> {
-    let out = ns
-        .command("ip")
-        .args(["-o", "link", "show"])
-        .output()
-        .expect("run ip link");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .collect()
+    ns.links()
 }

@@ -150,15 +150,8 @@ impl TestAgent {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut c = Command::new(&self.agent_bin);
-        c.arg("--state-dir")
-            .arg(&self.state_dir)
-            .arg("--cgroup-parent")
-            .arg(&self.cgroup_parent)
-            .arg("--monitor")
-            .arg(&self.monitor_bin)
-            .args(args)
-            .stdin(Stdio::null());
+        let mut c = self.bare_cmd(args);
+        c.stdin(Stdio::null());
         self.netns.enter_on_exec(&mut c);
         if !self.isolate_mounts {
             return c;
@@ -183,6 +176,24 @@ impl TestAgent {
                 Ok(())
             });
         }
+        c
+    }
+
+    /// A `berth-agent` command bound to this state dir and cgroup parent, run where the
+    /// caller is (no namespace of its own, no pre-exec hook: what benchmarks time).
+    pub fn bare_cmd<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut c = Command::new(&self.agent_bin);
+        c.arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup_parent)
+            .arg("--monitor")
+            .arg(&self.monitor_bin)
+            .args(args);
         c
     }
 

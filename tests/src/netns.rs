@@ -70,3 +70,28 @@ impl NetNs {
         c
     }
 }
+
+/// The names of the links in the caller's network namespace (from `ip -o link`: sysfs
+/// shows the namespace it was mounted in, not the caller's).
+pub fn links_here() -> Vec<String> {
+    link_names(Command::new("ip"))
+}
+
+impl NetNs {
+    /// The names of the links in this namespace.
+    pub fn links(&self) -> Vec<String> {
+        link_names(self.command("ip"))
+    }
+}
+
+fn link_names(mut ip: Command) -> Vec<String> {
+    let out = ip
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("run ip -o link show");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .collect()
+}

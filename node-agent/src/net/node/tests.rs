@@ -34,18 +34,8 @@ fn config() -> NetConfig {
     }
 }
 
-/// Links of the calling thread's namespace (`/sys/class/net` shows the host's: sysfs keeps
-/// the namespace it was mounted in).
 fn links() -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-o", "link", "show"])
-        .output()
-        .expect("ip link");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .collect()
+    berth_tests::netns::links_here()
 }
 
 fn rule_owners() -> BTreeSet<String> {

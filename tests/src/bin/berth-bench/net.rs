@@ -21,15 +21,7 @@ use super::{stat, time_cmd};
 const WEB: &str = "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 80 -h /www";
 
 fn agent_command(a: &TestAgent, args: &[&str]) -> Command {
-    let mut c = Command::new(&a.agent_bin);
-    c.arg("--state-dir")
-        .arg(&a.state_dir)
-        .arg("--cgroup-parent")
-        .arg(&a.cgroup_parent)
-        .arg("--monitor")
-        .arg(&a.monitor_bin)
-        .args(args);
-    c
+    a.bare_cmd(args)
 }
 
 fn ms(t: Instant) -> f64 {
