@@ -50,11 +50,12 @@
 //!   * `-i <bridge> -j ACCEPT`: traffic from containers (outbound, container to container,
 //!     hairpin).
 //!
-//! Every change is one `iptables-restore --noflush --wait` batch, so it applies completely
-//! or not at all. The exact calls compute it against one `iptables-save` read, so repeating
-//! them is a no-op. (The nft variant commits a whole batch at once; the legacy variant
-//! commits per table, so a batch failing in `*filter` there leaves its `*nat` half applied.
-//! Repeating the call finishes it. Port batches touch `nat` only.)
+//! Every change is one `iptables-restore --noflush --wait` batch. Each table's `COMMIT`
+//! applies on its own, with both the nft and the legacy variant (checked with iptables
+//! 1.8.9 nf_tables: a batch failing in `*filter` keeps its `*nat` half), so a batch is
+//! all-or-nothing per table. Port batches touch `nat` only, so they apply completely or not
+//! at all; the two-table set-up and teardown batches are computed against one
+//! `iptables-save` read, so repeating a half-applied one finishes it.
 //!
 //! # The fast path
 //!
