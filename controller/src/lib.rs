@@ -15,6 +15,7 @@
 pub mod api;
 pub mod cmd;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 
 pub use server::{ServeError, UnixEndpoint, serve_on_unix};

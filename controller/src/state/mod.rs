@@ -1,0 +1,171 @@
+//! The cluster state: its records ([`types`]), where they live in the replicated key-value
+//! store ([`keys`]), the checks of a service spec ([`validate`]), node subnets
+//! ([`subnets`]), and the pure decisions of an apply ([`apply_service`]).
+//!
+//! Everything here is pure: the caller reads records with their store versions, calls these
+//! functions, and commits the result as one batch whose operations expect those versions
+//! (optimistic concurrency twice over: the user's expected service version, checked here,
+//! and the store's key versions, checked when the batch is applied).
+
+pub mod subnets;
+pub mod types;
+pub mod validate;
+
+use ipnet::Ipv4Net;
+
+pub use types::*;
+pub use validate::validate_spec;
+
+/// How many earlier versions of a service are kept.
+pub const HISTORY_LEN: usize = 10;
+
+/// The keys of the records in the store.
+pub mod keys {
+    /// The cluster's own record.
+    pub const CLUSTER: &str = "cluster";
+    /// The join tokens' hashes.
+    pub const JOIN_TOKENS: &str = "join-tokens";
+    /// Prefix of every service.
+    pub const SERVICES: &str = "services/";
+    /// Prefix of every task.
+    pub const TASKS: &str = "tasks/";
+    /// Prefix of every node.
+    pub const NODES: &str = "nodes/";
+
+    /// A service's key.
+    pub fn service(name: &str) -> String {
+        format!("{SERVICES}{name}")
+    }
+    /// A task's key.
+    pub fn task(id: &str) -> String {
+        format!("{TASKS}{id}")
+    }
+    /// A node's key.
+    pub fn node(id: &str) -> String {
+        format!("{NODES}{id}")
+    }
+}
+
+/// A decision that cannot be taken, in words the user can act on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StateError {
+    /// A spec field is invalid.
+    #[error("service {service:?}: invalid {field}: {reason}")]
+    Invalid {
+        /// The service.
+        service: String,
+        /// The field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The user's expected version is not the current one.
+    #[error(
+        "service {service:?} is at version {actual}, not {expected}: someone else changed it; \
+         read it again and re-apply"
+    )]
+    StaleVersion {
+        /// The service.
+        service: String,
+        /// What the user expected.
+        expected: u64,
+        /// What it is.
+        actual: u64,
+    },
+    /// The user expected a service that does not exist.
+    #[error("service {service:?} does not exist (expected version {expected})")]
+    NoSuchService {
+        /// The service.
+        service: String,
+        /// What the user expected.
+        expected: u64,
+    },
+    /// Node subnets cannot be cut this way.
+    #[error("cannot cut /{prefix} node subnets from {range}: {reason}")]
+    SubnetRange {
+        /// The cluster range.
+        range: Ipv4Net,
+        /// The node prefix.
+        prefix: u8,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Every node subnet is taken.
+    #[error("every /{prefix} subnet of {range} is taken: widen the cluster range or remove nodes")]
+    SubnetsExhausted {
+        /// The cluster range.
+        range: Ipv4Net,
+        /// The node prefix.
+        prefix: u8,
+    },
+}
+
+/// The outcome of applying a spec to a service.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    /// The service is new, at version 1.
+    Created(Service),
+    /// The spec changed; the service moved to a new version.
+    Updated(Service),
+    /// The spec is the same as the current one: nothing to commit.
+    Unchanged(Service),
+}
+
+/// Applies `spec` to the `current` service (if any). `expected` is the version the user
+/// last read (`None`: apply whatever is there; `Some(0)`: the service must not exist yet).
+/// The previous spec goes into the history (at most [`HISTORY_LEN`] kept).
+pub fn apply_service(
+    current: Option<&Service>,
+    spec: ServiceSpec,
+    expected: Option<u64>,
+    now: i128,
+) -> Result<Applied, StateError> {
+    validate_spec(&spec)?;
+    let actual = current.map_or(0, |s| s.version);
+    if let Some(e) = expected {
+        if e != actual {
+            return Err(match current {
+                None => StateError::NoSuchService {
+                    service: spec.name,
+                    expected: e,
+                },
+                Some(_) => StateError::StaleVersion {
+                    service: spec.name,
+                    expected: e,
+                    actual,
+                },
+            });
+        }
+    }
+    let Some(cur) = current else {
+        return Ok(Applied::Created(Service {
+            spec,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            history: Vec::new(),
+        }));
+    };
+    if cur.spec == spec {
+        return Ok(Applied::Unchanged(cur.clone()));
+    }
+    let mut history = cur.history.clone();
+    history.push(SpecVersion {
+        version: cur.version,
+        spec: cur.spec.clone(),
+        replaced_at: now,
+    });
+    if history.len() > HISTORY_LEN {
+        history.drain(..history.len() - HISTORY_LEN);
+    }
+    Ok(Applied::Updated(Service {
+        spec,
+        version: cur.version + 1,
+        created_at: cur.created_at,
+        updated_at: now,
+        history,
+    }))
+}
+
+#[cfg(test)]
+mod tests;

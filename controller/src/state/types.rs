@@ -1,0 +1,331 @@
+//! The cluster state's records, as stored (JSON values in the replicated key-value store,
+//! under the keys of [`super::keys`]) and as the API shows them. New fields get
+//! `#[serde(default)]` so that records written by an older controller still read.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// What a user declares for one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Unique name: `[a-z0-9][a-z0-9-]*`, at most 63 characters (a DNS label).
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// Replaces the image's entrypoint.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// Replaces the image's command.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// `KEY=VALUE` environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Replicated with a count, or global (one task per eligible node).
+    pub mode: ServiceMode,
+    /// Published ports.
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+    /// Links to other services: (service, alias).
+    #[serde(default)]
+    pub links: Vec<LinkSpec>,
+    /// Limits and reservations.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Placement constraints such as `node.labels.disk==ssd`.
+    #[serde(default)]
+    pub constraints: Vec<String>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// When a task that ended is replaced.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+/// Replicated or global.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum ServiceMode {
+    /// A fixed number of tasks.
+    Replicated {
+        /// How many.
+        replicas: u32,
+    },
+    /// One task per eligible node.
+    Global,
+}
+
+/// A published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    /// The port inside the container.
+    pub target: u16,
+    /// The port published on the nodes (`None`: chosen by the node).
+    #[serde(default)]
+    pub published: Option<u16>,
+    /// `tcp` or `udp`.
+    pub protocol: Protocol,
+}
+
+/// A transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// A link to another service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// The linked service.
+    pub service: String,
+    /// The name it is known by (defaults to the service's).
+    pub alias: String,
+}
+
+/// Limits and reservations of each task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU limit, in CPUs.
+    #[serde(default)]
+    pub cpus_limit: Option<f64>,
+    /// Memory limit, in bytes.
+    #[serde(default)]
+    pub memory_limit: Option<u64>,
+    /// CPUs reserved on the node for scheduling.
+    #[serde(default)]
+    pub cpus_reserved: Option<f64>,
+    /// Memory reserved on the node for scheduling, in bytes.
+    #[serde(default)]
+    pub memory_reserved: Option<u64>,
+}
+
+/// Swarm's restart policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartPolicy {
+    /// When to restart.
+    pub condition: RestartCondition,
+    /// Delay before a restart, in milliseconds.
+    pub delay_ms: u64,
+    /// Most restarts within `window_ms` (0: no limit).
+    pub max_attempts: u32,
+    /// The window over which attempts are counted, in milliseconds (0: forever).
+    pub window_ms: u64,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            condition: RestartCondition::Any,
+            delay_ms: 5_000,
+            max_attempts: 0,
+            window_ms: 0,
+        }
+    }
+}
+
+/// When a task is restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartCondition {
+    /// Never.
+    None,
+    /// After a non-zero exit.
+    OnFailure,
+    /// After any exit.
+    Any,
+}
+
+/// A service: its current spec, its version, and the versions before it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// The current spec.
+    pub spec: ServiceSpec,
+    /// 1 for the first apply, +1 for each apply that changed the spec.
+    pub version: u64,
+    /// When it was created (Unix nanoseconds).
+    pub created_at: i128,
+    /// When the spec last changed.
+    pub updated_at: i128,
+    /// Earlier versions, oldest first, at most [`super::HISTORY_LEN`].
+    #[serde(default)]
+    pub history: Vec<SpecVersion>,
+}
+
+/// One earlier version of a service's spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecVersion {
+    /// Its version number.
+    pub version: u64,
+    /// The spec.
+    pub spec: ServiceSpec,
+    /// When it was replaced.
+    pub replaced_at: i128,
+}
+
+/// What should happen to a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredState {
+    /// Run it.
+    Running,
+    /// Stop it.
+    Shutdown,
+}
+
+/// What a task was last seen doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObservedState {
+    /// Not placed yet (see the task's reason).
+    Pending,
+    /// Placed on a node, not acknowledged yet.
+    Assigned,
+    /// The node is starting it.
+    Starting,
+    /// Running.
+    Running,
+    /// Exited with code 0.
+    Complete,
+    /// Exited otherwise, or could not start.
+    Failed,
+    /// Stopped on request.
+    Shutdown,
+    /// Its node went down.
+    Orphaned,
+}
+
+/// One task: an instance of a service in a slot, on a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    /// Unique id.
+    pub id: String,
+    /// Its service.
+    pub service: String,
+    /// Its slot (1..=replicas) for replicated services; 0 for global ones.
+    pub slot: u32,
+    /// The spec version it runs.
+    pub spec_version: u64,
+    /// Its node, once placed.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// What should happen.
+    pub desired: DesiredState,
+    /// What was last seen.
+    pub observed: ObservedState,
+    /// Its address on its node's subnet.
+    #[serde(default)]
+    pub address: Option<Ipv4Addr>,
+    /// Exit code, once exited.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// Why it is pending, failed or shut down, in words.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// When it was created.
+    pub created_at: i128,
+    /// When it last changed.
+    pub updated_at: i128,
+}
+
+/// Whether a node is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    /// Registered, no heartbeat yet.
+    Unknown,
+    /// Heartbeats arrive.
+    Ready,
+    /// Heartbeats stopped.
+    Down,
+}
+
+/// Whether a node takes tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Availability {
+    /// Takes new tasks.
+    Active,
+    /// Takes none; its tasks are moved away.
+    Drain,
+    /// Takes none; keeps its tasks.
+    Pause,
+}
+
+/// A node's capacity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeResources {
+    /// CPUs.
+    pub cpus: f64,
+    /// Memory, in bytes.
+    pub memory_bytes: u64,
+}
+
+/// A node of the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Unique id (from its certificate).
+    pub id: String,
+    /// Hostname.
+    pub hostname: String,
+    /// The address other nodes and controllers reach it at.
+    pub address: String,
+    /// Labels (`disk=ssd`, `zone=a`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Capacity.
+    pub resources: NodeResources,
+    /// Up or down.
+    pub status: NodeStatus,
+    /// Whether it takes tasks.
+    pub availability: Availability,
+    /// Last heartbeat (Unix nanoseconds), as last committed.
+    #[serde(default)]
+    pub last_seen: Option<i128>,
+    /// Its containers' subnet, allocated from the cluster range.
+    #[serde(default)]
+    pub subnet: Option<Ipv4Net>,
+}
+
+/// The cluster itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterInfo {
+    /// Its name.
+    pub name: String,
+    /// The CA certificate (PEM).
+    pub ca_cert_pem: String,
+    /// The range node subnets are allocated from.
+    pub node_range: Ipv4Net,
+    /// The prefix length of each node's subnet.
+    pub node_prefix: u8,
+    /// When `init` ran.
+    pub created_at: i128,
+}
+
+/// The stored form of the join tokens: hashes of their secrets, per role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinTokens {
+    /// SHA-256 (hex) of the agent token's secret.
+    pub agent_secret_sha256: String,
+    /// SHA-256 (hex) of the controller token's secret.
+    pub controller_secret_sha256: String,
+}
