@@ -11,6 +11,7 @@
 //! | `common.proto` | [`v1::VersionInfo`], [`v1::Empty`] |
 //! | `container.proto` | [`v1::ContainerSpec`] and [`v1::ContainerStatus`], what an agent runs and reports |
 //! | `info.proto` | the `Info` service: [`v1::info_client::InfoClient`], [`v1::info_server::Info`] |
+//! | `cluster.proto` | the cluster state's wire form: [`v1::Service`], [`v1::Task`], [`v1::Node`] and their parts |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -10,6 +10,7 @@
 pub mod subnets;
 pub mod types;
 pub mod validate;
+pub mod wire;
 
 use ipnet::Ipv4Net;
 

@@ -1,0 +1,318 @@
+//! The cluster state's records to and from their wire form (`berth.v1` messages). Specs come
+//! in from clients and are checked ([`spec_from_wire`]); services, tasks and nodes only go
+//! out.
+
+use berth_proto::v1;
+
+use super::StateError;
+use super::types::*;
+
+fn protocol_from(p: v1::Protocol) -> Protocol {
+    match p {
+        v1::Protocol::Udp => Protocol::Udp,
+        v1::Protocol::Tcp | v1::Protocol::Unspecified => Protocol::Tcp,
+    }
+}
+
+fn protocol_to(p: Protocol) -> v1::Protocol {
+    match p {
+        Protocol::Tcp => v1::Protocol::Tcp,
+        Protocol::Udp => v1::Protocol::Udp,
+    }
+}
+
+fn nonzero<T: Default + PartialEq>(v: T) -> Option<T> {
+    (v != T::default()).then_some(v)
+}
+
+/// A spec sent by a client, converted and checked.
+pub fn spec_from_wire(w: &v1::ServiceSpec) -> Result<ServiceSpec, StateError> {
+    let bad = |field: &str, reason: String| StateError::Invalid {
+        service: w.name.clone(),
+        field: field.to_owned(),
+        reason,
+    };
+    let mut ports = Vec::new();
+    for p in &w.ports {
+        let target = u16::try_from(p.target)
+            .map_err(|_| bad("ports", format!("target port {} is above 65535", p.target)))?;
+        let published = u16::try_from(p.published).map_err(|_| {
+            bad(
+                "ports",
+                format!("published port {} is above 65535", p.published),
+            )
+        })?;
+        ports.push(PortSpec {
+            target,
+            published: nonzero(published),
+            protocol: protocol_from(p.protocol()),
+        });
+    }
+    let restart = match &w.restart {
+        None => RestartPolicy::default(),
+        Some(r) => RestartPolicy {
+            condition: match r.condition() {
+                v1::RestartCondition::None => RestartCondition::None,
+                v1::RestartCondition::OnFailure => RestartCondition::OnFailure,
+                v1::RestartCondition::Any | v1::RestartCondition::Unspecified => {
+                    RestartCondition::Any
+                }
+            },
+            delay_ms: r.delay_ms,
+            max_attempts: r.max_attempts,
+            window_ms: r.window_ms,
+        },
+    };
+    let r = w.resources.unwrap_or_default();
+    let spec = ServiceSpec {
+        name: w.name.clone(),
+        image: w.image.clone(),
+        entrypoint: w.has_entrypoint.then(|| w.entrypoint.clone()),
+        command: w.command.clone(),
+        env: w.env.clone(),
+        mode: if w.global {
+            ServiceMode::Global
+        } else {
+            ServiceMode::Replicated {
+                replicas: w.replicas,
+            }
+        },
+        ports,
+        links: w
+            .links
+            .iter()
+            .map(|l| LinkSpec {
+                service: l.service.clone(),
+                alias: if l.alias.is_empty() {
+                    l.service.clone()
+                } else {
+                    l.alias.clone()
+                },
+            })
+            .collect(),
+        resources: Resources {
+            cpus_limit: nonzero(r.cpus_limit),
+            memory_limit: nonzero(r.memory_limit),
+            cpus_reserved: nonzero(r.cpus_reserved),
+            memory_reserved: nonzero(r.memory_reserved),
+        },
+        constraints: w.constraints.clone(),
+        labels: w.labels.clone().into_iter().collect(),
+        restart,
+    };
+    super::validate_spec(&spec)?;
+    Ok(spec)
+}
+
+/// A spec in its wire form.
+pub fn spec_to_wire(s: &ServiceSpec) -> v1::ServiceSpec {
+    let (global, replicas) = match s.mode {
+        ServiceMode::Global => (true, 0),
+        ServiceMode::Replicated { replicas } => (false, replicas),
+    };
+    v1::ServiceSpec {
+        name: s.name.clone(),
+        image: s.image.clone(),
+        entrypoint: s.entrypoint.clone().unwrap_or_default(),
+        has_entrypoint: s.entrypoint.is_some(),
+        command: s.command.clone(),
+        env: s.env.clone(),
+        global,
+        replicas,
+        ports: s
+            .ports
+            .iter()
+            .map(|p| v1::ServicePort {
+                target: p.target.into(),
+                published: p.published.unwrap_or(0).into(),
+                protocol: protocol_to(p.protocol).into(),
+            })
+            .collect(),
+        links: s
+            .links
+            .iter()
+            .map(|l| v1::ServiceLink {
+                service: l.service.clone(),
+                alias: l.alias.clone(),
+            })
+            .collect(),
+        resources: Some(v1::ServiceResources {
+            cpus_limit: s.resources.cpus_limit.unwrap_or(0.0),
+            memory_limit: s.resources.memory_limit.unwrap_or(0),
+            cpus_reserved: s.resources.cpus_reserved.unwrap_or(0.0),
+            memory_reserved: s.resources.memory_reserved.unwrap_or(0),
+        }),
+        constraints: s.constraints.clone(),
+        labels: s.labels.clone().into_iter().collect(),
+        restart: Some(v1::ServiceRestartPolicy {
+            condition: match s.restart.condition {
+                RestartCondition::None => v1::RestartCondition::None,
+                RestartCondition::OnFailure => v1::RestartCondition::OnFailure,
+                RestartCondition::Any => v1::RestartCondition::Any,
+            }
+            .into(),
+            delay_ms: s.restart.delay_ms,
+            max_attempts: s.restart.max_attempts,
+            window_ms: s.restart.window_ms,
+        }),
+    }
+}
+
+/// Unix nanoseconds as the wire's int64 (saturating).
+fn nanos(t: i128) -> i64 {
+    i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// A service in its wire form.
+pub fn service_to_wire(s: &Service) -> v1::Service {
+    v1::Service {
+        spec: Some(spec_to_wire(&s.spec)),
+        version: s.version,
+        created_at: nanos(s.created_at),
+        updated_at: nanos(s.updated_at),
+        history: s
+            .history
+            .iter()
+            .map(|h| v1::ServiceVersion {
+                version: h.version,
+                spec: Some(spec_to_wire(&h.spec)),
+                replaced_at: nanos(h.replaced_at),
+            })
+            .collect(),
+    }
+}
+
+/// A task in its wire form.
+pub fn task_to_wire(t: &Task) -> v1::Task {
+    v1::Task {
+        id: t.id.clone(),
+        service: t.service.clone(),
+        slot: t.slot,
+        spec_version: t.spec_version,
+        node: t.node.clone().unwrap_or_default(),
+        desired: match t.desired {
+            DesiredState::Running => v1::TaskDesiredState::Running,
+            DesiredState::Shutdown => v1::TaskDesiredState::Shutdown,
+        }
+        .into(),
+        observed: match t.observed {
+            ObservedState::Pending => v1::TaskState::Pending,
+            ObservedState::Assigned => v1::TaskState::Assigned,
+            ObservedState::Starting => v1::TaskState::Starting,
+            ObservedState::Running => v1::TaskState::Running,
+            ObservedState::Complete => v1::TaskState::Complete,
+            ObservedState::Failed => v1::TaskState::Failed,
+            ObservedState::Shutdown => v1::TaskState::Shutdown,
+            ObservedState::Orphaned => v1::TaskState::Orphaned,
+        }
+        .into(),
+        address: t.address.map(|a| a.to_string()).unwrap_or_default(),
+        has_exit_code: t.exit_code.is_some(),
+        exit_code: t.exit_code.unwrap_or(0),
+        reason: t.reason.clone().unwrap_or_default(),
+        created_at: nanos(t.created_at),
+        updated_at: nanos(t.updated_at),
+    }
+}
+
+/// A node in its wire form.
+pub fn node_to_wire(n: &Node) -> v1::Node {
+    v1::Node {
+        id: n.id.clone(),
+        hostname: n.hostname.clone(),
+        address: n.address.clone(),
+        labels: n.labels.clone().into_iter().collect(),
+        cpus: n.resources.cpus,
+        memory_bytes: n.resources.memory_bytes,
+        status: match n.status {
+            NodeStatus::Unknown => v1::NodeStatus::Unknown,
+            NodeStatus::Ready => v1::NodeStatus::Ready,
+            NodeStatus::Down => v1::NodeStatus::Down,
+        }
+        .into(),
+        availability: match n.availability {
+            Availability::Active => v1::NodeAvailability::Active,
+            Availability::Drain => v1::NodeAvailability::Drain,
+            Availability::Pause => v1::NodeAvailability::Pause,
+        }
+        .into(),
+        last_seen: n.last_seen.map(nanos).unwrap_or(0),
+        subnet: n.subnet.map(|s| s.to_string()).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full_spec() -> ServiceSpec {
+        ServiceSpec {
+            name: "web".into(),
+            image: "nginx:1".into(),
+            entrypoint: Some(vec![]),
+            command: vec!["-g".into(), "daemon off;".into()],
+            env: vec!["A=1".into()],
+            mode: ServiceMode::Replicated { replicas: 3 },
+            ports: vec![
+                PortSpec {
+                    target: 80,
+                    published: Some(8080),
+                    protocol: Protocol::Tcp,
+                },
+                PortSpec {
+                    target: 53,
+                    published: None,
+                    protocol: Protocol::Udp,
+                },
+            ],
+            links: vec![LinkSpec {
+                service: "db".into(),
+                alias: "database".into(),
+            }],
+            resources: Resources {
+                cpus_limit: Some(1.5),
+                memory_limit: Some(512 << 20),
+                cpus_reserved: Some(0.5),
+                memory_reserved: None,
+            },
+            constraints: vec!["node.labels.zone!=b".into()],
+            labels: [("team".to_string(), "a".to_string())].into(),
+            restart: RestartPolicy {
+                condition: RestartCondition::OnFailure,
+                delay_ms: 100,
+                max_attempts: 3,
+                window_ms: 60_000,
+            },
+        }
+    }
+
+    #[test]
+    fn specs_round_trip_through_the_wire() {
+        let s = full_spec();
+        assert_eq!(spec_from_wire(&spec_to_wire(&s)).unwrap(), s);
+        let mut g = full_spec();
+        g.mode = ServiceMode::Global;
+        g.entrypoint = None;
+        assert_eq!(spec_from_wire(&spec_to_wire(&g)).unwrap(), g);
+    }
+
+    #[test]
+    fn bad_wire_specs_are_refused_naming_the_problem() {
+        let mut w = spec_to_wire(&full_spec());
+        w.ports[0].target = 70_000;
+        let e = spec_from_wire(&w).unwrap_err().to_string();
+        assert!(e.contains("70000") && e.contains("\"web\""), "{e}");
+        let mut w = spec_to_wire(&full_spec());
+        w.name = "Bad Name".into();
+        assert!(
+            spec_from_wire(&w)
+                .unwrap_err()
+                .to_string()
+                .contains("invalid name")
+        );
+        // An empty alias means the service's own name.
+        let mut w = spec_to_wire(&full_spec());
+        w.links[0].alias.clear();
+        assert_eq!(spec_from_wire(&w).unwrap().links[0].alias, "db");
+    }
+}
