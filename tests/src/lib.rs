@@ -3,7 +3,9 @@
 //! `berth-agent` binary against a throwaway state directory and cgroup parent and removes
 //! everything it made when dropped.
 
+pub mod cluster;
 pub mod images;
+pub mod lan;
 pub mod netns;
 
 use std::fs;
