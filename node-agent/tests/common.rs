@@ -32,8 +32,6 @@ pub fn show(o: &std::process::Output) -> String {
     )
 }
 
-pub use berth_tests::lan::Lan;
-
 /// `iptables-save` in `ns`, without counters and comments (which change with traffic and
 /// time), for before/after comparisons.
 pub fn iptables_rules(ns: &berth_tests::netns::NetNs) -> String {

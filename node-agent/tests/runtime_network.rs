@@ -11,7 +11,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use berth_tests::TestAgent;
-use common::{Lan, agent, iptables_rules, links_in, show};
+use berth_tests::lan::Lan;
+use common::{agent, iptables_rules, links_in, show};
 
 const WEB: &str =
     "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www";
