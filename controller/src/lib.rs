@@ -8,12 +8,18 @@
 //! Layout: [`api`] holds the gRPC handlers, one file per service, which convert and
 //! delegate; [`server`] assembles them and runs a server on a listener; [`cmd`] is the
 //! command line of the `berth-controller` binary; [`telemetry`] sets up tracing.
+//! [`raft`] is the durable Raft storage (openraft over redb: the log and a replicated
+//! key-value state machine with optimistic versions); [`state`] is the cluster state kept in
+//! it (records, checks, the pure decisions of an apply); [`pki`] is the cluster CA, node
+//! certificates, join tokens and the mutual-TLS configurations. Not yet wired together: no
+//! Raft network, no client API, no `init` (issue 4 continues).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod cmd;
+pub mod raft;
 pub mod server;
 pub mod state;
 pub mod telemetry;

@@ -1,0 +1,258 @@
+//! [`RedbLogStore`]: openraft's log storage (log entries, vote, committed, last purged) in a
+//! redb database. Every write commits with an fsync before it is acknowledged.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{StorageIOError, Vote};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Deserialize;
+
+use super::types::{Entry, LogId, NodeId, RaftStorageError, TypeConfig};
+use super::{DbContext, StoreError, blocking, decode, encode};
+
+/// Log entries: index → JSON of the entry.
+const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
+/// Single records: [`VOTE`], [`COMMITTED`], [`LAST_PURGED`] → JSON.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("log_meta");
+
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const LAST_PURGED: &str = "last_purged";
+
+/// The Raft log in a redb database. Clones share the database; a clone is also the log
+/// reader openraft hands to its replication tasks.
+#[derive(Clone)]
+pub struct RedbLogStore {
+    db: Arc<Database>,
+}
+
+impl Debug for RedbLogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbLogStore").finish_non_exhaustive()
+    }
+}
+
+/// Only the log id of a stored entry, to read it without keeping the payload.
+#[derive(Deserialize)]
+struct EntryLogId {
+    log_id: LogId,
+}
+
+impl RedbLogStore {
+    /// Opens or creates the log database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let txn = db.begin_write().ctx("begin write")?;
+        txn.open_table(LOGS).ctx("create log table")?;
+        txn.open_table(META).ctx("create log meta table")?;
+        txn.commit().ctx("commit table creation")?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    fn read_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &'static str,
+    ) -> Result<Option<T>, StoreError> {
+        let txn = self.db.begin_read().ctx("begin read")?;
+        let table = txn.open_table(META).ctx("open log meta table")?;
+        let value = table.get(key).ctx("read log meta")?;
+        value.map(|v| decode(key, v.value())).transpose()
+    }
+
+    async fn write_meta<T: serde::Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = encode(key, value)?;
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write().ctx("begin write")?;
+            {
+                let mut table = txn.open_table(META).ctx("open log meta table")?;
+                table.insert(key, bytes.as_slice()).ctx("write log meta")?;
+            }
+            txn.commit().ctx("commit log meta")
+        })
+        .await
+    }
+
+    fn read_entries(&self, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry>, StoreError> {
+        if is_empty_range(&range) {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin_read().ctx("begin read")?;
+        let table = txn.open_table(LOGS).ctx("open log table")?;
+        let mut entries = Vec::new();
+        for item in table.range::<u64>(range).ctx("read log range")? {
+            let (_, value) = item.ctx("read log entry")?;
+            entries.push(decode("log entry", value.value())?);
+        }
+        Ok(entries)
+    }
+
+    fn log_state(&self) -> Result<LogState<TypeConfig>, StoreError> {
+        let txn = self.db.begin_read().ctx("begin read")?;
+        let meta = txn.open_table(META).ctx("open log meta table")?;
+        let last_purged_log_id: Option<LogId> =
+            match meta.get(LAST_PURGED).ctx("read last purged")? {
+                Some(v) => decode(LAST_PURGED, v.value())?,
+                None => None,
+            };
+        let table = txn.open_table(LOGS).ctx("open log table")?;
+        let last = match table.last().ctx("read last log entry")? {
+            Some((_, value)) => Some(decode::<EntryLogId>("log entry", value.value())?.log_id),
+            None => None,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id: last.or(last_purged_log_id),
+        })
+    }
+}
+
+/// Whether `range` holds no index; such a range is not passed to redb, whose B-tree range
+/// scan expects `start <= end`.
+fn is_empty_range((start, end): &(Bound<u64>, Bound<u64>)) -> bool {
+    let first = match *start {
+        Bound::Included(s) => s,
+        Bound::Excluded(s) => match s.checked_add(1) {
+            Some(s) => s,
+            None => return true,
+        },
+        Bound::Unbounded => 0,
+    };
+    match *end {
+        Bound::Included(e) => first > e,
+        Bound::Excluded(e) => first >= e,
+        Bound::Unbounded => false,
+    }
+}
+
+fn read_logs_err(e: StoreError) -> RaftStorageError {
+    StorageIOError::read_logs(&e).into()
+}
+
+fn write_logs_err(e: StoreError) -> RaftStorageError {
+    StorageIOError::write_logs(&e).into()
+}
+
+impl RaftLogReader<TypeConfig> for RedbLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, RaftStorageError> {
+        let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
+        self.read_entries(bounds).map_err(read_logs_err)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for RedbLogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, RaftStorageError> {
+        self.log_state().map_err(read_logs_err)
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), RaftStorageError> {
+        self.write_meta(VOTE, vote)
+            .await
+            .map_err(|e| StorageIOError::write_vote(&e).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, RaftStorageError> {
+        self.read_meta(VOTE)
+            .map_err(|e| StorageIOError::read_vote(&e).into())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), RaftStorageError> {
+        self.write_meta(COMMITTED, &committed)
+            .await
+            .map_err(write_logs_err)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, RaftStorageError> {
+        let committed: Option<Option<LogId>> = self.read_meta(COMMITTED).map_err(read_logs_err)?;
+        Ok(committed.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), RaftStorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write().ctx("begin write")?;
+            {
+                let mut table = txn.open_table(LOGS).ctx("open log table")?;
+                for entry in &entries {
+                    let bytes = encode("log entry", entry)?;
+                    table
+                        .insert(entry.log_id.index, bytes.as_slice())
+                        .ctx("write log entry")?;
+                }
+            }
+            txn.commit().ctx("commit log append")
+        })
+        .await
+        .map_err(write_logs_err)?;
+        // Only now, with the entries on disk, may openraft count them as stored.
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
+        tracing::debug!(%log_id, "truncating the Raft log");
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write().ctx("begin write")?;
+            {
+                let mut table = txn.open_table(LOGS).ctx("open log table")?;
+                table
+                    .retain_in(log_id.index.., |_, _| false)
+                    .ctx("truncate log")?;
+            }
+            txn.commit().ctx("commit log truncation")
+        })
+        .await
+        .map_err(write_logs_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
+        tracing::debug!(%log_id, "purging the Raft log");
+        let marker = encode(LAST_PURGED, &Some(log_id)).map_err(write_logs_err)?;
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write().ctx("begin write")?;
+            {
+                let mut meta = txn.open_table(META).ctx("open log meta table")?;
+                meta.insert(LAST_PURGED, marker.as_slice())
+                    .ctx("write last purged")?;
+                let mut table = txn.open_table(LOGS).ctx("open log table")?;
+                table
+                    .retain_in(..=log_id.index, |_, _| false)
+                    .ctx("purge log")?;
+            }
+            txn.commit().ctx("commit log purge")
+        })
+        .await
+        .map_err(write_logs_err)
+    }
+}

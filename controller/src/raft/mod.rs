@@ -1,0 +1,187 @@
+//! Durable Raft storage for the controller: openraft's log store and state machine over redb.
+//!
+//! - [`types`]: the openraft type configuration and the replicated key-value commands.
+//! - [`log_store`]: [`RedbLogStore`], the Raft log, vote, committed and purge marks.
+//! - [`state_machine`]: [`RedbStateMachine`], a versioned key-value store with snapshots, and
+//!   [`KvReader`], a cheap clonable handle for reads from other code.
+//!
+//! The log and the state machine live in two redb files in the same directory (`log.redb` and
+//! `sm.redb`). redb runs one write transaction at a time per database, and openraft appends to
+//! the log and applies to the state machine from two different tasks; with two files the two
+//! fsyncs proceed in parallel instead of queueing behind each other. Nothing needs a transaction
+//! spanning both: openraft orders them (a snapshot is durable before the log it covers is
+//! purged).
+//!
+//! Every write transaction commits with redb's default durability (`Durability::Immediate`,
+//! an fsync) before openraft is told that the write happened. Records are JSON; byte values are
+//! hex strings inside JSON. Blocking redb work runs on tokio's blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::{Config, ConfigError, SnapshotPolicy};
+
+mod apply;
+pub mod log_store;
+mod snapshot;
+pub mod state_machine;
+pub mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use log_store::RedbLogStore;
+pub use state_machine::{KvReader, RedbSnapshotBuilder, RedbStateMachine};
+pub use types::{Command, CommandResponse, Expect, NodeId, Op, TypeConfig};
+
+/// The log database's file name inside the store directory.
+pub const LOG_FILE: &str = "log.redb";
+/// The state machine database's file name inside the store directory.
+pub const SM_FILE: &str = "sm.redb";
+
+/// An error of the Raft store. Towards openraft it is wrapped into its `StorageError`, which
+/// stops the Raft node: storage that fails cannot be trusted to keep acknowledged writes.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store directory could not be created.
+    #[error("cannot create Raft store directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A database file could not be opened or created.
+    #[error("cannot open Raft database {path}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        source: redb::DatabaseError,
+    },
+    /// A redb operation failed.
+    #[error("Raft store: {op}: {source}")]
+    Db {
+        /// What was being done.
+        op: &'static str,
+        /// The cause.
+        source: redb::Error,
+    },
+    /// A stored record could not be encoded or decoded.
+    #[error("Raft store: {what}: {source}")]
+    Codec {
+        /// Which record.
+        what: &'static str,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// A background task running redb work panicked or was cancelled.
+    #[error("Raft store: blocking task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Attaches what was being done to a redb error.
+pub(crate) trait DbContext<T> {
+    fn ctx(self, op: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T, E: Into<redb::Error>> DbContext<T> for Result<T, E> {
+    fn ctx(self, op: &'static str) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::Db {
+            op,
+            source: e.into(),
+        })
+    }
+}
+
+pub(crate) fn encode<T: serde::Serialize>(
+    what: &'static str,
+    v: &T,
+) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|source| StoreError::Codec { what, source })
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Codec { what, source })
+}
+
+/// Runs blocking redb work (transactions, fsync) on tokio's blocking pool.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await?
+}
+
+/// Opens (or creates) the Raft store in `dir`: `dir/log.redb` and `dir/sm.redb`.
+pub fn open_store(dir: &Path) -> Result<(RedbLogStore, RedbStateMachine), StoreError> {
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let log = RedbLogStore::open(&dir.join(LOG_FILE))?;
+    let sm = RedbStateMachine::open(&dir.join(SM_FILE))?;
+    Ok((log, sm))
+}
+
+/// Tunables of the Raft node. The defaults keep a failover well under one second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftSettings {
+    /// The cluster's name, checked by openraft between members. Default `berth`.
+    pub cluster_name: String,
+    /// How often a leader sends heartbeats, in ms. Default 100.
+    pub heartbeat_interval_ms: u64,
+    /// The lower bound of the randomised election timeout, in ms. Default 300.
+    pub election_timeout_min_ms: u64,
+    /// The upper bound of the randomised election timeout, in ms. Default 600: a leader's
+    /// death is noticed within 600 ms, and the election itself takes a round trip.
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot once this many entries were applied since the last one. Default
+    /// 10,000 (about two seconds of writes at the target throughput; the cluster state is small).
+    pub snapshot_logs_since_last: u64,
+    /// How many entries already covered by the snapshot to keep in the log, so that a
+    /// briefly lagging follower catches up from the log rather than a snapshot. Default 1,000.
+    pub max_in_snapshot_log_to_keep: u64,
+    /// How long sending and installing a snapshot may take, in ms. Default 10,000.
+    pub install_snapshot_timeout_ms: u64,
+    /// The most entries sent in one append request. Default 300 (openraft's default).
+    pub max_payload_entries: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        Self {
+            cluster_name: "berth".to_owned(),
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+            snapshot_logs_since_last: 10_000,
+            max_in_snapshot_log_to_keep: 1_000,
+            install_snapshot_timeout_ms: 10_000,
+            max_payload_entries: 300,
+        }
+    }
+}
+
+/// Builds and validates openraft's configuration from `settings`. A follower further behind
+/// than twice the snapshot interval is sent a snapshot instead of log entries. (openraft's
+/// `ConfigError` is boxed: it is over 100 bytes.)
+pub fn raft_config(settings: &RaftSettings) -> Result<Arc<Config>, Box<ConfigError>> {
+    let config = Config {
+        cluster_name: settings.cluster_name.clone(),
+        heartbeat_interval: settings.heartbeat_interval_ms,
+        election_timeout_min: settings.election_timeout_min_ms,
+        election_timeout_max: settings.election_timeout_max_ms,
+        install_snapshot_timeout: settings.install_snapshot_timeout_ms,
+        max_payload_entries: settings.max_payload_entries,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_logs_since_last),
+        max_in_snapshot_log_to_keep: settings.max_in_snapshot_log_to_keep,
+        replication_lag_threshold: settings.snapshot_logs_since_last.saturating_mul(2),
+        ..Config::default()
+    };
+    Ok(Arc::new(config.validate()?))
+}
