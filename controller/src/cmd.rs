@@ -25,6 +25,32 @@ pub struct Cli {
 pub enum Command {
     /// Print the controller's version.
     Version,
+    /// Create a new cluster: its CA, this controller's certificate, an admin certificate
+    /// for the CLI, and the join tokens (shown once; only their hashes are kept).
+    Init(InitArgs),
+}
+
+/// `init`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct InitArgs {
+    /// The controller's data directory (must not hold a cluster yet).
+    #[arg(long, default_value = "/var/lib/berth/controller")]
+    pub data_dir: std::path::PathBuf,
+    /// The cluster's name (a DNS label).
+    #[arg(long, default_value = "berth")]
+    pub cluster_name: String,
+    /// This member's Raft id.
+    #[arg(long, default_value_t = 1)]
+    pub id: u64,
+    /// The host:port other members and nodes reach this controller at.
+    #[arg(long)]
+    pub advertise: String,
+    /// The range node subnets are cut from.
+    #[arg(long, default_value = "10.200.0.0/16")]
+    pub node_range: String,
+    /// The prefix length of each node's subnet.
+    #[arg(long, default_value_t = 24)]
+    pub node_prefix: u8,
 }
 
 /// Why a command failed.
@@ -33,15 +59,60 @@ pub enum CmdError {
     /// The output could not be written.
     #[error("cannot write to standard output")]
     Write(#[source] io::Error),
+    /// `init` failed.
+    #[error(transparent)]
+    Init(#[from] crate::init::InitError),
 }
 
 /// Runs `cli`'s command, writing its output to `out`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CmdError> {
-    match cli.command {
+    match &cli.command {
         Command::Version => {
             writeln!(out, "{}", version_line(&berth_proto::version_info())).map_err(CmdError::Write)
         }
+        Command::Init(a) => init(a, out),
     }
+}
+
+fn init(a: &InitArgs, out: &mut dyn Write) -> Result<(), CmdError> {
+    let node_range = a
+        .node_range
+        .parse()
+        .map_err(|e| crate::init::InitError::Invalid {
+            what: "--node-range",
+            reason: format!(
+                "{:?}: {e} (expected an IPv4 network such as 10.200.0.0/16)",
+                a.node_range
+            ),
+        })?;
+    let done = crate::init::init(&crate::init::InitOptions {
+        data_dir: a.data_dir.clone(),
+        cluster_name: a.cluster_name.clone(),
+        member_id: a.id,
+        advertise: a.advertise.clone(),
+        node_range,
+        node_prefix: a.node_prefix,
+    })?;
+    let c = &done.cluster;
+    writeln!(
+        out,
+        "cluster {:?} created in {} (member {}, advertised at {})\n\
+         CA fingerprint:        {}\n\
+         admin certificate:     {} (key {})\n\
+         agent join token:      {}\n\
+         controller join token: {}\n\
+         The tokens are shown only now: the controller keeps only their hashes.",
+        c.name,
+        a.data_dir.display(),
+        c.member_id,
+        c.advertise,
+        c.ca_fingerprint,
+        done.admin_cert.display(),
+        done.admin_key.display(),
+        done.agent_token,
+        done.controller_token,
+    )
+    .map_err(CmdError::Write)
 }
 
 /// `berth-controller <version> (api <api version>)`.
@@ -79,6 +150,44 @@ mod tests {
     fn a_subcommand_is_required() {
         assert!(Cli::try_parse_from(["berth-controller"]).is_err());
         assert!(Cli::try_parse_from(["berth-controller", "serve"]).is_err());
+    }
+
+    #[test]
+    fn init_creates_the_cluster_and_shows_the_tokens_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        let cli = Cli::try_parse_from([
+            "berth-controller",
+            "init",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--advertise",
+            "127.0.0.1:7443",
+        ])
+        .unwrap();
+        let mut out = Vec::new();
+        run(&cli, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("agent join token:      BERTH-1-"), "{text}");
+        assert!(dir.join("cluster.json").exists());
+        let e = run(&cli, &mut Vec::new()).unwrap_err().to_string();
+        assert!(e.contains("already holds a cluster"), "{e}");
+        let bad = Cli::try_parse_from([
+            "berth-controller",
+            "init",
+            "--data-dir",
+            tmp.path().join("d").to_str().unwrap(),
+            "--advertise",
+            "127.0.0.1:7443",
+            "--node-range",
+            "10.200.0.0/33",
+        ])
+        .unwrap();
+        let e = run(&bad, &mut Vec::new()).unwrap_err().to_string();
+        assert!(
+            e.contains("--node-range") && e.contains("10.200.0.0/33"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod cmd;
+pub mod init;
 pub mod pki;
 pub mod raft;
 pub mod server;
