@@ -12,6 +12,7 @@
 //! | `container.proto` | [`v1::ContainerSpec`] and [`v1::ContainerStatus`], what an agent runs and reports |
 //! | `info.proto` | the `Info` service: [`v1::info_client::InfoClient`], [`v1::info_server::Info`] |
 //! | `cluster.proto` | the cluster state's wire form: [`v1::Service`], [`v1::Task`], [`v1::Node`] and their parts |
+//! | `raft.proto` | the `Raft` service between controllers (openraft's messages as JSON): [`v1::raft_client::RaftClient`], [`v1::raft_server::Raft`] |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
