@@ -8,11 +8,14 @@
 //! Layout: [`api`] holds the gRPC handlers, one file per service, which convert and
 //! delegate; [`server`] assembles them and runs a server on a listener; [`cmd`] is the
 //! command line of the `berth-controller` binary; [`telemetry`] sets up tracing.
-//! [`raft`] is the durable Raft storage (openraft over redb: the log and a replicated
-//! key-value state machine with optimistic versions); [`state`] is the cluster state kept in
-//! it (records, checks, the pure decisions of an apply); [`pki`] is the cluster CA, node
-//! certificates, join tokens and the mutual-TLS configurations. Not yet wired together: no
-//! Raft network, no client API, no `init` (issue 4 continues).
+//! [`raft`] is Raft: the durable storage (openraft over redb: the log and a replicated
+//! key-value state machine with optimistic versions), the network to the other members and
+//! the gRPC `Raft` service they call; [`transport`] serves tonic over mutual TLS and dials
+//! peers the same way (no plaintext listener); [`state`] is the cluster state kept in the
+//! store (records, checks, the pure decisions of an apply); [`pki`] is the cluster CA, node
+//! certificates, join tokens and the rustls configurations; [`init`] creates a new
+//! cluster's first data directory. Not yet: the `run` command that starts a member, the
+//! client API and the agent session (issue 4 continues).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -25,5 +28,6 @@ pub mod raft;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod transport;
 
 pub use server::{ServeError, UnixEndpoint, serve_on_unix};

@@ -23,14 +23,20 @@ use openraft::{Config, ConfigError, SnapshotPolicy};
 
 mod apply;
 pub mod log_store;
+pub mod network;
+pub mod service;
 mod snapshot;
 pub mod state_machine;
 pub mod types;
 
 #[cfg(test)]
+mod cluster_tests;
+#[cfg(test)]
 mod tests;
 
 pub use log_store::RedbLogStore;
+pub use network::{GrpcNetwork, GrpcNetworkFactory};
+pub use service::{MAX_RAFT_MESSAGE_BYTES, RaftService};
 pub use state_machine::{KvReader, RedbSnapshotBuilder, RedbStateMachine};
 pub use types::{Command, CommandResponse, Expect, NodeId, Op, TypeConfig};
 

@@ -1,0 +1,247 @@
+//! openraft's network over gRPC with mutual TLS: how a member calls the others.
+//!
+//! [`GrpcNetworkFactory`] keeps one lazily connected tonic channel per target member (the
+//! address is the target's `BasicNode.addr`, `host:port`), and hands openraft a
+//! [`GrpcNetwork`] per replication stream over it. Requests travel as JSON in
+//! `berth.v1.Raft` (see [`super::service`]); the remote's `Result<Response, RaftError>` comes
+//! back intact, so a higher vote or a fatal error reaches openraft as
+//! [`RPCError::RemoteError`], exactly as openraft would see it in-process.
+//!
+//! Failures are mapped the way openraft expects: a member that cannot be reached (refused
+//! connection, failed TLS handshake: gRPC `UNAVAILABLE` or a transport error) is
+//! [`RPCError::Unreachable`], so openraft backs off before retrying it; a call that outlives
+//! openraft's deadline is [`RPCError::Timeout`]; an append request of several entries larger
+//! than the message limit is [`RPCError::PayloadTooLarge`], so openraft sends fewer entries;
+//! anything else (a caller refused as not a controller, an undecodable reply) is
+//! [`RPCError::Network`].
+//!
+//! Snapshots are sent in chunks through `InstallSnapshot` by openraft's default
+//! `full_snapshot` (the `generic-snapshot-data` feature is off).
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use berth_proto::v1::raft_client::RaftClient;
+use berth_proto::v1::{RaftReply, RaftRequest};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{AnyError, BasicNode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use super::service::MAX_RAFT_MESSAGE_BYTES;
+use super::types::{NodeId, TypeConfig};
+use crate::transport::MtlsConnector;
+
+/// The error of a Raft RPC whose remote side may answer with `RaftError<NodeId, E>`.
+type RpcError<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
+
+/// Creates the clients openraft uses to reach the other members.
+#[derive(Debug)]
+pub struct GrpcNetworkFactory {
+    id: NodeId,
+    connector: MtlsConnector,
+    /// One channel per target, with the address it was made for.
+    channels: HashMap<NodeId, (String, Channel)>,
+}
+
+impl GrpcNetworkFactory {
+    /// A factory for member `id`, dialling with `connector` (see
+    /// [`crate::pki::client_config`] for the TLS configuration it needs).
+    pub fn new(id: NodeId, connector: MtlsConnector) -> Self {
+        Self {
+            id,
+            connector,
+            channels: HashMap::new(),
+        }
+    }
+
+    /// The channel to `target` at `addr`: reused while the address stays the same.
+    fn channel(&mut self, target: NodeId, addr: &str) -> Result<Channel, String> {
+        if let Some((known, channel)) = self.channels.get(&target)
+            && known == addr
+        {
+            return Ok(channel.clone());
+        }
+        let channel = self.connector.channel(addr).map_err(|e| e.to_string())?;
+        self.channels
+            .insert(target, (addr.to_owned(), channel.clone()));
+        Ok(channel)
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
+    type Network = GrpcNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> GrpcNetwork {
+        let client = self.channel(target, &node.addr).map(|channel| {
+            RaftClient::new(channel)
+                .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+        });
+        GrpcNetwork {
+            id: self.id,
+            target,
+            node: node.clone(),
+            client,
+        }
+    }
+}
+
+/// openraft's client for one target member.
+#[derive(Debug)]
+pub struct GrpcNetwork {
+    id: NodeId,
+    target: NodeId,
+    node: BasicNode,
+    /// The gRPC client, or why the target's address is unusable.
+    client: Result<RaftClient<Channel>, String>,
+}
+
+impl GrpcNetwork {
+    /// Sends `rpc` with `call` and decodes the remote's result.
+    async fn call<Req, Resp, E, F, Fut>(
+        &self,
+        kind: RPCTypes,
+        rpc: &Req,
+        entries: usize,
+        option: &RPCOption,
+        call: F,
+    ) -> Result<Resp, RpcError<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+        F: FnOnce(RaftClient<Channel>, RaftRequest) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<RaftReply>, Status>>,
+    {
+        let client = match &self.client {
+            Ok(client) => client.clone(),
+            Err(reason) => {
+                let e = AnyError::error(format!("bad address of member {}: {reason}", self.target));
+                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            }
+        };
+        let payload =
+            serde_json::to_vec(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // Leaves room for the protobuf field header around the payload.
+        if payload.len() > MAX_RAFT_MESSAGE_BYTES - 16 {
+            if entries > 1 {
+                // Let openraft send fewer entries at a time.
+                let hint = (entries / 2) as u64;
+                return Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint(hint),
+                ));
+            }
+            let e = AnyError::error(format!(
+                "{kind:?} request of {} bytes exceeds the limit of {MAX_RAFT_MESSAGE_BYTES} bytes",
+                payload.len()
+            ));
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        }
+        let timeout = option.hard_ttl();
+        let reply = tokio::time::timeout(timeout, call(client, RaftRequest { payload }))
+            .await
+            .map_err(|_| {
+                RPCError::Timeout(Timeout {
+                    action: kind,
+                    id: self.id,
+                    target: self.target,
+                    timeout,
+                })
+            })?
+            .map_err(|status| status_error(&status))?
+            .into_inner();
+        let result: Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&reply.payload)
+            .map_err(|e| {
+                let e = AnyError::error(format!(
+                    "cannot parse the {kind:?} reply of member {}: {e}",
+                    self.target
+                ));
+                RPCError::Network(NetworkError::new(&e))
+            })?;
+        result.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                e,
+            ))
+        })
+    }
+}
+
+/// Maps a gRPC failure: no connection (`UNAVAILABLE`, or a transport error such as a refused
+/// TLS handshake) is unreachable, anything else a network error.
+fn status_error<E: std::error::Error>(status: &Status) -> RpcError<E> {
+    let transport = std::error::Error::source(status)
+        .is_some_and(|source| source.is::<tonic::transport::Error>());
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    let e = AnyError::error(text);
+    if transport || status.code() == Code::Unavailable {
+        RPCError::Unreachable(Unreachable::new(&e))
+    } else {
+        RPCError::Network(NetworkError::new(&e))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for GrpcNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcError> {
+        let entries = rpc.entries.len();
+        self.call(
+            RPCTypes::AppendEntries,
+            &rpc,
+            entries,
+            &option,
+            |mut client, req| async move { client.append_entries(req).await },
+        )
+        .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcError<InstallSnapshotError>> {
+        self.call(
+            RPCTypes::InstallSnapshot,
+            &rpc,
+            0,
+            &option,
+            |mut client, req| async move { client.install_snapshot(req).await },
+        )
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcError> {
+        self.call(
+            RPCTypes::Vote,
+            &rpc,
+            0,
+            &option,
+            |mut client, req| async move { client.vote(req).await },
+        )
+        .await
+    }
+}
