@@ -28,6 +28,48 @@ pub enum Command {
     /// Create a new cluster: its CA, this controller's certificate, an admin certificate
     /// for the CLI, and the join tokens (shown once; only their hashes are kept).
     Init(InitArgs),
+    /// Write another controller member's data directory from this one's (which holds the CA
+    /// key): a stand-in for joining with a token.
+    InitMember(InitMemberArgs),
+    /// Run this member until SIGTERM or SIGINT.
+    Run(RunArgs),
+}
+
+/// `init-member`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct InitMemberArgs {
+    /// An existing member's data directory (with the CA key).
+    #[arg(long)]
+    pub from: std::path::PathBuf,
+    /// The new member's data directory.
+    #[arg(long)]
+    pub data_dir: std::path::PathBuf,
+    /// The new member's Raft id.
+    #[arg(long)]
+    pub id: u64,
+    /// The host:port the new member is reached at.
+    #[arg(long)]
+    pub advertise: String,
+}
+
+/// `run`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct RunArgs {
+    /// The data directory.
+    #[arg(long, default_value = "/var/lib/berth/controller")]
+    pub data_dir: std::path::PathBuf,
+    /// Where to listen (default: the advertised address).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// On the first start of the first member: the initial voters, `ID=HOST:PORT,...`.
+    #[arg(long)]
+    pub bootstrap: Option<String>,
+    /// Raft heartbeat interval, in ms.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_ms: u64,
+    /// Raft election timeout range, in ms, `MIN-MAX`.
+    #[arg(long, default_value = "300-600")]
+    pub election_timeout_ms: String,
 }
 
 /// `init`.
@@ -62,6 +104,12 @@ pub enum CmdError {
     /// `init` failed.
     #[error(transparent)]
     Init(#[from] crate::init::InitError),
+    /// The member failed.
+    #[error(transparent)]
+    Member(#[from] crate::member::MemberError),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] io::Error),
 }
 
 /// Runs `cli`'s command, writing its output to `out`.
@@ -71,7 +119,65 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CmdError> {
             writeln!(out, "{}", version_line(&berth_proto::version_info())).map_err(CmdError::Write)
         }
         Command::Init(a) => init(a, out),
+        Command::InitMember(a) => {
+            let c = crate::member::prepare_member_dir(&a.from, &a.data_dir, a.id, &a.advertise)?;
+            writeln!(
+                out,
+                "member {} of cluster {:?} prepared in {} (advertised at {})",
+                c.member_id,
+                c.name,
+                a.data_dir.display(),
+                c.advertise
+            )
+            .map_err(CmdError::Write)
+        }
+        Command::Run(a) => run_member(a),
     }
+}
+
+fn run_member(a: &RunArgs) -> Result<(), CmdError> {
+    use crate::member::{Member, MemberError, MemberOptions, parse_bootstrap};
+    let bad = |reason: String| MemberError::Invalid {
+        what: "--election-timeout-ms",
+        reason,
+    };
+    let (min, max) = a
+        .election_timeout_ms
+        .split_once('-')
+        .and_then(|(l, h)| Some((l.trim().parse().ok()?, h.trim().parse().ok()?)))
+        .ok_or_else(|| bad(format!("{:?} is not MIN-MAX in ms", a.election_timeout_ms)))?;
+    let opts = MemberOptions {
+        data_dir: a.data_dir.clone(),
+        listen: a.listen,
+        settings: crate::raft::RaftSettings {
+            heartbeat_interval_ms: a.heartbeat_ms,
+            election_timeout_min_ms: min,
+            election_timeout_max_ms: max,
+            ..Default::default()
+        },
+        bootstrap: a
+            .bootstrap
+            .as_deref()
+            .map(parse_bootstrap)
+            .transpose()?
+            .unwrap_or_default(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CmdError::Runtime)?;
+    rt.block_on(async {
+        let member = Member::start(&opts).await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(CmdError::Runtime)?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("stopping");
+        member.stop().await?;
+        Ok(())
+    })
 }
 
 fn init(a: &InitArgs, out: &mut dyn Write) -> Result<(), CmdError> {

@@ -186,52 +186,15 @@ pub fn init(opts: &InitOptions) -> Result<Initialised, InitError> {
             what: "--node-range / --node-prefix",
             reason: e.to_string(),
         })?;
-    let dir = &opts.data_dir;
-    if dir.join("cluster.json").exists() {
-        return Err(InitError::AlreadyInitialised { dir: dir.clone() });
-    }
-    let existed = dir.exists();
-    fs::create_dir_all(dir).map_err(io("create", dir))?;
-    let made: Vec<PathBuf> = ["ca", "tls", "admin"].iter().map(|d| dir.join(d)).collect();
-    let result = write_all(opts, host, &made);
-    if result.is_err() {
-        for d in &made {
-            let _ = fs::remove_dir_all(d);
-        }
-        let _ = fs::remove_file(dir.join("join-tokens.json"));
-        let _ = fs::remove_file(dir.join("cluster.json"));
-        if !existed {
-            let _ = fs::remove_dir(dir);
-        }
-    }
-    result
-}
-
-fn write_all(opts: &InitOptions, host: &str, dirs: &[PathBuf]) -> Result<Initialised, InitError> {
-    let dir = &opts.data_dir;
-    for d in dirs {
-        fs::create_dir(d).map_err(io("create", d))?;
-        fs::set_permissions(d, fs::Permissions::from_mode(0o700)).map_err(io("chmod", d))?;
-    }
     let ca = ClusterCa::generate(&opts.cluster_name)?;
     let (ca_pem, ca_key) = ca.to_pem();
-    write_new(&dir.join("ca/ca.pem"), ca_pem.as_bytes(), 0o644)?;
-    write_new(&dir.join("ca/ca.key"), ca_key.as_bytes(), 0o600)?;
-
     let me = Identity::new(Role::Controller, opts.member_id.to_string())?;
     let node = ca.issue(&me, &[SubjectName::parse(host)], DEFAULT_LEAF_VALIDITY)?;
-    write_new(&dir.join("tls/node.pem"), node.cert_pem.as_bytes(), 0o644)?;
-    write_new(&dir.join("tls/node.key"), node.key_pem.as_bytes(), 0o600)?;
-
     let admin = ca.issue(
         &Identity::new(Role::Admin, "admin")?,
         &[],
         DEFAULT_LEAF_VALIDITY,
     )?;
-    let (admin_cert, admin_key) = (dir.join("admin/admin.pem"), dir.join("admin/admin.key"));
-    write_new(&admin_cert, admin.cert_pem.as_bytes(), 0o644)?;
-    write_new(&admin_key, admin.key_pem.as_bytes(), 0o600)?;
-
     let fingerprint = ca.fingerprint();
     let agent_token = JoinToken::generate(Role::Agent, fingerprint)?;
     let controller_token = JoinToken::generate(Role::Controller, fingerprint)?;
@@ -239,7 +202,6 @@ fn write_all(opts: &InitOptions, host: &str, dirs: &[PathBuf]) -> Result<Initial
         agent: agent_token.stored(),
         controller: controller_token.stored(),
     };
-    write_new(&dir.join("join-tokens.json"), &pretty_json(&stored), 0o600)?;
     let cluster = LocalCluster {
         name: opts.cluster_name.clone(),
         member_id: opts.member_id,
@@ -248,8 +210,14 @@ fn write_all(opts: &InitOptions, host: &str, dirs: &[PathBuf]) -> Result<Initial
         node_prefix: opts.node_prefix,
         ca_fingerprint: fingerprint.to_string(),
     };
-    // Written last: its presence means the directory is complete.
-    write_new(&dir.join("cluster.json"), &pretty_json(&cluster), 0o644)?;
+    let dir = &opts.data_dir;
+    let (admin_cert, admin_key) = (dir.join("admin/admin.pem"), dir.join("admin/admin.key"));
+    write_member_dir(dir, &ca_pem, &ca_key, &node, &cluster, &|dir| {
+        make_private_dir(&dir.join("admin"))?;
+        write_new(&admin_cert, admin.cert_pem.as_bytes(), 0o644)?;
+        write_new(&admin_key, admin.key_pem.as_bytes(), 0o600)?;
+        write_new(&dir.join("join-tokens.json"), &pretty_json(&stored), 0o600)
+    })?;
     Ok(Initialised {
         cluster,
         agent_token,
@@ -257,6 +225,53 @@ fn write_all(opts: &InitOptions, host: &str, dirs: &[PathBuf]) -> Result<Initial
         admin_cert,
         admin_key,
     })
+}
+
+fn make_private_dir(d: &Path) -> Result<(), InitError> {
+    fs::create_dir(d).map_err(io("create", d))?;
+    fs::set_permissions(d, fs::Permissions::from_mode(0o700)).map_err(io("chmod", d))
+}
+
+/// Writes a controller member's data directory: the CA (`ca/ca.pem`, `ca/ca.key` 0600), its
+/// certificate (`tls/node.pem`, `tls/node.key` 0600), whatever `extra` adds, and
+/// `cluster.json` last, so that its presence means the directory is complete. A directory
+/// that already holds a cluster is refused; on failure everything written is removed.
+pub(crate) fn write_member_dir(
+    dir: &Path,
+    ca_pem: &str,
+    ca_key: &str,
+    node: &crate::pki::IssuedCert,
+    cluster: &LocalCluster,
+    extra: &dyn Fn(&Path) -> Result<(), InitError>,
+) -> Result<(), InitError> {
+    if dir.join("cluster.json").exists() {
+        return Err(InitError::AlreadyInitialised {
+            dir: dir.to_path_buf(),
+        });
+    }
+    let existed = dir.exists();
+    fs::create_dir_all(dir).map_err(io("create", dir))?;
+    let written = (|| {
+        make_private_dir(&dir.join("ca"))?;
+        write_new(&dir.join("ca/ca.pem"), ca_pem.as_bytes(), 0o644)?;
+        write_new(&dir.join("ca/ca.key"), ca_key.as_bytes(), 0o600)?;
+        make_private_dir(&dir.join("tls"))?;
+        write_new(&dir.join("tls/node.pem"), node.cert_pem.as_bytes(), 0o644)?;
+        write_new(&dir.join("tls/node.key"), node.key_pem.as_bytes(), 0o600)?;
+        extra(dir)?;
+        write_new(&dir.join("cluster.json"), &pretty_json(cluster), 0o644)
+    })();
+    if written.is_err() {
+        for d in ["ca", "tls", "admin"] {
+            let _ = fs::remove_dir_all(dir.join(d));
+        }
+        let _ = fs::remove_file(dir.join("join-tokens.json"));
+        let _ = fs::remove_file(dir.join("cluster.json"));
+        if !existed {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+    written
 }
 
 /// Pretty JSON of a record, with a final newline.
