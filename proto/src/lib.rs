@@ -13,6 +13,7 @@
 //! | `info.proto` | the `Info` service: [`v1::info_client::InfoClient`], [`v1::info_server::Info`] |
 //! | `cluster.proto` | the cluster state's wire form: [`v1::Service`], [`v1::Task`], [`v1::Node`] and their parts |
 //! | `raft.proto` | the `Raft` service between controllers (openraft's messages as JSON): [`v1::raft_client::RaftClient`], [`v1::raft_server::Raft`] |
+//! | `control.proto` | the client-facing `Control` service (services, tasks, nodes, Raft status): [`v1::control_client::ControlClient`], [`v1::control_server::Control`] |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

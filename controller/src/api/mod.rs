@@ -2,6 +2,11 @@
 //!
 //! Handlers convert requests and delegate; they hold no cluster logic.
 
+pub mod control;
 pub mod info;
 
+#[cfg(test)]
+mod control_tests;
+
+pub use control::ControlService;
 pub use info::InfoService;

@@ -1,0 +1,158 @@
+//! The errors of the `Control` service and their one mapping to gRPC statuses.
+
+use std::time::Duration;
+
+use openraft::BasicNode;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use tonic::Status;
+
+use crate::raft::{NodeId, StoreError};
+use crate::state::StateError;
+
+/// Why a `Control` call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// This member is not the leader: the call is forwarded to `leader_id` (this variant
+    /// reaches a caller only if forwarding is impossible).
+    #[error("this member is not the leader (the leader is {})", leader_text(*leader_id, addr.as_deref()))]
+    NotLeader {
+        /// The leader this member knows of.
+        leader_id: Option<NodeId>,
+        /// Its address, if known.
+        addr: Option<String>,
+    },
+    /// No leader is elected.
+    #[error("no leader elected yet; retry")]
+    NoLeader,
+    /// A call forwarded by another member reached this one, which is not the leader either.
+    #[error(
+        "forwarded to member {id}, which is not the leader (the leader is {}); retry",
+        leader_text(*leader_id, None)
+    )]
+    ForwardedToFollower {
+        /// This member.
+        id: NodeId,
+        /// The leader it knows of.
+        leader_id: Option<NodeId>,
+    },
+    /// The leader could not be reached to forward the call.
+    #[error("cannot reach the leader, member {leader_id} at {addr}: {reason}")]
+    LeaderUnreachable {
+        /// The leader.
+        leader_id: NodeId,
+        /// Its address.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The request carries no spec.
+    #[error("the request carries no service spec")]
+    MissingSpec,
+    /// No such service.
+    #[error("service {0:?} does not exist")]
+    NotFound(String),
+    /// A spec is invalid or the caller's expected version is not the current one.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The store refused the write as breaking a limit; nothing changed.
+    #[error("the write was refused: {0}")]
+    InvalidWrite(String),
+    /// Concurrent writes to the same key won every attempt.
+    #[error("service {service:?} kept changing during {attempts} attempts to write it; retry")]
+    Contended {
+        /// The service.
+        service: String,
+        /// How many read-decide-write rounds were tried.
+        attempts: usize,
+    },
+    /// Raft could not serve the call (no quorum, shutting down, …).
+    #[error("Raft: {0}")]
+    Raft(String),
+    /// The leader did not confirm its leadership in time.
+    #[error("the leader did not confirm its leadership within {0:?}; retry")]
+    ReadTimeout(Duration),
+    /// A write was not committed in time; it may still be.
+    #[error("the write was not committed within {0:?} and may still be; read the state and retry")]
+    WriteTimeout(Duration),
+    /// Reading the local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored record does not decode.
+    #[error("cannot decode the stored record {key}: {source}")]
+    Corrupt {
+        /// Its key.
+        key: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// A record cannot be encoded.
+    #[error("cannot encode the record {key}: {source}")]
+    Encode {
+        /// Its key.
+        key: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
+fn leader_text(leader_id: Option<NodeId>, addr: Option<&str>) -> String {
+    match (leader_id, addr) {
+        (None, _) => "not known".to_owned(),
+        (Some(id), None) => format!("member {id}"),
+        (Some(id), Some(addr)) => format!("member {id} at {addr}"),
+    }
+}
+
+impl From<ControlError> for Status {
+    fn from(e: ControlError) -> Self {
+        let message = e.to_string();
+        match e {
+            ControlError::NotLeader { .. }
+            | ControlError::NoLeader
+            | ControlError::ForwardedToFollower { .. }
+            | ControlError::LeaderUnreachable { .. }
+            | ControlError::Raft(_)
+            | ControlError::ReadTimeout(_)
+            | ControlError::WriteTimeout(_) => Status::unavailable(message),
+            ControlError::MissingSpec | ControlError::InvalidWrite(_) => {
+                Status::invalid_argument(message)
+            }
+            ControlError::NotFound(_) => Status::not_found(message),
+            ControlError::State(
+                StateError::StaleVersion { .. } | StateError::NoSuchService { .. },
+            ) => Status::failed_precondition(message),
+            ControlError::State(_) => Status::invalid_argument(message),
+            ControlError::Contended { .. } => Status::aborted(message),
+            ControlError::Store(_) | ControlError::Corrupt { .. } | ControlError::Encode { .. } => {
+                Status::internal(message)
+            }
+        }
+    }
+}
+
+fn not_leader(f: ForwardToLeader<NodeId, BasicNode>) -> ControlError {
+    ControlError::NotLeader {
+        leader_id: f.leader_id,
+        addr: f.leader_node.map(|n| n.addr),
+    }
+}
+
+impl From<RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>> for ControlError {
+    fn from(e: RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>) -> Self {
+        match e {
+            RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => not_leader(f),
+            RaftError::APIError(other) => ControlError::Raft(other.to_string()),
+            RaftError::Fatal(f) => ControlError::Raft(f.to_string()),
+        }
+    }
+}
+
+impl From<RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>> for ControlError {
+    fn from(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Self {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f),
+            RaftError::APIError(other) => ControlError::Raft(other.to_string()),
+            RaftError::Fatal(f) => ControlError::Raft(f.to_string()),
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The `berth.v1.Control` service: the client-facing API of the controllers (services, tasks,
+//! nodes, the Raft status).
+//!
+//! Callers must present a certificate of the `admin` role (the CLI) or the `controller` role
+//! (another member forwarding a call). Reads are linearizable unless the request asks for a
+//! stale read: the leader confirms its leadership ([`openraft::Raft::ensure_linearizable`])
+//! and answers from its store. Writes are one read-decide-write round on the leader
+//! (`ops.rs`): the decision is [`crate::state::apply_service`]'s, the write one
+//! [`crate::raft::Command::Batch`] whose operation expects the key version that was read, so
+//! two concurrent writes cannot both win; the loser reads again and decides again. A member
+//! that is not the leader forwards the call to it (`forward.rs`). Errors map to gRPC statuses
+//! in one place ([`ControlError`]).
+//!
+//! Requests are limited to [`MAX_REQUEST_BYTES`] by tonic: a larger one is refused before it
+//! is decoded.
+
+use std::sync::{Arc, Mutex};
+
+use berth_proto::v1::control_server::{Control, ControlServer};
+use berth_proto::v1::{
+    ApplyServiceRequest, ApplyServiceResponse, ControlStatus, Empty, GetServiceRequest,
+    GetServiceResponse, ListNodesRequest, ListNodesResponse, ListServicesRequest,
+    ListServicesResponse, ListTasksRequest, ListTasksResponse, RemoveServiceRequest,
+    RemoveServiceResponse,
+};
+use openraft::Raft;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+use tracing::debug;
+
+use crate::pki::Role;
+use crate::raft::{KvReader, NodeId, TypeConfig};
+use crate::transport::{MtlsConnector, authorize_peer};
+
+mod error;
+mod forward;
+mod ops;
+mod status;
+
+pub use error::ControlError;
+pub use forward::{FORWARD_TIMEOUT, FORWARDED_BY};
+
+/// The largest request accepted, in bytes.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// The largest response sent (and accepted from the leader when forwarding), in bytes: a
+/// listing of the whole cluster may be larger than any single request.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The roles allowed to call the Control service.
+const ALLOWED: &[Role] = &[Role::Admin, Role::Controller];
+
+/// Serves the `Control` API of one member.
+#[derive(Clone)]
+pub struct ControlService {
+    raft: Raft<TypeConfig>,
+    reader: KvReader,
+    connector: MtlsConnector,
+    id: NodeId,
+    /// The channel to the leader last forwarded to, by address.
+    channels: Arc<Mutex<Option<(String, Channel)>>>,
+}
+
+impl std::fmt::Debug for ControlService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlService")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlService {
+    /// The service of member `id`: `raft` and `reader` are its Raft node and store;
+    /// `connector` dials the leader with this member's controller certificate.
+    pub fn new(
+        raft: Raft<TypeConfig>,
+        reader: KvReader,
+        connector: MtlsConnector,
+        id: NodeId,
+    ) -> Self {
+        Self {
+            raft,
+            reader,
+            connector,
+            id,
+            channels: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// This service wrapped for a tonic server, with the message size limits set.
+    pub fn into_server(self) -> ControlServer<Self> {
+        ControlServer::new(self)
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(MAX_RESPONSE_BYTES)
+    }
+
+    /// Checks the caller; returns whether the call was forwarded by another member.
+    fn accept<T>(&self, request: &Request<T>, rpc: &'static str) -> Result<bool, Status> {
+        let caller = authorize_peer(request, ALLOWED)?;
+        let forwarded = forward::is_forwarded(request);
+        debug!(%caller, rpc, forwarded, "Control call");
+        Ok(forwarded)
+    }
+}
+
+/// Runs a call locally, or forwards it to the leader when this member is not the leader.
+macro_rules! local_or_leader {
+    ($self:ident, $request:ident, $rpc:literal, $local:ident, $remote:ident) => {{
+        let forwarded = $self.accept(&$request, $rpc)?;
+        let message = $request.into_inner();
+        match $self.$local(&message).await {
+            Err(e @ ControlError::NotLeader { .. }) => {
+                let forward = $self.forward_to(e, forwarded)?;
+                let request = $self.forwarded(message);
+                forward
+                    .call(|mut client| async move { client.$remote(request).await })
+                    .await
+            }
+            result => Ok(Response::new(result?)),
+        }
+    }};
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn apply_service(
+        &self,
+        request: Request<ApplyServiceRequest>,
+    ) -> Result<Response<ApplyServiceResponse>, Status> {
+        local_or_leader!(self, request, "ApplyService", apply_local, apply_service)
+    }
+
+    async fn get_service(
+        &self,
+        request: Request<GetServiceRequest>,
+    ) -> Result<Response<GetServiceResponse>, Status> {
+        local_or_leader!(self, request, "GetService", get_local, get_service)
+    }
+
+    async fn list_services(
+        &self,
+        request: Request<ListServicesRequest>,
+    ) -> Result<Response<ListServicesResponse>, Status> {
+        local_or_leader!(
+            self,
+            request,
+            "ListServices",
+            list_services_local,
+            list_services
+        )
+    }
+
+    async fn remove_service(
+        &self,
+        request: Request<RemoveServiceRequest>,
+    ) -> Result<Response<RemoveServiceResponse>, Status> {
+        local_or_leader!(self, request, "RemoveService", remove_local, remove_service)
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        local_or_leader!(self, request, "ListTasks", list_tasks_local, list_tasks)
+    }
+
+    async fn list_nodes(
+        &self,
+        request: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesResponse>, Status> {
+        local_or_leader!(self, request, "ListNodes", list_nodes_local, list_nodes)
+    }
+
+    async fn status(&self, request: Request<Empty>) -> Result<Response<ControlStatus>, Status> {
+        self.accept(&request, "Status")?;
+        Ok(Response::new(self.status_local()))
+    }
+}

@@ -1,0 +1,261 @@
+//! The calls as this member carries them out when it is the leader (or for a stale read):
+//! confirm the leadership, read the local store, decide with [`crate::state`], write one
+//! batch through Raft. A member that is not the leader answers [`ControlError::NotLeader`]
+//! and the handler forwards the call.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth_proto::v1;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, info};
+
+use super::ControlService;
+use super::error::ControlError;
+use crate::raft::{Command, CommandResponse, Expect, Op, blocking};
+use crate::state::{self, Applied, Node, Service, StateError, Task, keys, wire};
+
+/// How long the leader may take to confirm its leadership before a read.
+pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a write may take to commit.
+pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many read-decide-write rounds an apply or a removal tries when concurrent writes
+/// to the same key win the race.
+pub(super) const WRITE_ATTEMPTS: usize = 5;
+
+/// A decoded record with its store version.
+type Versioned<T> = (u64, T);
+
+/// Now, in Unix nanoseconds.
+fn now() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ControlError> {
+    serde_json::from_slice(bytes).map_err(|source| ControlError::Corrupt {
+        key: key.to_owned(),
+        source,
+    })
+}
+
+fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, ControlError> {
+    serde_json::to_vec(value).map_err(|source| ControlError::Encode {
+        key: key.to_owned(),
+        source,
+    })
+}
+
+impl ControlService {
+    /// Makes sure this member is the leader and has applied everything committed before
+    /// the call, so that a read of the local store is linearizable.
+    async fn linearize(&self) -> Result<(), ControlError> {
+        match tokio::time::timeout(READ_TIMEOUT, self.raft.ensure_linearizable()).await {
+            Err(_) => Err(ControlError::ReadTimeout(READ_TIMEOUT)),
+            Ok(result) => result.map(|_| ()).map_err(ControlError::from),
+        }
+    }
+
+    /// Linearizes unless the caller accepts a stale read.
+    async fn prepare_read(&self, stale: bool) -> Result<(), ControlError> {
+        if stale {
+            Ok(())
+        } else {
+            self.linearize().await
+        }
+    }
+
+    /// Reads and decodes one record from the local store.
+    async fn get<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<Versioned<T>>, ControlError> {
+        let reader = self.reader.clone();
+        let owned = key.to_owned();
+        let found = blocking(move || reader.get(&owned)).await?;
+        found
+            .map(|(version, bytes)| Ok((version, decode(key, &bytes)?)))
+            .transpose()
+    }
+
+    /// Reads and decodes every record under `prefix` from the local store, in key order.
+    async fn list<T: DeserializeOwned>(
+        &self,
+        prefix: &'static str,
+    ) -> Result<Vec<T>, ControlError> {
+        let reader = self.reader.clone();
+        let found = blocking(move || reader.list(prefix)).await?;
+        found
+            .iter()
+            .map(|(key, _, bytes)| decode(key, bytes))
+            .collect()
+    }
+
+    /// Commits one operation through Raft.
+    async fn write(&self, op: Op) -> Result<CommandResponse, ControlError> {
+        let command = Command::Batch(vec![op]);
+        command.validate().map_err(ControlError::InvalidWrite)?;
+        match tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(command)).await {
+            Err(_) => Err(ControlError::WriteTimeout(WRITE_TIMEOUT)),
+            Ok(result) => Ok(result?.data),
+        }
+    }
+
+    /// `ApplyService` on the leader.
+    pub(super) async fn apply_local(
+        &self,
+        request: &v1::ApplyServiceRequest,
+    ) -> Result<v1::ApplyServiceResponse, ControlError> {
+        let wire_spec = request.spec.as_ref().ok_or(ControlError::MissingSpec)?;
+        let spec = wire::spec_from_wire(wire_spec)?;
+        self.linearize().await?;
+        let key = keys::service(&spec.name);
+        for attempt in 1..=WRITE_ATTEMPTS {
+            let current: Option<Versioned<Service>> = self.get(&key).await?;
+            let applied = state::apply_service(
+                current.as_ref().map(|(_, s)| s),
+                spec.clone(),
+                request.expected_version,
+                now(),
+            )?;
+            let (service, outcome) = match applied {
+                Applied::Created(s) => (s, "created"),
+                Applied::Updated(s) => (s, "updated"),
+                Applied::Unchanged(s) => {
+                    return Ok(v1::ApplyServiceResponse {
+                        service: Some(wire::service_to_wire(&s)),
+                        outcome: "unchanged".to_owned(),
+                    });
+                }
+            };
+            let expect = current.map_or(Expect::Absent, |(v, _)| Expect::Version(v));
+            let op = Op::Put {
+                key: key.clone(),
+                value: encode(&key, &service)?,
+                expect,
+            };
+            match self.write(op).await? {
+                CommandResponse::Ok { .. } => {
+                    info!(service = %spec.name, version = service.version, outcome, "service applied");
+                    return Ok(v1::ApplyServiceResponse {
+                        service: Some(wire::service_to_wire(&service)),
+                        outcome: outcome.to_owned(),
+                    });
+                }
+                CommandResponse::Conflict { actual, .. } => {
+                    debug!(service = %spec.name, attempt, ?expect, ?actual, "apply lost a race; reading again");
+                }
+                CommandResponse::Invalid { reason } => {
+                    return Err(ControlError::InvalidWrite(reason));
+                }
+            }
+        }
+        Err(ControlError::Contended {
+            service: spec.name,
+            attempts: WRITE_ATTEMPTS,
+        })
+    }
+
+    /// `RemoveService` on the leader.
+    pub(super) async fn remove_local(
+        &self,
+        request: &v1::RemoveServiceRequest,
+    ) -> Result<v1::RemoveServiceResponse, ControlError> {
+        self.linearize().await?;
+        let key = keys::service(&request.name);
+        for attempt in 1..=WRITE_ATTEMPTS {
+            let Some((kv_version, service)) = self.get::<Service>(&key).await? else {
+                return Err(ControlError::NotFound(request.name.clone()));
+            };
+            if let Some(expected) = request.expected_version
+                && expected != service.version
+            {
+                return Err(StateError::StaleVersion {
+                    service: request.name.clone(),
+                    expected,
+                    actual: service.version,
+                }
+                .into());
+            }
+            let op = Op::Delete {
+                key: key.clone(),
+                expect: Expect::Version(kv_version),
+            };
+            match self.write(op).await? {
+                CommandResponse::Ok { .. } => {
+                    info!(service = %request.name, version = service.version, "service removed");
+                    return Ok(v1::RemoveServiceResponse {
+                        service: Some(wire::service_to_wire(&service)),
+                    });
+                }
+                CommandResponse::Conflict { actual, .. } => {
+                    debug!(service = %request.name, attempt, ?actual, "removal lost a race; reading again");
+                }
+                CommandResponse::Invalid { reason } => {
+                    return Err(ControlError::InvalidWrite(reason));
+                }
+            }
+        }
+        Err(ControlError::Contended {
+            service: request.name.clone(),
+            attempts: WRITE_ATTEMPTS,
+        })
+    }
+
+    /// `GetService` on the leader, or anywhere when stale.
+    pub(super) async fn get_local(
+        &self,
+        request: &v1::GetServiceRequest,
+    ) -> Result<v1::GetServiceResponse, ControlError> {
+        self.prepare_read(request.stale).await?;
+        let key = keys::service(&request.name);
+        let (_, service) = self
+            .get::<Service>(&key)
+            .await?
+            .ok_or_else(|| ControlError::NotFound(request.name.clone()))?;
+        Ok(v1::GetServiceResponse {
+            service: Some(wire::service_to_wire(&service)),
+        })
+    }
+
+    /// `ListServices` on the leader, or anywhere when stale.
+    pub(super) async fn list_services_local(
+        &self,
+        request: &v1::ListServicesRequest,
+    ) -> Result<v1::ListServicesResponse, ControlError> {
+        self.prepare_read(request.stale).await?;
+        let services: Vec<Service> = self.list(keys::SERVICES).await?;
+        Ok(v1::ListServicesResponse {
+            services: services.iter().map(wire::service_to_wire).collect(),
+        })
+    }
+
+    /// `ListTasks` on the leader, or anywhere when stale.
+    pub(super) async fn list_tasks_local(
+        &self,
+        request: &v1::ListTasksRequest,
+    ) -> Result<v1::ListTasksResponse, ControlError> {
+        self.prepare_read(request.stale).await?;
+        let tasks: Vec<Task> = self.list(keys::TASKS).await?;
+        Ok(v1::ListTasksResponse {
+            tasks: tasks
+                .iter()
+                .filter(|t| request.service.is_empty() || t.service == request.service)
+                .map(wire::task_to_wire)
+                .collect(),
+        })
+    }
+
+    /// `ListNodes` on the leader, or anywhere when stale.
+    pub(super) async fn list_nodes_local(
+        &self,
+        request: &v1::ListNodesRequest,
+    ) -> Result<v1::ListNodesResponse, ControlError> {
+        self.prepare_read(request.stale).await?;
+        let nodes: Vec<Node> = self.list(keys::NODES).await?;
+        Ok(v1::ListNodesResponse {
+            nodes: nodes.iter().map(wire::node_to_wire).collect(),
+        })
+    }
+}
