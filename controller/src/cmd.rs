@@ -33,6 +33,20 @@ pub enum Command {
     InitMember(InitMemberArgs),
     /// Run this member until SIGTERM or SIGINT.
     Run(RunArgs),
+    /// Show a member's view of the cluster (leader, term, indexes, members) as JSON, asking
+    /// it over mutual TLS with an admin certificate.
+    Status(StatusArgs),
+}
+
+/// `status`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct StatusArgs {
+    /// A data directory holding the CA and an admin certificate (`admin/`).
+    #[arg(long, default_value = "/var/lib/berth/controller")]
+    pub data_dir: std::path::PathBuf,
+    /// The member to ask, `host:port`.
+    #[arg(long)]
+    pub addr: String,
 }
 
 /// `init-member`.
@@ -110,6 +124,9 @@ pub enum CmdError {
     /// The async runtime could not start.
     #[error("cannot start the async runtime")]
     Runtime(#[source] io::Error),
+    /// A call to a member failed.
+    #[error("{0}: {1}")]
+    Status(String, tonic::Status),
 }
 
 /// Runs `cli`'s command, writing its output to `out`.
@@ -132,7 +149,58 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CmdError> {
             .map_err(CmdError::Write)
         }
         Command::Run(a) => run_member(a),
+        Command::Status(a) => status(a, out),
     }
+}
+
+fn status(a: &StatusArgs, out: &mut dyn Write) -> Result<(), CmdError> {
+    use crate::member::MemberError;
+    let read = |p: &str| {
+        let path = a.data_dir.join(p);
+        std::fs::read_to_string(&path).map_err(|source| MemberError::Read {
+            what: "the admin credentials",
+            path,
+            source,
+        })
+    };
+    let ca = read("ca/ca.pem")?;
+    let admin = crate::pki::IssuedCert {
+        cert_pem: read("admin/admin.pem")?,
+        key_pem: read("admin/admin.key")?,
+    };
+    let connector = crate::transport::MtlsConnector::new(
+        crate::pki::client_config(&ca, &admin).map_err(MemberError::from)?,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CmdError::Runtime)?;
+    let st = rt.block_on(async {
+        let channel = connector.channel(&a.addr).map_err(MemberError::from)?;
+        let mut client = berth_proto::v1::control_client::ControlClient::new(channel);
+        client
+            .status(berth_proto::v1::Empty {})
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| CmdError::Status(a.addr.clone(), s))
+    })?;
+    let members = |m: &[berth_proto::v1::ControllerMember]| -> Vec<serde_json::Value> {
+        m.iter()
+            .map(|m| serde_json::json!({"id": m.id, "addr": m.addr}))
+            .collect()
+    };
+    let v = serde_json::json!({
+        "id": st.id,
+        "leader_id": st.leader_id,
+        "leader_addr": st.leader_addr,
+        "state": st.state,
+        "term": st.term,
+        "last_log_index": st.last_log_index,
+        "last_applied": st.last_applied,
+        "voters": members(&st.voters),
+        "learners": members(&st.learners),
+    });
+    writeln!(out, "{v}").map_err(CmdError::Write)
 }
 
 fn run_member(a: &RunArgs) -> Result<(), CmdError> {

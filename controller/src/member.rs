@@ -1,7 +1,7 @@
 //! One controller member, started from its data directory (made by `init` or
 //! [`prepare_member_dir`]): its certificate and the cluster CA, its Raft store under
 //! `<data-dir>/raft`, its Raft node, and one mutual-TLS gRPC server on its address serving
-//! the `Raft` service to the other members (and the client API, when added to the router).
+//! the `Raft` service to the other members and the `Control` API to admins (the CLI).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::Server;
 use tracing::info;
 
+use crate::api::control::ControlService;
 use crate::init::LocalCluster;
 use crate::pki::{
     ClusterCa, DEFAULT_LEAF_VALIDITY, Identity, IssuedCert, PkiError, Role, SubjectName,
@@ -220,7 +221,7 @@ impl Member {
         let (log, sm) = open_store(&opts.data_dir.join("raft"))?;
         let reader = sm.reader();
         let connector = MtlsConnector::new(client_config(&files.ca_pem, &files.cert)?);
-        let network = GrpcNetworkFactory::new(id, connector);
+        let network = GrpcNetworkFactory::new(id, connector.clone());
         let config = raft_config(&opts.settings).map_err(|e| MemberError::Invalid {
             what: "raft settings",
             reason: e.to_string(),
@@ -231,7 +232,11 @@ impl Member {
         let listener =
             MtlsListener::bind(listen, server_config(&files.ca_pem, &files.cert)?).await?;
         let addr = listener.local_addr();
-        let router = Server::builder().add_service(RaftService::new(raft.clone()).into_server());
+        let router = Server::builder()
+            .add_service(RaftService::new(raft.clone()).into_server())
+            .add_service(
+                ControlService::new(raft.clone(), reader.clone(), connector, id).into_server(),
+            );
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(listener.serve(router, async {
             let _ = stopped.await;
