@@ -75,6 +75,46 @@ fn spec(image: &str) -> v1::ServiceSpec {
     }
 }
 
+/// The admin credentials of `admin_dir`: the CA and the admin certificate.
+fn admin(admin_dir: &Path) -> (String, IssuedCert) {
+    let read = |p: &str| std::fs::read_to_string(admin_dir.join(p)).unwrap();
+    (
+        read("ca/ca.pem"),
+        IssuedCert {
+            cert_pem: read("admin/admin.pem"),
+            key_pem: read("admin/admin.key"),
+        },
+    )
+}
+
+type Client = v1::control_client::ControlClient<tonic::transport::Channel>;
+
+/// Runs `f` with a Control client to the member on `h` (from `h`), trusting `ca` and
+/// presenting `cert`, with a 3 s limit.
+fn with_client<T: Send>(
+    h: &Host,
+    ca: &str,
+    cert: &IssuedCert,
+    f: impl AsyncFnOnce(Client) -> Result<T, String> + Send,
+) -> Result<T, String> {
+    let target = addr(h.ip);
+    let config = client_config(ca, cert).unwrap();
+    h.run(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let channel = MtlsConnector::new(config)
+                .channel(&target)
+                .map_err(|e| e.to_string())?;
+            tokio::time::timeout(Duration::from_secs(3), f(Client::new(channel)))
+                .await
+                .map_err(|_| "timed out".to_string())?
+        })
+    })
+}
+
 /// Applies `spec` through the member on `h` (from `h`), with the admin certificate.
 fn apply(
     h: &Host,
@@ -82,31 +122,60 @@ fn apply(
     spec: v1::ServiceSpec,
     expected: Option<u64>,
 ) -> Result<u64, String> {
-    let ca = std::fs::read_to_string(admin_dir.join("ca/ca.pem")).unwrap();
-    let admin = IssuedCert {
-        cert_pem: std::fs::read_to_string(admin_dir.join("admin/admin.pem")).unwrap(),
-        key_pem: std::fs::read_to_string(admin_dir.join("admin/admin.key")).unwrap(),
-    };
-    let target = addr(h.ip);
-    h.run(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let connector = MtlsConnector::new(client_config(&ca, &admin).unwrap());
-            let channel = connector.channel(&target).map_err(|e| e.to_string())?;
-            let mut c = v1::control_client::ControlClient::new(channel);
-            let r = c
-                .apply_service(v1::ApplyServiceRequest {
-                    spec: Some(spec),
-                    expected_version: expected,
-                })
-                .await
-                .map_err(|s| s.to_string())?;
-            Ok(r.into_inner().service.map(|s| s.version).unwrap_or(0))
-        })
+    let (ca, cert) = admin(admin_dir);
+    with_client(h, &ca, &cert, async move |mut c| {
+        let r = c
+            .apply_service(v1::ApplyServiceRequest {
+                spec: Some(spec),
+                expected_version: expected,
+            })
+            .await
+            .map_err(|s| s.to_string())?;
+        Ok(r.into_inner().service.map(|s| s.version).unwrap_or(0))
     })
+}
+
+/// The version of service `web`, read linearizably through the member on `h`.
+fn web_version(h: &Host, admin_dir: &Path) -> Result<u64, String> {
+    let (ca, cert) = admin(admin_dir);
+    with_client(h, &ca, &cert, async move |mut c| {
+        let r = c
+            .get_service(v1::GetServiceRequest {
+                name: "web".into(),
+                stale: false,
+            })
+            .await
+            .map_err(|s| s.to_string())?;
+        Ok(r.into_inner().service.map(|s| s.version).unwrap_or(0))
+    })
+}
+
+/// Waits until the member on `h` has applied as much as the one on `of`.
+fn caught_up(h: &Host, of: &Host, admin_dir: &Path) {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = status(h, admin_dir).unwrap_or_default();
+        let applied = st["last_applied"].as_u64().unwrap_or(0);
+        let target = status(of, admin_dir)
+            .and_then(|s| s["last_applied"].as_u64())
+            .unwrap_or(u64::MAX);
+        if applied >= target {
+            return;
+        }
+        assert!(Instant::now() < until, "{} did not catch up: {st}", h.name);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A leader agreed by `hosts` other than `not`.
+fn new_leader(hosts: &[&Host], admin_dir: &Path, not: u64) -> (u64, Instant) {
+    loop {
+        let (l, at) = agreed_leader(hosts, admin_dir, Duration::from_secs(20));
+        if l != not {
+            return (l, at);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
@@ -168,36 +237,69 @@ fn three_controllers_elect_fail_over_and_lose_no_acknowledged_write() {
     let killed_at = Instant::now();
     old.kill("controller");
     let rest: Vec<&Host> = c.hosts.iter().filter(|h| h.ip != old.ip).collect();
-    let (new_leader, elected_at) = loop {
-        let (l, at) = agreed_leader(&rest, &admin_dir, Duration::from_secs(20));
-        if l != leader {
-            break (l, at);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let failover = elected_at.duration_since(killed_at);
-    eprintln!("failover: leader {leader} killed, {new_leader} elected after {failover:?}");
+    let (l1, elected_at) = new_leader(&rest, &admin_dir, leader);
+    eprintln!(
+        "failover: leader {leader} killed, {l1} agreed by the others after {:?}",
+        elected_at.duration_since(killed_at)
+    );
     let v = apply(rest[0], &admin_dir, spec("img:2"), Some(1)).expect("commit after failover");
     assert_eq!(v, 2, "the write acknowledged before the kill is kept");
 
-    // The killed member comes back, follows the new leader and catches up.
+    // The killed member comes back, follows the leader and catches up.
     old.restart("controller");
     let (l, _) = agreed_leader(&all, &admin_dir, Duration::from_secs(20));
-    assert_ne!(l, 0);
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        let st = status(old, &admin_dir).unwrap_or_default();
-        let applied = st["last_applied"].as_u64().unwrap_or(0);
-        let leader_applied = status(c.host(l as usize - 1), &admin_dir)
-            .and_then(|s| s["last_applied"].as_u64())
-            .unwrap_or(u64::MAX);
-        if applied >= leader_applied {
-            break;
-        }
+    caught_up(old, c.host(l as usize - 1), &admin_dir);
+
+    // A minority partition: the leader cut off alone cannot commit; the majority elects
+    // another leader and commits; after healing the old leader catches up.
+    let lone = c.host(l as usize - 1);
+    c.partition(&[l as usize - 1]);
+    let e = apply(lone, &admin_dir, spec("img:minority"), None).unwrap_err();
+    eprintln!("write on the cut-off leader: {e}");
+    let majority: Vec<&Host> = c.hosts.iter().filter(|h| h.ip != lone.ip).collect();
+    let (l2, _) = new_leader(&majority, &admin_dir, l);
+    let v = apply(majority[0], &admin_dir, spec("img:3"), None).expect("the majority commits");
+    assert_eq!(
+        v, 3,
+        "the cut-off leader's write was not acknowledged and is not there"
+    );
+    c.heal();
+    caught_up(lone, c.host(l2 as usize - 1), &admin_dir);
+    assert_eq!(web_version(lone, &admin_dir).unwrap(), 3);
+
+    // All three stopped and started again: the state is read back from disk.
+    for h in &c.hosts {
         assert!(
-            Instant::now() < until,
-            "the restarted member did not catch up: {st}"
+            h.stop("controller", Duration::from_secs(10)),
+            "{} did not stop on SIGTERM",
+            h.name
         );
-        std::thread::sleep(Duration::from_millis(50));
     }
+    for h in &c.hosts {
+        h.restart("controller");
+    }
+    agreed_leader(&all, &admin_dir, Duration::from_secs(20));
+    for h in &c.hosts {
+        assert_eq!(web_version(h, &admin_dir).unwrap(), 3, "{}", h.name);
+    }
+
+    // A certificate from another cluster's CA is refused.
+    use berth_controller::pki::{ClusterCa, DEFAULT_LEAF_VALIDITY, Identity, Role};
+    let other = ClusterCa::generate("other").unwrap();
+    let stranger = other
+        .issue(
+            &Identity::new(Role::Admin, "admin").unwrap(),
+            &[],
+            DEFAULT_LEAF_VALIDITY,
+        )
+        .unwrap();
+    let (ca, _) = admin(&admin_dir);
+    let e = with_client(c.host(0), &ca, &stranger, async |mut cl| {
+        cl.status(v1::Empty {})
+            .await
+            .map(|_| ())
+            .map_err(|s| s.to_string())
+    })
+    .unwrap_err();
+    eprintln!("another CA's certificate: {e}");
 }
