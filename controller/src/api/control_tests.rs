@@ -27,20 +27,20 @@ use crate::transport::{MtlsConnector, MtlsListener, TransportError};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// How long any single wait in these tests may take.
-const WAIT: Duration = Duration::from_secs(10);
+pub(super) const WAIT: Duration = Duration::from_secs(10);
 
 /// One running member: its Raft node and its mutual-TLS server with Raft and Control.
-struct Member {
-    id: NodeId,
-    addr: SocketAddr,
-    raft: Raft<TypeConfig>,
+pub(super) struct Member {
+    pub(super) id: NodeId,
+    pub(super) addr: SocketAddr,
+    pub(super) raft: Raft<TypeConfig>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), TransportError>>>,
     _dir: TempDir,
 }
 
 impl Member {
-    async fn stop(&mut self) {
+    pub(super) async fn stop(&mut self) {
         self.raft.shutdown().await.expect("Raft shuts down");
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -78,7 +78,7 @@ fn cert_for(ca: &ClusterCa, role: Role, id: &str) -> IssuedCert {
     .unwrap()
 }
 
-async fn start_member(ca: &ClusterCa, id: NodeId) -> Member {
+pub(super) async fn start_member(ca: &ClusterCa, id: NodeId) -> Member {
     let cert = cert_for(ca, Role::Controller, &id.to_string());
     let listener = MtlsListener::bind(
         SocketAddr::new(LOCALHOST, 0),
@@ -129,7 +129,7 @@ async fn start_cluster(ca: &ClusterCa) -> (Vec<Member>, NodeId) {
     (members, leader)
 }
 
-async fn wait_for_leader(members: &[Member]) -> NodeId {
+pub(super) async fn wait_for_leader(members: &[Member]) -> NodeId {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let leaders: Vec<Option<NodeId>> = members
@@ -150,7 +150,12 @@ async fn wait_for_leader(members: &[Member]) -> NodeId {
 }
 
 /// A Control client of `addr` presenting a certificate of `role`.
-fn client(ca: &ClusterCa, role: Role, id: &str, addr: SocketAddr) -> ControlClient<Channel> {
+pub(super) fn client(
+    ca: &ClusterCa,
+    role: Role,
+    id: &str,
+    addr: SocketAddr,
+) -> ControlClient<Channel> {
     let cert = cert_for(ca, role, id);
     let channel = MtlsConnector::new(client_config(ca.cert_pem(), &cert).unwrap())
         .channel(&addr.to_string())
@@ -158,11 +163,11 @@ fn client(ca: &ClusterCa, role: Role, id: &str, addr: SocketAddr) -> ControlClie
     ControlClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES)
 }
 
-fn admin(ca: &ClusterCa, member: &Member) -> ControlClient<Channel> {
+pub(super) fn admin(ca: &ClusterCa, member: &Member) -> ControlClient<Channel> {
     client(ca, Role::Admin, "alice", member.addr)
 }
 
-fn spec(name: &str, image: &str) -> v1::ServiceSpec {
+pub(super) fn spec(name: &str, image: &str) -> v1::ServiceSpec {
     v1::ServiceSpec {
         name: name.to_owned(),
         image: image.to_owned(),
@@ -171,14 +176,17 @@ fn spec(name: &str, image: &str) -> v1::ServiceSpec {
     }
 }
 
-fn apply_request(spec: v1::ServiceSpec, expected: Option<u64>) -> v1::ApplyServiceRequest {
+pub(super) fn apply_request(
+    spec: v1::ServiceSpec,
+    expected: Option<u64>,
+) -> v1::ApplyServiceRequest {
     v1::ApplyServiceRequest {
         spec: Some(spec),
         expected_version: expected,
     }
 }
 
-async fn get(
+pub(super) async fn get(
     client: &mut ControlClient<Channel>,
     name: &str,
     stale: bool,
@@ -192,7 +200,11 @@ async fn get(
     Ok(response.into_inner().service.expect("a service"))
 }
 
-fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, words: &[&str]) {
+pub(super) fn assert_code<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    words: &[&str],
+) {
     let status = result.expect_err("the call should fail");
     assert_eq!(status.code(), code, "{status:?}");
     for word in words {

@@ -7,6 +7,8 @@ pub mod info;
 
 #[cfg(test)]
 mod control_tests;
+#[cfg(test)]
+mod members_tests;
 
 pub use control::ControlService;
 pub use info::InfoService;

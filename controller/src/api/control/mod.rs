@@ -18,10 +18,10 @@ use std::sync::{Arc, Mutex};
 
 use berth_proto::v1::control_server::{Control, ControlServer};
 use berth_proto::v1::{
-    ApplyServiceRequest, ApplyServiceResponse, ControlStatus, Empty, GetServiceRequest,
-    GetServiceResponse, ListNodesRequest, ListNodesResponse, ListServicesRequest,
-    ListServicesResponse, ListTasksRequest, ListTasksResponse, RemoveServiceRequest,
-    RemoveServiceResponse,
+    AddMemberRequest, ApplyServiceRequest, ApplyServiceResponse, ControlStatus, Empty,
+    GetServiceRequest, GetServiceResponse, ListNodesRequest, ListNodesResponse,
+    ListServicesRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse,
+    RemoveMemberRequest, RemoveServiceRequest, RemoveServiceResponse,
 };
 use openraft::Raft;
 use tonic::transport::Channel;
@@ -34,11 +34,13 @@ use crate::transport::{MtlsConnector, authorize_peer};
 
 mod error;
 mod forward;
+mod members;
 mod ops;
 mod status;
 
 pub use error::ControlError;
 pub use forward::{FORWARD_TIMEOUT, FORWARDED_BY};
+pub use members::{MEMBER_CHANGE_TIMEOUT, MemberError};
 
 /// The largest request accepted, in bytes.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -173,5 +175,19 @@ impl Control for ControlService {
     async fn status(&self, request: Request<Empty>) -> Result<Response<ControlStatus>, Status> {
         self.accept(&request, "Status")?;
         Ok(Response::new(self.status_local()))
+    }
+
+    async fn add_member(
+        &self,
+        request: Request<AddMemberRequest>,
+    ) -> Result<Response<ControlStatus>, Status> {
+        self.add_member_rpc(request).await
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<RemoveMemberRequest>,
+    ) -> Result<Response<ControlStatus>, Status> {
+        self.remove_member_rpc(request).await
     }
 }
