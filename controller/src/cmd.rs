@@ -235,7 +235,7 @@ fn run_member(a: &RunArgs) -> Result<(), CmdError> {
         .build()
         .map_err(CmdError::Runtime)?;
     rt.block_on(async {
-        let member = Member::start(&opts).await?;
+        let mut member = Member::start(&opts).await?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(CmdError::Runtime)?;
         tokio::select! {

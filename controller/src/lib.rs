@@ -29,6 +29,8 @@ pub mod raft;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod transport;
 
 pub use server::{ServeError, UnixEndpoint, serve_on_unix};

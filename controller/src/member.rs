@@ -184,6 +184,26 @@ impl std::fmt::Debug for Member {
     }
 }
 
+/// What [`Member::serve`] needs: what `start` reads from a data directory, given directly
+/// (tests start members this way).
+#[derive(Debug, Clone)]
+pub struct MemberParts {
+    /// Its Raft id.
+    pub id: NodeId,
+    /// The cluster CA, PEM.
+    pub ca_pem: String,
+    /// Its controller certificate and key.
+    pub cert: IssuedCert,
+    /// Where to listen (port 0: any free port; see [`Member::addr`]).
+    pub listen: SocketAddr,
+    /// The Raft store's directory.
+    pub store_dir: PathBuf,
+    /// Raft timings.
+    pub settings: RaftSettings,
+    /// How long dialing another member may take (default: the transport's).
+    pub connect_timeout: Option<std::time::Duration>,
+}
+
 /// How to start a member.
 #[derive(Debug, Clone)]
 pub struct MemberOptions {
@@ -218,37 +238,16 @@ impl Member {
                     ),
                 })?,
         };
-        let (log, sm) = open_store(&opts.data_dir.join("raft"))?;
-        let reader = sm.reader();
-        let connector = MtlsConnector::new(client_config(&files.ca_pem, &files.cert)?);
-        let network = GrpcNetworkFactory::new(id, connector.clone());
-        let config = raft_config(&opts.settings).map_err(|e| MemberError::Invalid {
-            what: "raft settings",
-            reason: e.to_string(),
-        })?;
-        let raft = Raft::new(id, config, network, log, sm)
-            .await
-            .map_err(|e| MemberError::Raft(e.to_string()))?;
-        let listener =
-            MtlsListener::bind(listen, server_config(&files.ca_pem, &files.cert)?).await?;
-        let addr = listener.local_addr();
-        let router = Server::builder()
-            .add_service(RaftService::new(raft.clone()).into_server())
-            .add_service(
-                ControlService::new(raft.clone(), reader.clone(), connector, id).into_server(),
-            );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(listener.serve(router, async {
-            let _ = stopped.await;
-        }));
-        let member = Member {
+        let member = Member::serve(MemberParts {
             id,
-            addr,
-            raft,
-            reader,
-            stop: Some(stop),
-            server: Some(server),
-        };
+            ca_pem: files.ca_pem,
+            cert: files.cert,
+            listen,
+            store_dir: opts.data_dir.join("raft"),
+            settings: opts.settings.clone(),
+            connect_timeout: None,
+        })
+        .await?;
         if !opts.bootstrap.is_empty() {
             let initialised = member
                 .raft
@@ -269,12 +268,54 @@ impl Member {
                 info!(id, members = ?opts.bootstrap, "cluster initialised");
             }
         }
-        info!(id, %addr, "controller member running");
         Ok(member)
     }
 
-    /// Stops the Raft node and the server.
-    pub async fn stop(mut self) -> Result<(), MemberError> {
+    /// Starts a member from its parts: opens its store, starts its Raft node, and serves
+    /// the Raft and Control services over mutual TLS on `listen`.
+    pub async fn serve(p: MemberParts) -> Result<Member, MemberError> {
+        let id = p.id;
+        let (log, sm) = open_store(&p.store_dir)?;
+        let reader = sm.reader();
+        let mut connector = MtlsConnector::new(client_config(&p.ca_pem, &p.cert)?);
+        if let Some(t) = p.connect_timeout {
+            connector = connector.with_connect_timeout(t);
+        }
+        let network = GrpcNetworkFactory::new(id, connector.clone());
+        let config = raft_config(&p.settings).map_err(|e| MemberError::Invalid {
+            what: "raft settings",
+            reason: e.to_string(),
+        })?;
+        let raft = Raft::new(id, config, network, log, sm)
+            .await
+            .map_err(|e| MemberError::Raft(e.to_string()))?;
+        let listener = MtlsListener::bind(p.listen, server_config(&p.ca_pem, &p.cert)?).await?;
+        let addr = listener.local_addr();
+        let router = Server::builder()
+            .add_service(RaftService::new(raft.clone()).into_server())
+            .add_service(
+                ControlService::new(raft.clone(), reader.clone(), connector, id).into_server(),
+            );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(listener.serve(router, async {
+            let _ = stopped.await;
+        }));
+        info!(id, %addr, "controller member running");
+        Ok(Member {
+            id,
+            addr,
+            raft,
+            reader,
+            stop: Some(stop),
+            server: Some(server),
+        })
+    }
+
+    /// Stops the Raft node and the server (a second call does nothing).
+    pub async fn stop(&mut self) -> Result<(), MemberError> {
+        if self.stop.is_none() && self.server.is_none() {
+            return Ok(());
+        }
         self.raft
             .shutdown()
             .await

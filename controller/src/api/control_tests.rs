@@ -2,134 +2,33 @@
 //! of `raft/cluster_tests.rs`, with the Raft and Control services on one router per member):
 //! forwarding, linearizable and stale reads, optimistic concurrency, refusals.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use berth_proto::v1;
 use berth_proto::v1::control_client::ControlClient;
-use openraft::{BasicNode, Raft};
-use tempfile::TempDir;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Server};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use super::control::{ControlService, MAX_RESPONSE_BYTES};
-use crate::pki::{
-    ClusterCa, DEFAULT_LEAF_VALIDITY, Identity, IssuedCert, Role, SubjectName, client_config,
-    server_config,
-};
-use crate::raft::{
-    GrpcNetworkFactory, NodeId, RaftService, RaftSettings, TypeConfig, open_store, raft_config,
-};
-use crate::transport::{MtlsConnector, MtlsListener, TransportError};
-
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-/// How long any single wait in these tests may take.
-pub(super) const WAIT: Duration = Duration::from_secs(10);
-
-/// One running member: its Raft node and its mutual-TLS server with Raft and Control.
-pub(super) struct Member {
-    pub(super) id: NodeId,
-    pub(super) addr: SocketAddr,
-    pub(super) raft: Raft<TypeConfig>,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<Result<(), TransportError>>>,
-    _dir: TempDir,
-}
-
-impl Member {
-    pub(super) async fn stop(&mut self) {
-        self.raft.shutdown().await.expect("Raft shuts down");
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            tokio::time::timeout(WAIT, server)
-                .await
-                .expect("server stops in time")
-                .expect("server task did not panic")
-                .expect("server stopped cleanly");
-        }
-    }
-}
-
-fn settings() -> RaftSettings {
-    RaftSettings {
-        heartbeat_interval_ms: 50,
-        election_timeout_min_ms: 150,
-        election_timeout_max_ms: 300,
-        ..RaftSettings::default()
-    }
-}
-
-fn cert_for(ca: &ClusterCa, role: Role, id: &str) -> IssuedCert {
-    // An admin's certificate is a client's only: it names no host.
-    let names: &[SubjectName] = match role {
-        Role::Admin => &[],
-        Role::Controller | Role::Agent => &[SubjectName::Ip(LOCALHOST)],
-    };
-    ca.issue(
-        &Identity::new(role, id).unwrap(),
-        names,
-        DEFAULT_LEAF_VALIDITY,
-    )
-    .unwrap()
-}
-
-pub(super) async fn start_member(ca: &ClusterCa, id: NodeId) -> Member {
-    let cert = cert_for(ca, Role::Controller, &id.to_string());
-    let listener = MtlsListener::bind(
-        SocketAddr::new(LOCALHOST, 0),
-        server_config(ca.cert_pem(), &cert).unwrap(),
-    )
-    .await
-    .unwrap();
-    let addr = listener.local_addr();
-    let dir = tempfile::tempdir().unwrap();
-    let (log, sm) = open_store(dir.path()).unwrap();
-    let reader = sm.reader();
-    let connector = MtlsConnector::new(client_config(ca.cert_pem(), &cert).unwrap())
-        .with_connect_timeout(Duration::from_millis(500));
-    let network = GrpcNetworkFactory::new(id, connector.clone());
-    let raft = Raft::new(id, raft_config(&settings()).unwrap(), network, log, sm)
-        .await
-        .unwrap();
-    let control = ControlService::new(raft.clone(), reader, connector, id);
-    let router = Server::builder()
-        .add_service(RaftService::new(raft.clone()).into_server())
-        .add_service(control.into_server());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(listener.serve(router, async {
-        let _ = stopped.await;
-    }));
-    Member {
-        id,
-        addr,
-        raft,
-        stop: Some(stop),
-        server: Some(server),
-        _dir: dir,
-    }
-}
+use super::control::MAX_RESPONSE_BYTES;
+use crate::pki::{ClusterCa, Role, client_config};
+use crate::raft::NodeId;
+pub(super) use crate::test_support::{TestMember, WAIT, start_member};
+use crate::test_support::{cert_for, initialize};
+use crate::transport::MtlsConnector;
 
 /// Starts three members and initialises them; returns them and the leader's id.
-async fn start_cluster(ca: &ClusterCa) -> (Vec<Member>, NodeId) {
+async fn start_cluster(ca: &ClusterCa) -> (Vec<TestMember>, NodeId) {
     let mut members = Vec::new();
     for id in 1..=3 {
         members.push(start_member(ca, id).await);
     }
-    let nodes: BTreeMap<NodeId, BasicNode> = members
-        .iter()
-        .map(|m| (m.id, BasicNode::new(m.addr.to_string())))
-        .collect();
-    members[0].raft.initialize(nodes).await.unwrap();
+    initialize(&members).await;
     let leader = wait_for_leader(&members).await;
     (members, leader)
 }
 
-pub(super) async fn wait_for_leader(members: &[Member]) -> NodeId {
+pub(super) async fn wait_for_leader(members: &[TestMember]) -> NodeId {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let leaders: Vec<Option<NodeId>> = members
@@ -163,7 +62,7 @@ pub(super) fn client(
     ControlClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES)
 }
 
-pub(super) fn admin(ca: &ClusterCa, member: &Member) -> ControlClient<Channel> {
+pub(super) fn admin(ca: &ClusterCa, member: &TestMember) -> ControlClient<Channel> {
     client(ca, Role::Admin, "alice", member.addr)
 }
 

@@ -15,7 +15,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::control_tests::{
-    Member, WAIT, admin, apply_request, assert_code, client, get, spec, start_member,
+    TestMember, WAIT, admin, apply_request, assert_code, client, get, spec, start_member,
     wait_for_leader,
 };
 use crate::pki::{ClusterCa, Role};
@@ -120,7 +120,7 @@ async fn read_counter(on_member: &mut ControlClient<Channel>) -> v1::Service {
 }
 
 /// Starts `count` members and initialises the first `voters` of them as the membership.
-async fn start(ca: &ClusterCa, count: NodeId, voters: usize) -> Vec<Member> {
+async fn start(ca: &ClusterCa, count: NodeId, voters: usize) -> Vec<TestMember> {
     let mut members = Vec::new();
     for id in 1..=count {
         members.push(start_member(ca, id).await);
@@ -143,7 +143,7 @@ async fn members_are_added_and_removed_while_writes_go_on() {
         .position(|m| m.id != leader)
         .expect("a follower");
 
-    // Member 2 is never removed: the writer goes through it (forwarded unless it leads).
+    // TestMember 2 is never removed: the writer goes through it (forwarded unless it leads).
     let stop = Arc::new(AtomicBool::new(false));
     let successes = Arc::new(AtomicU64::new(0));
     let writer = tokio::spawn(write_until(
@@ -153,7 +153,7 @@ async fn members_are_added_and_removed_while_writes_go_on() {
     ));
     let seen = wait_for_writes(&successes, 0, 3).await;
 
-    // Member 4 joins through a follower: a learner first, then a voter.
+    // TestMember 4 joins through a follower: a learner first, then a voter.
     let add_4 = v1::AddMemberRequest {
         id: 4,
         addr: members[3].addr.to_string(),
@@ -204,7 +204,7 @@ async fn members_are_added_and_removed_while_writes_go_on() {
     );
     let seen = wait_for_writes(&successes, seen, 3).await;
 
-    // Member 1 (the first leader, as a rule: removing the leader is allowed) leaves.
+    // TestMember 1 (the first leader, as a rule: removing the leader is allowed) leaves.
     let leader_before = wait_for_leader(&members).await;
     admin(&ca, &members[1])
         .remove_member(v1::RemoveMemberRequest { id: 1 })

@@ -1,120 +1,28 @@
 //! A three-member cluster in one process, over gRPC with mutual TLS on 127.0.0.1: election,
 //! replication, failover, and the Raft service refusing callers that are not controllers.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_proto::v1::RaftRequest;
 use berth_proto::v1::raft_client::RaftClient;
+use openraft::Vote;
 use openraft::raft::VoteRequest;
-use openraft::{BasicNode, Raft, Vote};
 use rustls::{ClientConfig, RootCertStore};
-use tempfile::TempDir;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::Code;
-use tonic::transport::Server;
 
-use super::{
-    Command, CommandResponse, Expect, GrpcNetworkFactory, KvReader, NodeId, Op, RaftService,
-    RaftSettings, TypeConfig, open_store, raft_config,
-};
-use crate::pki::{
-    ClusterCa, DEFAULT_LEAF_VALIDITY, Identity, Role, SubjectName, client_config, server_config,
-};
-use crate::transport::{MtlsConnector, MtlsListener, TransportError};
-
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-/// How long any single wait in these tests may take.
-const WAIT: Duration = Duration::from_secs(10);
-
-/// One running member: its Raft node, its store and its mutual-TLS server.
-struct Member {
-    id: NodeId,
-    addr: SocketAddr,
-    raft: Raft<TypeConfig>,
-    reader: KvReader,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<Result<(), TransportError>>>,
-    _dir: TempDir,
-}
-
-impl Member {
-    /// Stops the Raft node and the server, and waits for both.
-    async fn stop(&mut self) {
-        self.raft.shutdown().await.expect("Raft shuts down");
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            tokio::time::timeout(WAIT, server)
-                .await
-                .expect("server stops in time")
-                .expect("server task did not panic")
-                .expect("server stopped cleanly");
-        }
-    }
-}
-
-fn settings() -> RaftSettings {
-    RaftSettings {
-        heartbeat_interval_ms: 50,
-        election_timeout_min_ms: 150,
-        election_timeout_max_ms: 300,
-        ..RaftSettings::default()
-    }
-}
+use super::{Command, CommandResponse, Expect, NodeId, Op};
+use crate::pki::{ClusterCa, DEFAULT_LEAF_VALIDITY, Identity, Role, SubjectName, client_config};
+use crate::test_support::{LOCALHOST, TestMember, WAIT, initialize, start_member};
+use crate::transport::MtlsConnector;
 
 fn controller_identity(id: NodeId) -> Identity {
     Identity::new(Role::Controller, id.to_string()).unwrap()
 }
 
-/// Starts member `id`: a certificate from `ca`, a store in a fresh tempdir, a listener on
-/// an ephemeral port of 127.0.0.1.
-async fn start_member(ca: &ClusterCa, id: NodeId) -> Member {
-    let cert = ca
-        .issue(
-            &controller_identity(id),
-            &[SubjectName::Ip(LOCALHOST)],
-            DEFAULT_LEAF_VALIDITY,
-        )
-        .unwrap();
-    let listener = MtlsListener::bind(
-        SocketAddr::new(LOCALHOST, 0),
-        server_config(ca.cert_pem(), &cert).unwrap(),
-    )
-    .await
-    .unwrap();
-    let addr = listener.local_addr();
-    let dir = tempfile::tempdir().unwrap();
-    let (log, sm) = open_store(dir.path()).unwrap();
-    let reader = sm.reader();
-    let connector = MtlsConnector::new(client_config(ca.cert_pem(), &cert).unwrap())
-        .with_connect_timeout(Duration::from_millis(500));
-    let network = GrpcNetworkFactory::new(id, connector);
-    let raft = Raft::new(id, raft_config(&settings()).unwrap(), network, log, sm)
-        .await
-        .unwrap();
-    let router = Server::builder().add_service(RaftService::new(raft.clone()).into_server());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(listener.serve(router, async {
-        let _ = stopped.await;
-    }));
-    Member {
-        id,
-        addr,
-        raft,
-        reader,
-        stop: Some(stop),
-        server: Some(server),
-        _dir: dir,
-    }
-}
-
 /// Waits until every member in `members` agrees on one leader other than `not`.
-async fn wait_for_leader(members: &[&Member], not: Option<NodeId>) -> NodeId {
+async fn wait_for_leader(members: &[&TestMember], not: Option<NodeId>) -> NodeId {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let leaders: Vec<Option<NodeId>> = members
@@ -145,7 +53,12 @@ fn put(key: &str, value: &[u8]) -> Command {
 }
 
 /// Writes through `leader` and checks that every member in `members` applies it.
-async fn write_and_read_back(leader: &Member, members: &[&Member], key: &str, value: &[u8]) {
+async fn write_and_read_back(
+    leader: &TestMember,
+    members: &[&TestMember],
+    key: &str,
+    value: &[u8],
+) {
     let response = leader.raft.client_write(put(key, value)).await.unwrap();
     let index = response.log_id.index;
     assert_eq!(
@@ -267,13 +180,9 @@ async fn three_members_elect_replicate_fail_over_and_refuse_strangers() {
     for id in 1..=3 {
         members.push(start_member(&ca, id).await);
     }
-    let nodes: BTreeMap<NodeId, BasicNode> = members
-        .iter()
-        .map(|m| (m.id, BasicNode::new(m.addr.to_string())))
-        .collect();
-    members[0].raft.initialize(nodes).await.unwrap();
+    initialize(&members).await;
 
-    let all: Vec<&Member> = members.iter().collect();
+    let all: Vec<&TestMember> = members.iter().collect();
     let leader = wait_for_leader(&all, None).await;
     let leader_member = all.iter().find(|m| m.id == leader).unwrap();
     write_and_read_back(leader_member, &all, "services/web", b"first").await;
@@ -282,7 +191,7 @@ async fn three_members_elect_replicate_fail_over_and_refuse_strangers() {
     let index = members.iter().position(|m| m.id == leader).unwrap();
     let mut old = members.remove(index);
     old.stop().await;
-    let rest: Vec<&Member> = members.iter().collect();
+    let rest: Vec<&TestMember> = members.iter().collect();
     let new_leader = wait_for_leader(&rest, Some(leader)).await;
     let new_leader_member = rest.iter().find(|m| m.id == new_leader).unwrap();
     write_and_read_back(new_leader_member, &rest, "services/db", b"second").await;

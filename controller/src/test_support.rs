@@ -1,0 +1,100 @@
+//! In-process members for the controller's tests: each a real [`Member`] (Raft and Control
+//! over mutual TLS) on an ephemeral port of 127.0.0.1, with its store in a temporary
+//! directory and a controller certificate from a test CA, and fast Raft timings.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use openraft::BasicNode;
+use tempfile::TempDir;
+
+use crate::member::{Member, MemberParts};
+use crate::pki::{ClusterCa, DEFAULT_LEAF_VALIDITY, Identity, IssuedCert, Role, SubjectName};
+use crate::raft::{NodeId, RaftSettings};
+
+/// The only address the tests use.
+pub(crate) const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// How long any single wait in these tests may take.
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
+
+/// Heartbeat 50 ms, elections 150–300 ms: tests fail over in well under a second.
+pub(crate) fn settings() -> RaftSettings {
+    RaftSettings {
+        heartbeat_interval_ms: 50,
+        election_timeout_min_ms: 150,
+        election_timeout_max_ms: 300,
+        ..RaftSettings::default()
+    }
+}
+
+/// A certificate for `role`/`id` from `ca`; controllers and agents are valid for 127.0.0.1,
+/// an admin's names no host (it is a client's only).
+pub(crate) fn cert_for(ca: &ClusterCa, role: Role, id: &str) -> IssuedCert {
+    let names: &[SubjectName] = match role {
+        Role::Admin => &[],
+        Role::Controller | Role::Agent => &[SubjectName::Ip(LOCALHOST)],
+    };
+    ca.issue(
+        &Identity::new(role, id).unwrap(),
+        names,
+        DEFAULT_LEAF_VALIDITY,
+    )
+    .unwrap()
+}
+
+/// A running member and the directory of its store.
+pub(crate) struct TestMember {
+    member: Member,
+    _dir: TempDir,
+}
+
+impl Deref for TestMember {
+    type Target = Member;
+    fn deref(&self) -> &Member {
+        &self.member
+    }
+}
+
+impl DerefMut for TestMember {
+    fn deref_mut(&mut self) -> &mut Member {
+        &mut self.member
+    }
+}
+
+impl TestMember {
+    /// Stops the member within [`WAIT`].
+    pub(crate) async fn stop(&mut self) {
+        tokio::time::timeout(WAIT, self.member.stop())
+            .await
+            .expect("member stops in time")
+            .expect("member stopped cleanly");
+    }
+}
+
+/// Starts member `id`.
+pub(crate) async fn start_member(ca: &ClusterCa, id: NodeId) -> TestMember {
+    let dir = tempfile::tempdir().unwrap();
+    let member = Member::serve(MemberParts {
+        id,
+        ca_pem: ca.cert_pem().to_owned(),
+        cert: cert_for(ca, Role::Controller, &id.to_string()),
+        listen: SocketAddr::new(LOCALHOST, 0),
+        store_dir: dir.path().to_path_buf(),
+        settings: settings(),
+        connect_timeout: Some(Duration::from_millis(500)),
+    })
+    .await
+    .unwrap();
+    TestMember { member, _dir: dir }
+}
+
+/// Initialises the membership of `members` (all voters) on the first.
+pub(crate) async fn initialize(members: &[TestMember]) {
+    let nodes: BTreeMap<NodeId, BasicNode> = members
+        .iter()
+        .map(|m| (m.id, BasicNode::new(m.addr.to_string())))
+        .collect();
+    members[0].raft.initialize(nodes).await.unwrap();
+}
