@@ -1,14 +1,30 @@
 //! [`RedbLogStore`]: openraft's log storage (log entries, vote, committed, last purged) in a
-//! redb database. Every write commits with an fsync before it is acknowledged.
+//! redb database.
+//!
+//! Appends are group-committed: `append` writes the entries in a non-durable redb transaction
+//! (visible to readers at once, as openraft requires, but not yet on disk) and hands the
+//! completion callback to a flusher thread; the flusher takes every callback queued, makes one
+//! durable (fsync) commit, which persists every earlier non-durable commit with it, and only
+//! then reports the entries as stored. Under load one fsync covers many appends, and openraft's
+//! core never waits on the disk. A crash loses only appends not yet reported, and redb
+//! recovers to the last durable commit, which holds a prefix of what was written.
+//!
+//! The vote, truncation and purge commit durably before they return. The committed mark is
+//! written non-durably: it is an optimisation on restart (openraft may apply up to it at once),
+//! and a lost one only means waiting for the leader; one that survives was written after the
+//! entries it covers, so they survived too.
 
 use std::fmt::Debug;
+use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{StorageIOError, Vote};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Deserialize;
 
 use super::types::{Entry, LogId, NodeId, RaftStorageError, TypeConfig};
@@ -23,11 +39,94 @@ const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
 
-/// The Raft log in a redb database. Clones share the database; a clone is also the log
-/// reader openraft hands to its replication tasks.
+/// The Raft log in a redb database. Clones share the database and the flusher; a clone is
+/// also the log reader openraft hands to its replication tasks.
 #[derive(Clone)]
 pub struct RedbLogStore {
+    // Declared first, so dropped first: the flusher's thread is joined before the database
+    // handle goes, and the file is closed when the last clone is dropped.
+    flusher: Arc<Flusher>,
     db: Arc<Database>,
+}
+
+/// Completions waiting for the next durable commit.
+type Pending = LogFlushed<TypeConfig>;
+
+/// The flusher thread of a [`RedbLogStore`]: group-commits appends.
+struct Flusher {
+    tx: Mutex<Option<Sender<Pending>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Flusher {
+    fn start(db: Arc<Database>) -> Result<Self, StoreError> {
+        let (tx, rx) = channel();
+        let thread = std::thread::Builder::new()
+            .name("raft-log-flush".to_owned())
+            .spawn(move || flush_loop(&db, &rx))
+            .map_err(StoreError::Thread)?;
+        Ok(Self {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues `callback` for the next durable commit; reports an error at once if the
+    /// flusher is gone.
+    fn submit(&self, callback: Pending) {
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(Err(std::sync::mpsc::SendError(callback))) =
+            tx.as_ref().map(|tx| tx.send(callback))
+        {
+            callback.log_io_completed(Err(io::Error::other("the Raft log flusher has stopped")));
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        // Closing the channel ends the loop after the batch in hand.
+        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the Raft log flusher panicked");
+        }
+    }
+}
+
+/// Waits for completions, takes every one queued, commits durably once and reports them all.
+fn flush_loop(db: &Database, rx: &Receiver<Pending>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let result = durable_commit(db);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "cannot make the Raft log durable");
+        }
+        for callback in batch {
+            callback.log_io_completed(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| io::Error::other(e.to_string())),
+            );
+        }
+    }
+}
+
+/// An empty durable commit: persists every earlier non-durable one.
+fn durable_commit(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write().ctx("begin write")?;
+    txn.commit().ctx("commit (flush)")
+}
+
+/// Begins a write transaction that commits without fsync.
+fn begin_non_durable(db: &Database) -> Result<redb::WriteTransaction, StoreError> {
+    let mut txn = db.begin_write().ctx("begin write")?;
+    txn.set_durability(Durability::None)
+        .ctx("set non-durable commit")?;
+    Ok(txn)
 }
 
 impl Debug for RedbLogStore {
@@ -53,7 +152,11 @@ impl RedbLogStore {
         txn.open_table(LOGS).ctx("create log table")?;
         txn.open_table(META).ctx("create log meta table")?;
         txn.commit().ctx("commit table creation")?;
-        Ok(Self { db: Arc::new(db) })
+        let db = Arc::new(db);
+        Ok(Self {
+            flusher: Arc::new(Flusher::start(db.clone())?),
+            db,
+        })
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -70,11 +173,14 @@ impl RedbLogStore {
         &self,
         key: &'static str,
         value: &T,
+        durability: Durability,
     ) -> Result<(), StoreError> {
         let bytes = encode(key, value)?;
         let db = self.db.clone();
         blocking(move || {
-            let txn = db.begin_write().ctx("begin write")?;
+            let mut txn = db.begin_write().ctx("begin write")?;
+            txn.set_durability(durability)
+                .ctx("set commit durability")?;
             {
                 let mut table = txn.open_table(META).ctx("open log meta table")?;
                 table.insert(key, bytes.as_slice()).ctx("write log meta")?;
@@ -166,7 +272,7 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), RaftStorageError> {
-        self.write_meta(VOTE, vote)
+        self.write_meta(VOTE, vote, Durability::Immediate)
             .await
             .map_err(|e| StorageIOError::write_vote(&e).into())
     }
@@ -177,7 +283,7 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), RaftStorageError> {
-        self.write_meta(COMMITTED, &committed)
+        self.write_meta(COMMITTED, &committed, Durability::None)
             .await
             .map_err(write_logs_err)
     }
@@ -199,7 +305,7 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let db = self.db.clone();
         blocking(move || {
-            let txn = db.begin_write().ctx("begin write")?;
+            let txn = begin_non_durable(&db)?;
             {
                 let mut table = txn.open_table(LOGS).ctx("open log table")?;
                 for entry in &entries {
@@ -213,8 +319,8 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
         })
         .await
         .map_err(write_logs_err)?;
-        // Only now, with the entries on disk, may openraft count them as stored.
-        callback.log_io_completed(Ok(()));
+        // Readable now; counted as stored only once the flusher has them on disk.
+        self.flusher.submit(callback);
         Ok(())
     }
 

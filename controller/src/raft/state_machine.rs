@@ -3,24 +3,27 @@
 //!
 //! Each `apply` call is one write transaction: the key-value changes of all its entries and
 //! the new `last_applied` commit together, so after a crash the state machine is exactly at
-//! some applied index and openraft re-applies what follows from the log.
+//! some applied index and openraft re-applies what follows from the log. Applies commit
+//! without fsync, except one at least every [`SM_SYNC_INTERVAL`](super::SM_SYNC_INTERVAL)
+//! (which persists the earlier ones and lets redb reuse freed pages); snapshots commit durably.
 
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
-use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition};
 
 use super::apply::{Plan, plan_batch};
 use super::snapshot::{self, SNAPSHOT};
 use super::types::{
-    Command, CommandResponse, Entry, LogId, RaftStorageError, SnapshotMeta, StoredMembership,
+    Command, CommandResponse, Entry, LogId, Op, RaftStorageError, SnapshotMeta, StoredMembership,
     TypeConfig,
 };
-use super::{DbContext, StoreError, blocking, decode, encode};
+use super::{DbContext, SM_SYNC_INTERVAL, StoreError, blocking, decode, encode};
 
 /// The key-value data: key → (version, value).
 pub(crate) const KV: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("kv");
@@ -33,6 +36,8 @@ pub(crate) const LAST_MEMBERSHIP: &str = "last_membership";
 /// The replicated key-value state machine in a redb database.
 pub struct RedbStateMachine {
     db: Arc<Database>,
+    /// When the last durable apply committed.
+    last_sync: Instant,
 }
 
 impl Debug for RedbStateMachine {
@@ -131,7 +136,10 @@ impl RedbStateMachine {
             .ctx("create state machine meta table")?;
         txn.open_table(SNAPSHOT).ctx("create snapshot table")?;
         txn.commit().ctx("commit table creation")?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            last_sync: Instant::now(),
+        })
     }
 
     /// A read handle sharing this state machine's database.
@@ -151,9 +159,16 @@ impl RedbStateMachine {
     }
 }
 
-/// Applies `entries` in one write transaction and returns one response per entry.
-fn apply_entries(db: &Database, entries: Vec<Entry>) -> Result<Vec<CommandResponse>, StoreError> {
-    let txn = db.begin_write().ctx("begin write")?;
+/// Applies `entries` in one write transaction, with `durability`, and returns one response
+/// per entry.
+fn apply_entries(
+    db: &Database,
+    entries: Vec<Entry>,
+    durability: Durability,
+) -> Result<Vec<CommandResponse>, StoreError> {
+    let mut txn = db.begin_write().ctx("begin write")?;
+    txn.set_durability(durability)
+        .ctx("set commit durability")?;
     let mut responses = Vec::with_capacity(entries.len());
     let mut last_applied = None;
     let mut membership = None;
@@ -189,7 +204,7 @@ fn apply_entries(db: &Database, entries: Vec<Entry>) -> Result<Vec<CommandRespon
     Ok(responses)
 }
 
-/// Applies one command at log index `index`: all of it, or nothing.
+/// Applies one command at log index `index`: a batch all or nothing; a group batch by batch.
 fn apply_command(
     kv: &mut Table<'_, &'static str, (u64, &'static [u8])>,
     command: &Command,
@@ -198,7 +213,22 @@ fn apply_command(
     if let Err(reason) = command.validate() {
         return Ok(CommandResponse::Invalid { reason });
     }
-    let Command::Batch(ops) = command;
+    match command {
+        Command::Batch(ops) => apply_batch(kv, ops, index),
+        Command::Group(batches) => batches
+            .iter()
+            .map(|ops| apply_batch(kv, ops, index))
+            .collect::<Result<_, _>>()
+            .map(CommandResponse::Group),
+    }
+}
+
+/// Applies one batch, already validated, at log index `index`: all of it, or nothing.
+fn apply_batch(
+    kv: &mut Table<'_, &'static str, (u64, &'static [u8])>,
+    ops: &[Op],
+    index: u64,
+) -> Result<CommandResponse, StoreError> {
     let plan = plan_batch(ops, index, |key| -> Result<Option<u64>, StoreError> {
         Ok(kv.get(key).ctx("read key")?.map(|v| v.value().0))
     })?;
@@ -254,8 +284,14 @@ impl RaftStateMachine<TypeConfig> for RedbStateMachine {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
+        let durability = if self.last_sync.elapsed() >= SM_SYNC_INTERVAL {
+            self.last_sync = Instant::now();
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
         let db = self.db.clone();
-        blocking(move || apply_entries(&db, entries))
+        blocking(move || apply_entries(&db, entries, durability))
             .await
             .map_err(|e| StorageIOError::write_state_machine(&e).into())
     }

@@ -361,8 +361,10 @@ async fn everything_survives_closing_and_reopening() {
 #[test]
 fn the_default_raft_config_is_valid_and_fails_over_fast() {
     let config = raft_config(&RaftSettings::default()).expect("valid");
-    assert_eq!(config.heartbeat_interval, 100);
-    assert!(config.election_timeout_max < 1000);
+    // A follower elects after the lease (the maximum) and its own timeout (at most the
+    // maximum) without heartbeats; three heartbeats fit in the shortest timeout.
+    assert!(2 * config.election_timeout_max < 1000);
+    assert!(3 * config.heartbeat_interval <= config.election_timeout_min);
     assert_eq!(
         config.snapshot_policy,
         openraft::SnapshotPolicy::LogsSinceLast(10_000)
@@ -397,4 +399,63 @@ async fn empty_and_inverted_log_ranges_read_nothing() {
     let inverted = 3..1;
     assert!(log.try_get_log_entries(inverted).await.unwrap().is_empty());
     assert_eq!(log.try_get_log_entries(2..=3).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_group_applies_each_batch_on_its_own_terms() {
+    let dir = TempDir::new().unwrap();
+    let (_log, mut sm) = open(dir.path());
+    let kv = sm.reader();
+    let group = Command::Group(vec![
+        vec![put("a", b"1", Expect::Absent)],
+        vec![
+            put("x", b"x", Expect::Any),
+            put("b", b"2", Expect::Version(7)),
+        ],
+        vec![put("c", b"3", Expect::Any), delete("a", Expect::Version(4))],
+    ]);
+    let response = apply_one(
+        &mut sm,
+        RaftEntry {
+            log_id: log_id(1, 1, 4),
+            payload: EntryPayload::Normal(group),
+        },
+    )
+    .await;
+    assert_eq!(
+        response,
+        CommandResponse::Group(vec![
+            ok(&[("a", 4)]),
+            CommandResponse::Conflict {
+                key: "b".into(),
+                expected: Expect::Version(7),
+                actual: None,
+            },
+            // Sees the first batch's write: `a` is at the entry's index.
+            ok(&[("c", 4), ("a", 4)]),
+        ])
+    );
+    assert_eq!(kv.get("a").unwrap(), None);
+    assert_eq!(
+        kv.get("x").unwrap(),
+        None,
+        "the rejected batch wrote nothing"
+    );
+    assert_eq!(kv.get("c").unwrap(), Some((4, b"3".to_vec())));
+
+    let too_many = Command::Group(vec![Vec::new(); crate::raft::types::MAX_GROUP_BATCHES + 1]);
+    let response = apply_one(
+        &mut sm,
+        RaftEntry {
+            log_id: log_id(1, 1, 5),
+            payload: EntryPayload::Normal(too_many),
+        },
+    )
+    .await;
+    assert!(
+        matches!(&response, CommandResponse::Invalid { reason } if reason.contains("1001 batches")),
+        "{response:?}"
+    );
+    let bad_batch = Command::Group(vec![vec![put("", b"", Expect::Any)]]);
+    assert_eq!(bad_batch.validate(), Err("batch 0: empty key".to_owned()));
 }

@@ -44,11 +44,20 @@ pub const MAX_BATCH_OPS: usize = 1000;
 /// below redb's value size limit and the Raft transport's message size.
 pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
+/// The most batches in one [`Command::Group`].
+pub const MAX_GROUP_BATCHES: usize = 1000;
+
 /// A command replicated through Raft and applied to the key-value state machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Operations applied atomically: all of them, or none if a check fails.
     Batch(Vec<Op>),
+    /// Independent batches carried by one log entry, applied in order, each on its own terms
+    /// (a failed check rejects only its batch); answered by [`CommandResponse::Group`], one
+    /// response per batch. The [`Proposer`](super::Proposer) groups concurrent writes this way
+    /// so that one entry, one append and one fsync serve many callers. The batch limits apply
+    /// to each batch; [`MAX_BATCH_BYTES`] also to the whole group.
+    Group(Vec<Vec<Op>>),
 }
 
 /// One operation of a batch.
@@ -136,13 +145,41 @@ pub enum CommandResponse {
         /// What is wrong, for a human.
         reason: String,
     },
+    /// The answers to a [`Command::Group`], one per batch, in order.
+    Group(Vec<CommandResponse>),
 }
 
 impl Command {
     /// Checks the size limits. The state machine applies this same check, so a caller may
     /// run it first to refuse a bad command without going through Raft.
     pub fn validate(&self) -> Result<(), String> {
-        let Command::Batch(ops) = self;
+        match self {
+            Command::Batch(ops) => validate_batch(ops).map(|_| ()),
+            Command::Group(batches) => {
+                if batches.len() > MAX_GROUP_BATCHES {
+                    return Err(format!(
+                        "group has {} batches, more than the limit of {MAX_GROUP_BATCHES}",
+                        batches.len()
+                    ));
+                }
+                let mut total = 0usize;
+                for (i, ops) in batches.iter().enumerate() {
+                    total += validate_batch(ops).map_err(|e| format!("batch {i}: {e}"))?;
+                }
+                if total > MAX_BATCH_BYTES {
+                    return Err(format!(
+                        "group has {total} bytes of keys and values, more than the limit of {MAX_BATCH_BYTES}"
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Checks one batch's limits; answers its bytes of keys and values.
+pub(crate) fn validate_batch(ops: &[Op]) -> Result<usize, String> {
+    {
         if ops.len() > MAX_BATCH_OPS {
             return Err(format!(
                 "batch has {} operations, more than the limit of {MAX_BATCH_OPS}",
@@ -177,14 +214,16 @@ impl Command {
                 "batch has {total} bytes of keys and values, more than the limit of {MAX_BATCH_BYTES}"
             ));
         }
-        Ok(())
+        Ok(total)
     }
 }
 
 impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Command::Batch(ops) = self;
-        write!(f, "batch of {} ops", ops.len())
+        match self {
+            Command::Batch(ops) => write!(f, "batch of {} ops", ops.len()),
+            Command::Group(batches) => write!(f, "group of {} batches", batches.len()),
+        }
     }
 }
 

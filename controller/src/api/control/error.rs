@@ -6,7 +6,7 @@ use openraft::BasicNode;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use tonic::Status;
 
-use crate::raft::{NodeId, StoreError};
+use crate::raft::{NodeId, ProposeError, StoreError};
 use crate::state::StateError;
 
 /// Why a `Control` call failed.
@@ -85,6 +85,9 @@ pub enum ControlError {
         /// Why.
         source: serde_json::Error,
     },
+    /// The store answered a single write with a group's answer (a bug).
+    #[error("the store answered a single write with a group's answer")]
+    UnexpectedGroup,
     /// A record cannot be encoded.
     #[error("cannot encode the record {key}: {source}")]
     Encode {
@@ -123,9 +126,10 @@ impl From<ControlError> for Status {
             ) => Status::failed_precondition(message),
             ControlError::State(_) => Status::invalid_argument(message),
             ControlError::Contended { .. } => Status::aborted(message),
-            ControlError::Store(_) | ControlError::Corrupt { .. } | ControlError::Encode { .. } => {
-                Status::internal(message)
-            }
+            ControlError::Store(_)
+            | ControlError::Corrupt { .. }
+            | ControlError::Encode { .. }
+            | ControlError::UnexpectedGroup => Status::internal(message),
         }
     }
 }
@@ -153,6 +157,16 @@ impl From<RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>> for ControlErr
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f),
             RaftError::APIError(other) => ControlError::Raft(other.to_string()),
             RaftError::Fatal(f) => ControlError::Raft(f.to_string()),
+        }
+    }
+}
+
+impl From<ProposeError> for ControlError {
+    fn from(e: ProposeError) -> Self {
+        match e {
+            ProposeError::Invalid(reason) => ControlError::InvalidWrite(reason),
+            ProposeError::Raft(e) => e.into(),
+            ProposeError::Stopped => ControlError::Raft(e.to_string()),
         }
     }
 }

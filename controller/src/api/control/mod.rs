@@ -5,9 +5,10 @@
 //! (another member forwarding a call). Reads are linearizable unless the request asks for a
 //! stale read: the leader confirms its leadership ([`openraft::Raft::ensure_linearizable`])
 //! and answers from its store. Writes are one read-decide-write round on the leader
-//! (`ops.rs`): the decision is [`crate::state::apply_service`]'s, the write one
-//! [`crate::raft::Command::Batch`] whose operation expects the key version that was read, so
-//! two concurrent writes cannot both win; the loser reads again and decides again. A member
+//! (`ops.rs`): the decision is [`crate::state::apply_service`]'s, the write one batch whose
+//! operation expects the key version that was read, so two concurrent writes cannot both win;
+//! the loser reads again and decides again. Writes go through a [`Proposer`], which groups
+//! concurrent ones into one Raft entry. A member
 //! that is not the leader forwards the call to it (`forward.rs`). Errors map to gRPC statuses
 //! in one place ([`ControlError`]).
 //!
@@ -29,7 +30,7 @@ use tonic::{Request, Response, Status};
 use tracing::debug;
 
 use crate::pki::Role;
-use crate::raft::{KvReader, NodeId, TypeConfig};
+use crate::raft::{KvReader, NodeId, Proposer, TypeConfig};
 use crate::transport::{MtlsConnector, authorize_peer};
 
 mod error;
@@ -55,6 +56,8 @@ const ALLOWED: &[Role] = &[Role::Admin, Role::Controller];
 #[derive(Clone)]
 pub struct ControlService {
     raft: Raft<TypeConfig>,
+    /// Writes go through it, grouped with concurrent ones.
+    proposer: Proposer,
     reader: KvReader,
     connector: MtlsConnector,
     id: NodeId,
@@ -80,6 +83,7 @@ impl ControlService {
         id: NodeId,
     ) -> Self {
         Self {
+            proposer: Proposer::start(raft.clone()),
             raft,
             reader,
             connector,

@@ -1,7 +1,14 @@
 //! The calls as this member carries them out when it is the leader (or for a stale read):
-//! confirm the leadership, read the local store, decide with [`crate::state`], write one
-//! batch through Raft. A member that is not the leader answers [`ControlError::NotLeader`]
-//! and the handler forwards the call.
+//! read the local store, decide with [`crate::state`], write one batch through Raft. A member
+//! that is not the leader answers [`ControlError::NotLeader`] and the handler forwards the call.
+//!
+//! Reads confirm the leadership first (`ensure_linearizable`, a heartbeat round to a quorum).
+//! Writes do not: they are optimistic. The local copy may lag the leader's latest commits by
+//! an instant, but every write carries the version it read (`Expect`), so a write decided on a
+//! stale read fails its check in the state machine and is decided again on a fresh read (once
+//! our own entry is applied, the local copy holds everything committed before it). Only an
+//! answer that writes nothing — "unchanged", a stale-version or not-found error — is confirmed
+//! on a linearized read before it is given.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,7 +19,7 @@ use tracing::{debug, info};
 
 use super::ControlService;
 use super::error::ControlError;
-use crate::raft::{Command, CommandResponse, Expect, Op, blocking};
+use crate::raft::{CommandResponse, Expect, Op, blocking};
 use crate::state::{self, Applied, Node, Service, StateError, Task, keys, wire};
 
 /// How long the leader may take to confirm its leadership before a read.
@@ -92,13 +99,11 @@ impl ControlService {
             .collect()
     }
 
-    /// Commits one operation through Raft.
+    /// Commits one operation through Raft (grouped with concurrent writes).
     async fn write(&self, op: Op) -> Result<CommandResponse, ControlError> {
-        let command = Command::Batch(vec![op]);
-        command.validate().map_err(ControlError::InvalidWrite)?;
-        match tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(command)).await {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.proposer.write(vec![op])).await {
             Err(_) => Err(ControlError::WriteTimeout(WRITE_TIMEOUT)),
-            Ok(result) => Ok(result?.data),
+            Ok(result) => result.map_err(ControlError::from),
         }
     }
 
@@ -109,8 +114,8 @@ impl ControlService {
     ) -> Result<v1::ApplyServiceResponse, ControlError> {
         let wire_spec = request.spec.as_ref().ok_or(ControlError::MissingSpec)?;
         let spec = wire::spec_from_wire(wire_spec)?;
-        self.linearize().await?;
         let key = keys::service(&spec.name);
+        let mut linearized = false;
         for attempt in 1..=WRITE_ATTEMPTS {
             let current: Option<Versioned<Service>> = self.get(&key).await?;
             let applied = state::apply_service(
@@ -118,8 +123,14 @@ impl ControlService {
                 spec.clone(),
                 request.expected_version,
                 now(),
-            )?;
-            let (service, outcome) = match applied {
+            );
+            if !linearized && matches!(applied, Ok(Applied::Unchanged(_)) | Err(_)) {
+                // Nothing to write: confirm on a linearized read before answering.
+                self.linearize().await?;
+                linearized = true;
+                continue;
+            }
+            let (service, outcome) = match applied? {
                 Applied::Created(s) => (s, "created"),
                 Applied::Updated(s) => (s, "updated"),
                 Applied::Unchanged(s) => {
@@ -149,6 +160,7 @@ impl ControlService {
                 CommandResponse::Invalid { reason } => {
                     return Err(ControlError::InvalidWrite(reason));
                 }
+                CommandResponse::Group(_) => return Err(ControlError::UnexpectedGroup),
             }
         }
         Err(ControlError::Contended {
@@ -162,10 +174,23 @@ impl ControlService {
         &self,
         request: &v1::RemoveServiceRequest,
     ) -> Result<v1::RemoveServiceResponse, ControlError> {
-        self.linearize().await?;
         let key = keys::service(&request.name);
+        let mut linearized = false;
         for attempt in 1..=WRITE_ATTEMPTS {
-            let Some((kv_version, service)) = self.get::<Service>(&key).await? else {
+            let found = self.get::<Service>(&key).await?;
+            let refused = match &found {
+                None => true,
+                Some((_, service)) => request
+                    .expected_version
+                    .is_some_and(|expected| expected != service.version),
+            };
+            if refused && !linearized {
+                // Nothing to write: confirm on a linearized read before answering.
+                self.linearize().await?;
+                linearized = true;
+                continue;
+            }
+            let Some((kv_version, service)) = found else {
                 return Err(ControlError::NotFound(request.name.clone()));
             };
             if let Some(expected) = request.expected_version
@@ -195,6 +220,7 @@ impl ControlService {
                 CommandResponse::Invalid { reason } => {
                     return Err(ControlError::InvalidWrite(reason));
                 }
+                CommandResponse::Group(_) => return Err(ControlError::UnexpectedGroup),
             }
         }
         Err(ControlError::Contended {
