@@ -23,6 +23,7 @@
 pub mod api;
 pub mod cmd;
 pub mod init;
+pub mod join;
 pub mod member;
 pub mod pki;
 pub mod raft;
