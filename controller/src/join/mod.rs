@@ -31,8 +31,18 @@ pub enum JoinClientError {
     /// The join address is not `host:port`.
     #[error(transparent)]
     Transport(#[from] TransportError),
-    /// The controller refused the join, or could not be reached or trusted (the whole
-    /// cause is in the message: a CA that is not the token's shows up here).
+    /// The controller at `addr` presented a CA that is not the one the token pins: it is not
+    /// of the token's cluster (or someone is in the middle). Nothing was sent to it.
+    #[error("the controller at {addr} is not trusted: {source}")]
+    Untrusted {
+        /// The join address.
+        addr: String,
+        /// The mismatch.
+        #[source]
+        source: PkiError,
+    },
+    /// The controller refused the join, or could not be reached (the whole cause is in the
+    /// message).
     #[error("joining through {addr} failed: {message}")]
     Refused {
         /// The join address.
@@ -107,6 +117,26 @@ fn describe(status: &tonic::Status) -> String {
     message
 }
 
+/// The pki's own error inside a TLS failure of the join handshake (the pinned CA check),
+/// which rustls wraps in an I/O error.
+fn pinned_ca_failure(status: &tonic::Status) -> Option<PkiError> {
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        let tls = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .or_else(|| e.downcast_ref::<rustls::Error>());
+        if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) = tls
+            && let Some(PkiError::Token(t)) = other.0.downcast_ref::<PkiError>()
+        {
+            return Some(PkiError::Token(t.clone()));
+        }
+        source = e.source();
+    }
+    None
+}
+
 /// Joins through the join listener at `addr` (`host:port`; the controller's certificate
 /// must be valid for that host).
 pub async fn join_cluster(addr: &str, request: JoinRequest) -> Result<Joined, JoinClientError> {
@@ -129,10 +159,16 @@ pub async fn join_cluster(addr: &str, request: JoinRequest) -> Result<Joined, Jo
     let answer = JoinClient::new(channel)
         .join_cluster(message)
         .await
-        .map_err(|status| JoinClientError::Refused {
-            addr: addr.to_owned(),
-            message: describe(&status),
-            status,
+        .map_err(|status| match pinned_ca_failure(&status) {
+            Some(source) => JoinClientError::Untrusted {
+                addr: addr.to_owned(),
+                source,
+            },
+            None => JoinClientError::Refused {
+                addr: addr.to_owned(),
+                message: describe(&status),
+                status,
+            },
         })?
         .into_inner();
     let bad = |what: String| JoinClientError::BadAnswer(what);
