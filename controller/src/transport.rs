@@ -9,6 +9,11 @@
 //! the caller in the request's extensions as a [`PeerInfo`] ([`peer_info`],
 //! [`authorize_peer`]).
 //!
+//! The one exception is a controller's join listener ([`MtlsListener::serve_join`], with
+//! [`crate::pki::join_server_config`]): it lets a client without a certificate through, to
+//! call nothing but `Join`; its requests carry a [`JoinPeer`] (an address), never a
+//! [`PeerInfo`], so [`authorize_peer`] refuses them everywhere else.
+//!
 //! Client side, [`MtlsConnector`] builds tonic [`Channel`]s whose connector dials TCP and runs
 //! the TLS handshake with a rustls [`ClientConfig`] (from [`crate::pki::client_config`]),
 //! checking the server's certificate against the host of the address dialled.
