@@ -49,8 +49,7 @@ pub enum JoinClientError {
         addr: String,
         /// What the controller said or why the call failed, with every cause.
         message: String,
-        /// The gRPC status.
-        #[source]
+        /// The gRPC status (its message and causes are in `message`).
         status: tonic::Status,
     },
     /// A key, a CSR or a check of the answer failed.
