@@ -36,6 +36,59 @@ pub enum Command {
     /// Show a member's view of the cluster (leader, term, indexes, members) as JSON, asking
     /// it over mutual TLS with an admin certificate.
     Status(StatusArgs),
+    /// Join an existing cluster as a new controller with the controller join token: get
+    /// this member's certificate from a controller's join listener and write its data
+    /// directory. Then start it with `run`: it asks the cluster to add it as a voter.
+    Join(JoinArgs),
+    /// Manage the join tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `token`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum TokenCommand {
+    /// Replace the join token of a role (`agent` or `controller`) with a new one, printed
+    /// once; the old token is refused from then on. Uses the admin certificate.
+    Rotate(RotateArgs),
+}
+
+/// `token rotate`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct RotateArgs {
+    /// Whose token: `agent` or `controller`.
+    pub role: String,
+    /// A data directory holding the CA and an admin certificate (`admin/`).
+    #[arg(long, default_value = "/var/lib/berth/controller")]
+    pub data_dir: std::path::PathBuf,
+    /// The member to ask, `host:port`.
+    #[arg(long)]
+    pub addr: String,
+}
+
+/// `join`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct JoinArgs {
+    /// The controller join token.
+    #[arg(long, env = "BERTH_JOIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// A controller's join listener, `host:port` (by default the port after its advertised
+    /// one).
+    #[arg(long)]
+    pub join_addr: String,
+    /// This member's new data directory (must not hold a cluster yet).
+    #[arg(long, default_value = "/var/lib/berth/controller")]
+    pub data_dir: std::path::PathBuf,
+    /// This member's Raft id (not in the membership at another address).
+    #[arg(long)]
+    pub id: u64,
+    /// The host:port other members and nodes reach this controller at.
+    #[arg(long)]
+    pub advertise: String,
+    /// The host:port joining nodes reach this member's own join listener at (default: the
+    /// advertised host, the next port).
+    #[arg(long)]
+    pub own_join_addr: Option<String>,
 }
 
 /// `status`.
@@ -75,6 +128,11 @@ pub struct RunArgs {
     /// Where to listen (default: the advertised address).
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+    /// Where the join listener listens, which serves only joins with a token (default: the
+    /// IP of the listen address and the port of `join_addr` in `cluster.json`, itself by
+    /// default the port after the advertised one).
+    #[arg(long)]
+    pub join_listen: Option<std::net::SocketAddr>,
     /// On the first start of the first member: the initial voters, `ID=HOST:PORT,...`.
     #[arg(long)]
     pub bootstrap: Option<String>,
@@ -102,6 +160,10 @@ pub struct InitArgs {
     /// The host:port other members and nodes reach this controller at.
     #[arg(long)]
     pub advertise: String,
+    /// The host:port joining nodes reach this controller's join listener at (default: the
+    /// advertised host, the next port).
+    #[arg(long)]
+    pub join_addr: Option<String>,
     /// The range node subnets are cut from.
     #[arg(long, default_value = "10.200.0.0/16")]
     pub node_range: String,
@@ -128,6 +190,17 @@ pub enum CmdError {
     /// A call to a member failed.
     #[error("{0}: {1}")]
     Status(String, tonic::Status),
+    /// Joining failed.
+    #[error(transparent)]
+    Join(#[from] crate::join::JoinClientError),
+    /// An argument is invalid.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// Which argument.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Runs `cli`'s command, writing its output to `out`.
@@ -151,13 +224,83 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CmdError> {
         }
         Command::Run(a) => run_member(a),
         Command::Status(a) => status(a, out),
+        Command::Join(a) => join(a, out),
+        Command::Token(TokenCommand::Rotate(a)) => rotate(a, out),
     }
 }
 
-fn status(a: &StatusArgs, out: &mut dyn Write) -> Result<(), CmdError> {
+fn runtime() -> Result<tokio::runtime::Runtime, CmdError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CmdError::Runtime)
+}
+
+fn join(a: &JoinArgs, out: &mut dyn Write) -> Result<(), CmdError> {
+    let token = crate::pki::JoinToken::parse(&a.token).map_err(|e| CmdError::Invalid {
+        what: "--token",
+        reason: e.to_string(),
+    })?;
+    let opts = crate::join::ControllerJoin {
+        data_dir: a.data_dir.clone(),
+        token,
+        join_addr: a.join_addr.clone(),
+        id: a.id,
+        advertise: a.advertise.clone(),
+        own_join_addr: a.own_join_addr.clone(),
+    };
+    let c = runtime()?.block_on(crate::join::join_controller(&opts))?;
+    writeln!(
+        out,
+        "joined cluster {:?} as member {} (advertised at {}) in {}\n\
+         Start it with `berth-controller run --data-dir {}`: it asks to be added as a voter.",
+        c.name,
+        c.member_id,
+        c.advertise,
+        a.data_dir.display(),
+        a.data_dir.display(),
+    )
+    .map_err(CmdError::Write)
+}
+
+fn rotate(a: &RotateArgs, out: &mut dyn Write) -> Result<(), CmdError> {
+    use berth_proto::v1::JoinRole;
+    let role = match a.role.as_str() {
+        "agent" => JoinRole::Agent,
+        "controller" => JoinRole::Controller,
+        other => {
+            return Err(CmdError::Invalid {
+                what: "role",
+                reason: format!("{other:?}: expected agent or controller"),
+            });
+        }
+    };
+    let connector = admin_connector(&a.data_dir)?;
+    let token = runtime()?.block_on(async {
+        let channel = connector
+            .channel(&a.addr)
+            .map_err(crate::member::MemberError::from)?;
+        berth_proto::v1::control_client::ControlClient::new(channel)
+            .rotate_token(berth_proto::v1::RotateTokenRequest { role: role.into() })
+            .await
+            .map(|r| r.into_inner().token)
+            .map_err(|s| CmdError::Status(a.addr.clone(), s))
+    })?;
+    writeln!(
+        out,
+        "new {} join token: {token}\nIt is shown only now; the old token is refused from now on.",
+        a.role
+    )
+    .map_err(CmdError::Write)
+}
+
+/// A connector presenting the admin certificate of `data_dir`.
+fn admin_connector(
+    data_dir: &std::path::Path,
+) -> Result<crate::transport::MtlsConnector, CmdError> {
     use crate::member::MemberError;
     let read = |p: &str| {
-        let path = a.data_dir.join(p);
+        let path = data_dir.join(p);
         std::fs::read_to_string(&path).map_err(|source| MemberError::Read {
             what: "the admin credentials",
             path,
@@ -169,15 +312,17 @@ fn status(a: &StatusArgs, out: &mut dyn Write) -> Result<(), CmdError> {
         cert_pem: read("admin/admin.pem")?,
         key_pem: read("admin/admin.key")?,
     };
-    let connector = crate::transport::MtlsConnector::new(
+    Ok(crate::transport::MtlsConnector::new(
         crate::pki::client_config(&ca, &admin).map_err(MemberError::from)?,
-    );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(CmdError::Runtime)?;
-    let st = rt.block_on(async {
-        let channel = connector.channel(&a.addr).map_err(MemberError::from)?;
+    ))
+}
+
+fn status(a: &StatusArgs, out: &mut dyn Write) -> Result<(), CmdError> {
+    let connector = admin_connector(&a.data_dir)?;
+    let st = runtime()?.block_on(async {
+        let channel = connector
+            .channel(&a.addr)
+            .map_err(crate::member::MemberError::from)?;
         let mut client = berth_proto::v1::control_client::ControlClient::new(channel);
         client
             .status(berth_proto::v1::Empty {})
@@ -218,6 +363,7 @@ fn run_member(a: &RunArgs) -> Result<(), CmdError> {
     let opts = MemberOptions {
         data_dir: a.data_dir.clone(),
         listen: a.listen,
+        join_listen: a.join_listen,
         settings: crate::raft::RaftSettings {
             heartbeat_interval_ms: a.heartbeat_ms,
             election_timeout_min_ms: min,
@@ -265,6 +411,7 @@ fn init(a: &InitArgs, out: &mut dyn Write) -> Result<(), CmdError> {
         cluster_name: a.cluster_name.clone(),
         member_id: a.id,
         advertise: a.advertise.clone(),
+        join_addr: a.join_addr.clone(),
         node_range,
         node_prefix: a.node_prefix,
     })?;
@@ -273,6 +420,7 @@ fn init(a: &InitArgs, out: &mut dyn Write) -> Result<(), CmdError> {
         out,
         "cluster {:?} created in {} (member {}, advertised at {})\n\
          CA fingerprint:        {}\n\
+         join listener:         {}\n\
          admin certificate:     {} (key {})\n\
          agent join token:      {}\n\
          controller join token: {}\n\
@@ -282,6 +430,7 @@ fn init(a: &InitArgs, out: &mut dyn Write) -> Result<(), CmdError> {
         c.member_id,
         c.advertise,
         c.ca_fingerprint,
+        c.join_addr.as_deref().unwrap_or("none"),
         done.admin_cert.display(),
         done.admin_key.display(),
         done.agent_token,

@@ -10,8 +10,13 @@
 //!   join-tokens.json       the join tokens' stored form (SHA-256 of each secret)
 //! ```
 //!
+//! `cluster.json` records the join listener's address (`join_addr`: by default the
+//! advertised host and the next port), where nodes with a join token get their certificate.
+//!
 //! The join tokens themselves are returned once and never written: only their hashes are
-//! kept (they move into the replicated state when the controller runs). Nothing is left
+//! kept. They move into the replicated state when the controller runs: the leader seeds
+//! them from this file (see [`crate::api::join`]); from then on the file is not read again,
+//! and `RotateToken` replaces them in the state only. Nothing is left
 //! when `init` fails, and a directory that already holds a cluster is refused.
 
 use std::fs;
@@ -38,6 +43,9 @@ pub struct InitOptions {
     pub member_id: u64,
     /// `host:port` the other members and the nodes reach this controller at.
     pub advertise: String,
+    /// `host:port` joining nodes reach the join listener at (default: the advertised host,
+    /// the next port).
+    pub join_addr: Option<String>,
     /// The range node subnets are cut from.
     pub node_range: Ipv4Net,
     /// The prefix length of each node's subnet.
@@ -60,6 +68,10 @@ pub struct LocalCluster {
     pub node_prefix: u8,
     /// The CA's fingerprint (hex).
     pub ca_fingerprint: String,
+    /// `host:port` joining nodes reach this member's join listener at; absent in
+    /// directories made before joins existed (no join listener then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_addr: Option<String>,
 }
 
 /// The join tokens' stored form.
@@ -148,6 +160,30 @@ fn advertised_host(advertise: &str) -> Result<&str, InitError> {
     }
 }
 
+/// The default join address for an advertised `host:port`: the same host, the next port.
+pub fn default_join_addr(advertise: &str) -> Result<String, String> {
+    let (host, port) = advertise
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{advertise:?} is not host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{advertise:?} has no valid port"))?;
+    let next = port
+        .checked_add(1)
+        .ok_or_else(|| format!("{advertise:?}: no port after {port}; give the join address"))?;
+    Ok(format!("{host}:{next}"))
+}
+
+/// Writes `join-tokens.json` (the stored forms only) into a new member directory.
+pub(crate) fn write_tokens(dir: &Path, tokens: &StoredTokens) -> Result<(), InitError> {
+    write_new(&dir.join("join-tokens.json"), &pretty_json(tokens), 0o600)
+}
+
+/// Writes a record as pretty JSON to a new file `path` with `mode`.
+pub(crate) fn write_json<T: Serialize>(path: &Path, v: &T, mode: u32) -> Result<(), InitError> {
+    write_new(path, &pretty_json(v), mode)
+}
+
 /// Writes `bytes` to a new file `path` with `mode` (refusing to replace one).
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), InitError> {
     let mut f = fs::OpenOptions::new()
@@ -181,6 +217,19 @@ pub fn init(opts: &InitOptions) -> Result<Initialised, InitError> {
         });
     }
     let host = advertised_host(&opts.advertise)?;
+    let join_addr = match &opts.join_addr {
+        Some(a) => {
+            advertised_host(a).map_err(|_| InitError::Invalid {
+                what: "--join-addr",
+                reason: format!("{a:?} is not host:port"),
+            })?;
+            a.clone()
+        }
+        None => default_join_addr(&opts.advertise).map_err(|reason| InitError::Invalid {
+            what: "--advertise",
+            reason,
+        })?,
+    };
     crate::state::subnets::allocate(opts.node_range, opts.node_prefix, &Default::default())
         .map_err(|e| InitError::Invalid {
             what: "--node-range / --node-prefix",
@@ -209,6 +258,7 @@ pub fn init(opts: &InitOptions) -> Result<Initialised, InitError> {
         node_range: opts.node_range,
         node_prefix: opts.node_prefix,
         ca_fingerprint: fingerprint.to_string(),
+        join_addr: Some(join_addr),
     };
     let dir = &opts.data_dir;
     let (admin_cert, admin_key) = (dir.join("admin/admin.pem"), dir.join("admin/admin.key"));
@@ -216,7 +266,7 @@ pub fn init(opts: &InitOptions) -> Result<Initialised, InitError> {
         make_private_dir(&dir.join("admin"))?;
         write_new(&admin_cert, admin.cert_pem.as_bytes(), 0o644)?;
         write_new(&admin_key, admin.key_pem.as_bytes(), 0o600)?;
-        write_new(&dir.join("join-tokens.json"), &pretty_json(&stored), 0o600)
+        write_tokens(dir, &stored)
     })?;
     Ok(Initialised {
         cluster,
@@ -266,6 +316,7 @@ pub(crate) fn write_member_dir(
             let _ = fs::remove_dir_all(dir.join(d));
         }
         let _ = fs::remove_file(dir.join("join-tokens.json"));
+        let _ = fs::remove_file(dir.join("join-pending.json"));
         let _ = fs::remove_file(dir.join("cluster.json"));
         if !existed {
             let _ = fs::remove_dir(dir);
@@ -293,6 +344,7 @@ mod tests {
             cluster_name: "prod".into(),
             member_id: 1,
             advertise: "192.168.100.2:7443".into(),
+            join_addr: None,
             node_range: "10.200.0.0/16".parse().unwrap(),
             node_prefix: 24,
         }
@@ -325,6 +377,7 @@ mod tests {
         let cluster: LocalCluster =
             serde_json::from_slice(&fs::read(dir.join("cluster.json")).unwrap()).unwrap();
         assert_eq!(cluster, out.cluster);
+        assert_eq!(cluster.join_addr.as_deref(), Some("192.168.100.2:7444"));
         // Only the hashes are stored, and they verify the tokens shown.
         let stored: StoredTokens =
             serde_json::from_slice(&fs::read(dir.join("join-tokens.json")).unwrap()).unwrap();

@@ -14,8 +14,9 @@
 //! peers the same way (no plaintext listener); [`state`] is the cluster state kept in the
 //! store (records, checks, the pure decisions of an apply); [`pki`] is the cluster CA, node
 //! certificates, join tokens and the rustls configurations; [`init`] creates a new
-//! cluster's first data directory. Not yet: the `run` command that starts a member, the
-//! client API and the agent session (issue 4 continues).
+//! cluster's first data directory; [`member`] runs a member (its mutual-TLS listener and its
+//! join listener); [`join`] is the joining node's side of a join with a token (the
+//! controller's side is [`api::join`]). Not yet: the agent session (issue 4 continues).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -23,6 +24,7 @@
 pub mod api;
 pub mod cmd;
 pub mod init;
+pub mod join;
 pub mod member;
 pub mod pki;
 pub mod raft;

@@ -1,7 +1,18 @@
-//! One controller member, started from its data directory (made by `init` or
+//! One controller member, started from its data directory (made by `init`, `join` or
 //! [`prepare_member_dir`]): its certificate and the cluster CA, its Raft store under
-//! `<data-dir>/raft`, its Raft node, and one mutual-TLS gRPC server on its address serving
-//! the `Raft` service to the other members and the `Control` API to admins (the CLI).
+//! `<data-dir>/raft`, its Raft node, and two gRPC servers:
+//!
+//! - the mutual-TLS listener on its address, serving the `Raft` service to the other
+//!   members, the `Control` API to admins (the CLI), and `Join` for joins another member
+//!   forwards to the leader;
+//! - the join listener (`join_addr` in `cluster.json`, by default the port after the
+//!   advertised one), whose TLS lets a client without a certificate through and which
+//!   serves nothing but `Join` ([`crate::api::join`]).
+//!
+//! A member whose directory holds `join-tokens.json` seeds the stored tokens into the
+//! replicated state when it is the leader; one whose directory holds `join-pending.json`
+//! (written by `berth-controller join`) asks the cluster to add it as a member
+//! ([`crate::join::spawn_self_add`]).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -15,10 +26,11 @@ use tonic::transport::Server;
 use tracing::info;
 
 use crate::api::control::ControlService;
-use crate::init::LocalCluster;
+use crate::api::join::{ClusterFacts, JoinService, spawn_token_seeder};
+use crate::init::{LocalCluster, StoredTokens};
 use crate::pki::{
-    ClusterCa, DEFAULT_LEAF_VALIDITY, Identity, IssuedCert, PkiError, Role, SubjectName,
-    client_config, server_config,
+    CaFingerprint, ClusterCa, DEFAULT_LEAF_VALIDITY, Identity, IssuedCert, PkiError, Role,
+    SubjectName, client_config, join_server_config, server_config,
 };
 use crate::raft::{
     GrpcNetworkFactory, KvReader, NodeId, RaftService, RaftSettings, StoreError, TypeConfig,
@@ -80,7 +92,6 @@ fn read(what: &'static str, path: PathBuf) -> Result<String, MemberError> {
 }
 
 /// What a member needs from its data directory.
-#[derive(Debug)]
 pub struct MemberFiles {
     /// `cluster.json`.
     pub cluster: LocalCluster,
@@ -88,6 +99,29 @@ pub struct MemberFiles {
     pub ca_pem: String,
     /// This member's certificate and key.
     pub cert: IssuedCert,
+    /// The CA key, PEM, if the directory holds it (every controller's does).
+    pub ca_key: Option<String>,
+    /// `join-tokens.json`, on the members that seed the tokens.
+    pub seed_tokens: Option<StoredTokens>,
+}
+
+impl std::fmt::Debug for MemberFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberFiles")
+            .field("cluster", &self.cluster)
+            .field("cert", &self.cert)
+            .field("ca_key", &self.ca_key.as_ref().map(|_| "[elided]"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads `path` if it exists.
+fn read_optional(what: &'static str, path: PathBuf) -> Result<Option<String>, MemberError> {
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(MemberError::Read { what, path, source }),
+    }
 }
 
 impl MemberFiles {
@@ -103,6 +137,16 @@ impl MemberFiles {
             path,
             reason: e.to_string(),
         })?;
+        let tokens_path = data_dir.join("join-tokens.json");
+        let seed_tokens = read_optional("the join tokens", tokens_path.clone())?
+            .map(|text| {
+                serde_json::from_str(&text).map_err(|e| MemberError::Corrupt {
+                    what: "join token record",
+                    path: tokens_path,
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()?;
         Ok(Self {
             cluster,
             ca_pem: read("the CA certificate", data_dir.join("ca/ca.pem"))?,
@@ -110,6 +154,8 @@ impl MemberFiles {
                 cert_pem: read("this member's certificate", data_dir.join("tls/node.pem"))?,
                 key_pem: read("this member's key", data_dir.join("tls/node.key"))?,
             },
+            ca_key: read_optional("the CA key", data_dir.join("ca/ca.key"))?,
+            seed_tokens,
         })
     }
 }
@@ -152,12 +198,30 @@ pub fn prepare_member_dir(
         &[SubjectName::parse(host)],
         DEFAULT_LEAF_VALIDITY,
     )?;
+    let join_addr =
+        crate::init::default_join_addr(advertise).map_err(|reason| MemberError::Invalid {
+            what: "--advertise",
+            reason,
+        })?;
     let cluster = LocalCluster {
         member_id: id,
         advertise: advertise.to_owned(),
+        join_addr: Some(join_addr),
         ..src.cluster
     };
-    crate::init::write_member_dir(to, &src.ca_pem, &ca_key, &cert, &cluster, &|_| Ok(()))?;
+    // The tokens' stored forms go along, so that whichever member is elected first seeds them.
+    let tokens = src.seed_tokens;
+    crate::init::write_member_dir(
+        to,
+        &src.ca_pem,
+        &ca_key,
+        &cert,
+        &cluster,
+        &|dir| match &tokens {
+            Some(t) => crate::init::write_tokens(dir, t),
+            None => Ok(()),
+        },
+    )?;
     Ok(cluster)
 }
 
@@ -171,8 +235,12 @@ pub struct Member {
     pub raft: Raft<TypeConfig>,
     /// Reads of its local store.
     pub reader: KvReader,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<Result<(), TransportError>>>,
+    /// The address its join listener listens on, if it has one.
+    pub join_addr: Option<SocketAddr>,
+    stop: Vec<oneshot::Sender<()>>,
+    servers: Vec<JoinHandle<Result<(), TransportError>>>,
+    /// Background tasks (the token seeder, the request to be added), aborted on stop.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Member {
@@ -202,6 +270,33 @@ pub struct MemberParts {
     pub settings: RaftSettings,
     /// How long dialing another member may take (default: the transport's).
     pub connect_timeout: Option<std::time::Duration>,
+    /// The join listener and what it needs; `None`: no join listener.
+    pub join: Option<JoinParts>,
+}
+
+/// What a member's join listener needs.
+#[derive(Clone)]
+pub struct JoinParts {
+    /// Where to listen (port 0: any free port; see [`Member::join_addr`]).
+    pub listen: SocketAddr,
+    /// The CA key, PEM: the member signs the certificates of joining nodes.
+    pub ca_key_pem: String,
+    /// What joining nodes are told about the cluster.
+    pub cluster: ClusterFacts,
+    /// The stored tokens to seed into the replicated state when this member leads
+    /// (`join-tokens.json`), if it has them.
+    pub seed_tokens: Option<StoredTokens>,
+}
+
+impl std::fmt::Debug for JoinParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinParts")
+            .field("listen", &self.listen)
+            .field("ca_key_pem", &"[elided]")
+            .field("cluster", &self.cluster)
+            .field("seed_tokens", &self.seed_tokens.is_some())
+            .finish()
+    }
 }
 
 /// How to start a member.
@@ -215,6 +310,9 @@ pub struct MemberOptions {
     pub settings: RaftSettings,
     /// On the first start of the first member: the initial voters, id to `host:port`.
     pub bootstrap: BTreeMap<NodeId, String>,
+    /// Where the join listener listens (default: the IP of the listen address and the port
+    /// of `join_addr` in `cluster.json`).
+    pub join_listen: Option<SocketAddr>,
 }
 
 impl Member {
@@ -238,7 +336,11 @@ impl Member {
                     ),
                 })?,
         };
-        let member = Member::serve(MemberParts {
+        let join = join_parts(&files, opts.join_listen, listen)?;
+        let advertise = files.cluster.advertise.clone();
+        let cert = files.cert.clone();
+        let ca_pem = files.ca_pem.clone();
+        let mut member = Member::serve(MemberParts {
             id,
             ca_pem: files.ca_pem,
             cert: files.cert,
@@ -246,8 +348,14 @@ impl Member {
             store_dir: opts.data_dir.join("raft"),
             settings: opts.settings.clone(),
             connect_timeout: None,
+            join,
         })
         .await?;
+        if let Some(task) =
+            crate::join::spawn_self_add(&opts.data_dir, id, &advertise, &ca_pem, &cert)?
+        {
+            member.tasks.push(task);
+        }
         if !opts.bootstrap.is_empty() {
             let initialised = member
                 .raft
@@ -291,45 +399,122 @@ impl Member {
             .map_err(|e| MemberError::Raft(e.to_string()))?;
         let listener = MtlsListener::bind(p.listen, server_config(&p.ca_pem, &p.cert)?).await?;
         let addr = listener.local_addr();
-        let router = Server::builder()
+        let mut control = ControlService::new(raft.clone(), reader.clone(), connector.clone(), id);
+        if let Some(fingerprint) = ca_fingerprint(&p.ca_pem) {
+            control = control.with_ca_fingerprint(fingerprint);
+        }
+        let mut router = Server::builder()
             .add_service(RaftService::new(raft.clone()).into_server())
-            .add_service(
-                ControlService::new(raft.clone(), reader.clone(), connector, id).into_server(),
-            );
+            .add_service(control.into_server());
+        let mut stops = Vec::new();
+        let mut servers = Vec::new();
+        let mut tasks = Vec::new();
+        let mut join_addr = None;
+        if let Some(j) = p.join {
+            let ca = std::sync::Arc::new(ClusterCa::from_pem(&p.ca_pem, &j.ca_key_pem)?);
+            let join = JoinService::new(raft.clone(), reader.clone(), connector, id, ca, j.cluster);
+            // On the mutual-TLS listener, for joins forwarded by other members only.
+            router = router.add_service(join.clone().into_server());
+            let join_listener =
+                MtlsListener::bind(j.listen, join_server_config(&p.ca_pem, &p.cert)?).await?;
+            join_addr = Some(join_listener.local_addr());
+            let join_router = Server::builder().add_service(join.into_server());
+            let (stop, stopped) = oneshot::channel::<()>();
+            stops.push(stop);
+            servers.push(tokio::spawn(join_listener.serve_join(join_router, async {
+                let _ = stopped.await;
+            })));
+            if let Some(tokens) = j.seed_tokens {
+                tasks.push(spawn_token_seeder(raft.clone(), reader.clone(), id, tokens));
+            }
+        }
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(listener.serve(router, async {
+        stops.push(stop);
+        servers.push(tokio::spawn(listener.serve(router, async {
             let _ = stopped.await;
-        }));
-        info!(id, %addr, "controller member running");
+        })));
+        info!(id, %addr, join_addr = ?join_addr, "controller member running");
         Ok(Member {
             id,
             addr,
             raft,
             reader,
-            stop: Some(stop),
-            server: Some(server),
+            join_addr,
+            stop: stops,
+            servers,
+            tasks,
         })
     }
 
     /// Stops the Raft node and the server (a second call does nothing).
     pub async fn stop(&mut self) -> Result<(), MemberError> {
-        if self.stop.is_none() && self.server.is_none() {
+        if self.stop.is_empty() && self.servers.is_empty() {
             return Ok(());
+        }
+        for task in self.tasks.drain(..) {
+            task.abort();
         }
         self.raft
             .shutdown()
             .await
             .map_err(|e| MemberError::Raft(e.to_string()))?;
-        if let Some(s) = self.stop.take() {
+        for s in self.stop.drain(..) {
             let _ = s.send(());
         }
-        if let Some(server) = self.server.take() {
-            if let Ok(r) = server.await {
-                r?;
+        let mut result = Ok(());
+        for server in self.servers.drain(..) {
+            if let Ok(Err(e)) = server.await {
+                result = Err(e.into());
             }
         }
-        Ok(())
+        result
     }
+}
+
+/// The SHA-256 of the CA certificate in `ca_pem`, if it parses.
+fn ca_fingerprint(ca_pem: &str) -> Option<CaFingerprint> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(ca_pem.as_bytes())
+        .ok()
+        .map(|der| CaFingerprint::of_der(&der))
+}
+
+/// The join listener of a member started from its data directory: on `join_listen`, or on
+/// the listen address's IP with the port of `join_addr`. A directory without the CA key or
+/// without `join_addr` (made before joins existed) gets no join listener.
+fn join_parts(
+    files: &MemberFiles,
+    join_listen: Option<SocketAddr>,
+    listen: SocketAddr,
+) -> Result<Option<JoinParts>, MemberError> {
+    let Some(ca_key_pem) = files.ca_key.clone() else {
+        return Ok(None);
+    };
+    let listen = match (join_listen, files.cluster.join_addr.as_deref()) {
+        (Some(a), _) => a,
+        (None, None) => return Ok(None),
+        (None, Some(join_addr)) => {
+            let port = join_addr
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .ok_or_else(|| MemberError::Invalid {
+                    what: "join address",
+                    reason: format!("{join_addr:?} in cluster.json is not host:port"),
+                })?;
+            SocketAddr::new(listen.ip(), port)
+        }
+    };
+    Ok(Some(JoinParts {
+        listen,
+        ca_key_pem,
+        cluster: ClusterFacts {
+            name: files.cluster.name.clone(),
+            node_range: files.cluster.node_range,
+            node_prefix: files.cluster.node_prefix,
+        },
+        seed_tokens: files.seed_tokens.clone(),
+    }))
 }
 
 /// Parses `--bootstrap 1=10.0.0.1:7443,2=10.0.0.2:7443`.
@@ -387,6 +572,7 @@ mod tests {
             cluster_name: "c".into(),
             member_id: 1,
             advertise: "127.0.0.1:7001".into(),
+            join_addr: None,
             node_range: "10.200.0.0/16".parse().unwrap(),
             node_prefix: 24,
         })

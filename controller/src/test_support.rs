@@ -10,7 +10,9 @@ use std::time::Duration;
 use openraft::BasicNode;
 use tempfile::TempDir;
 
-use crate::member::{Member, MemberParts};
+use crate::api::join::ClusterFacts;
+use crate::init::StoredTokens;
+use crate::member::{JoinParts, Member, MemberParts};
 use crate::pki::{ClusterCa, DEFAULT_LEAF_VALIDITY, Identity, IssuedCert, Role, SubjectName};
 use crate::raft::{NodeId, RaftSettings};
 
@@ -75,6 +77,30 @@ impl TestMember {
 
 /// Starts member `id`.
 pub(crate) async fn start_member(ca: &ClusterCa, id: NodeId) -> TestMember {
+    start_member_with(ca, id, None).await
+}
+
+/// Starts member `id` with a join listener on an ephemeral port, signing with `ca`, and
+/// seeding `tokens` when it leads.
+pub(crate) async fn start_joinable_member(
+    ca: &ClusterCa,
+    id: NodeId,
+    tokens: Option<StoredTokens>,
+) -> TestMember {
+    let join = JoinParts {
+        listen: SocketAddr::new(LOCALHOST, 0),
+        ca_key_pem: ca.to_pem().1,
+        cluster: ClusterFacts {
+            name: "test".into(),
+            node_range: "10.200.0.0/16".parse().unwrap(),
+            node_prefix: 24,
+        },
+        seed_tokens: tokens,
+    };
+    start_member_with(ca, id, Some(join)).await
+}
+
+async fn start_member_with(ca: &ClusterCa, id: NodeId, join: Option<JoinParts>) -> TestMember {
     let dir = tempfile::tempdir().unwrap();
     let member = Member::serve(MemberParts {
         id,
@@ -84,6 +110,7 @@ pub(crate) async fn start_member(ca: &ClusterCa, id: NodeId) -> TestMember {
         store_dir: dir.path().to_path_buf(),
         settings: settings(),
         connect_timeout: Some(Duration::from_millis(500)),
+        join,
     })
     .await
     .unwrap();

@@ -9,6 +9,11 @@
 //! the caller in the request's extensions as a [`PeerInfo`] ([`peer_info`],
 //! [`authorize_peer`]).
 //!
+//! The one exception is a controller's join listener ([`MtlsListener::serve_join`], with
+//! [`crate::pki::join_server_config`]): it lets a client without a certificate through, to
+//! call nothing but `Join`; its requests carry a [`JoinPeer`] (an address), never a
+//! [`PeerInfo`], so [`authorize_peer`] refuses them everywhere else.
+//!
 //! Client side, [`MtlsConnector`] builds tonic [`Channel`]s whose connector dials TCP and runs
 //! the TLS handshake with a rustls [`ClientConfig`] (from [`crate::pki::client_config`]),
 //! checking the server's certificate against the host of the address dialled.
@@ -25,7 +30,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -108,30 +113,41 @@ pub fn authorize_peer<T>(request: &Request<T>, allowed: &[Role]) -> Result<Ident
     Ok(peer.identity.clone())
 }
 
-/// A server-side TLS stream whose client presented a valid certificate. tonic reads its
-/// [`PeerInfo`] through [`Connected`].
-#[derive(Debug)]
-pub struct MtlsStream {
-    inner: tokio_rustls::server::TlsStream<TcpStream>,
-    peer: PeerInfo,
+/// Who is on the other end of a connection to a join listener: maybe a client without a
+/// certificate. Put into every request's extensions instead of a [`PeerInfo`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinPeer {
+    /// The peer's TCP address.
+    pub addr: SocketAddr,
 }
 
-impl MtlsStream {
+/// A server-side TLS stream after the handshake, with what is known of the peer (`P`):
+/// tonic reads it through [`Connected`].
+#[derive(Debug)]
+pub struct TlsServerStream<P> {
+    inner: tokio_rustls::server::TlsStream<TcpStream>,
+    peer: P,
+}
+
+/// A stream whose client presented a valid certificate.
+pub type MtlsStream = TlsServerStream<PeerInfo>;
+
+impl<P> TlsServerStream<P> {
     /// The peer on the other end.
-    pub fn peer(&self) -> &PeerInfo {
+    pub fn peer(&self) -> &P {
         &self.peer
     }
 }
 
-impl Connected for MtlsStream {
-    type ConnectInfo = PeerInfo;
+impl<P: Clone + Send + Sync + 'static> Connected for TlsServerStream<P> {
+    type ConnectInfo = P;
 
-    fn connect_info(&self) -> PeerInfo {
+    fn connect_info(&self) -> P {
         self.peer.clone()
     }
 }
 
-impl AsyncRead for MtlsStream {
+impl<P: Unpin> AsyncRead for TlsServerStream<P> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -141,7 +157,7 @@ impl AsyncRead for MtlsStream {
     }
 }
 
-impl AsyncWrite for MtlsStream {
+impl<P: Unpin> AsyncWrite for TlsServerStream<P> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -226,13 +242,52 @@ impl MtlsListener {
     /// The connections that passed the handshake. A background task accepts and handshakes;
     /// it stops, closing the listener, when the stream is dropped.
     pub fn incoming(self) -> ReceiverStream<Result<MtlsStream, io::Error>> {
-        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
-        tokio::spawn(accept_loop(self, tx));
-        ReceiverStream::new(rx)
+        incoming(self, |addr, certs| {
+            let identity = peer_identity_from_certs(certs).map_err(|e| e.to_string())?;
+            Ok(PeerInfo { addr, identity })
+        })
+    }
+
+    /// Serves `router` to clients with or without a certificate (the listener's
+    /// configuration must be [`crate::pki::join_server_config`]): requests carry a
+    /// [`JoinPeer`], never a [`PeerInfo`], so a handler that asks for a verified certificate
+    /// ([`authorize_peer`]) refuses them. For the join listener, which serves nothing but the
+    /// `Join` service.
+    pub async fn serve_join(
+        self,
+        router: Router,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), TransportError> {
+        let addr = self.addr;
+        info!(%addr, "serving the join listener");
+        let incoming = incoming(self, |addr, _| Ok(JoinPeer { addr }));
+        let result = router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .map_err(|source| TransportError::Serve { addr, source });
+        info!(%addr, "stopped serving");
+        result
     }
 }
 
-async fn accept_loop(listener: MtlsListener, tx: mpsc::Sender<Result<MtlsStream, io::Error>>) {
+/// What a listener knows of a peer after the handshake, from its address and the
+/// certificates it presented (verified by the handshake); an error drops the connection.
+type ReadPeer<P> = fn(SocketAddr, Option<&[CertificateDer<'_>]>) -> Result<P, String>;
+
+fn incoming<P: Send + 'static + std::fmt::Display>(
+    listener: MtlsListener,
+    read_peer: ReadPeer<P>,
+) -> ReceiverStream<Result<TlsServerStream<P>, io::Error>> {
+    let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+    tokio::spawn(accept_loop(listener, tx, read_peer));
+    ReceiverStream::new(rx)
+}
+
+async fn accept_loop<P: Send + 'static + std::fmt::Display>(
+    listener: MtlsListener,
+    tx: mpsc::Sender<Result<TlsServerStream<P>, io::Error>>,
+    read_peer: ReadPeer<P>,
+) {
     let acceptor = TlsAcceptor::from(listener.config);
     loop {
         let accepted = tokio::select! {
@@ -250,9 +305,9 @@ async fn accept_loop(listener: MtlsListener, tx: mpsc::Sender<Result<MtlsStream,
         let acceptor = acceptor.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
-            match handshake(&acceptor, tcp, addr).await {
+            match handshake(&acceptor, tcp, addr, read_peer).await {
                 Ok(stream) => {
-                    debug!(peer = %addr, identity = %stream.peer.identity, "TLS client accepted");
+                    debug!(peer = %stream.peer, "TLS client accepted");
                     // Fails only when the server stopped; the connection is then dropped.
                     let _ = tx.send(Ok(stream)).await;
                 }
@@ -265,24 +320,33 @@ async fn accept_loop(listener: MtlsListener, tx: mpsc::Sender<Result<MtlsStream,
     debug!(listener = %listener.addr, "accept loop stopped");
 }
 
-/// Runs the server side of the handshake and reads the client's identity.
-async fn handshake(
+/// Runs the server side of the handshake and reads what is known of the client.
+async fn handshake<P>(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
     addr: SocketAddr,
-) -> Result<MtlsStream, String> {
+    read_peer: ReadPeer<P>,
+) -> Result<TlsServerStream<P>, String> {
     // Best effort: a failure only costs latency.
     let _ = tcp.set_nodelay(true);
     let inner = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await
         .map_err(|_| format!("no handshake within {HANDSHAKE_TIMEOUT:?}"))?
         .map_err(|e| e.to_string())?;
-    let identity = peer_identity_from_certs(inner.get_ref().1.peer_certificates())
-        .map_err(|e| e.to_string())?;
-    Ok(MtlsStream {
-        inner,
-        peer: PeerInfo { addr, identity },
-    })
+    let peer = read_peer(addr, inner.get_ref().1.peer_certificates())?;
+    Ok(TlsServerStream { inner, peer })
+}
+
+impl std::fmt::Display for PeerInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.addr, self.identity)
+    }
+}
+
+impl std::fmt::Display for JoinPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (joining)", self.addr)
+    }
 }
 
 /// Builds tonic channels that dial with mutual TLS.

@@ -8,12 +8,13 @@
 //!
 //! | `.proto` file | holds |
 //! |---|---|
-//! | `common.proto` | [`v1::VersionInfo`], [`v1::Empty`] |
+//! | `common.proto` | [`v1::VersionInfo`], [`v1::Empty`], [`v1::JoinRole`] |
 //! | `container.proto` | [`v1::ContainerSpec`] and [`v1::ContainerStatus`], what an agent runs and reports |
 //! | `info.proto` | the `Info` service: [`v1::info_client::InfoClient`], [`v1::info_server::Info`] |
 //! | `cluster.proto` | the cluster state's wire form: [`v1::Service`], [`v1::Task`], [`v1::Node`] and their parts |
 //! | `raft.proto` | the `Raft` service between controllers (openraft's messages as JSON): [`v1::raft_client::RaftClient`], [`v1::raft_server::Raft`] |
-//! | `control.proto` | the client-facing `Control` service (services, tasks, nodes, Raft status): [`v1::control_client::ControlClient`], [`v1::control_server::Control`] |
+//! | `control.proto` | the client-facing `Control` service (services, tasks, nodes, Raft status, membership, token rotation): [`v1::control_client::ControlClient`], [`v1::control_server::Control`] |
+//! | `join.proto` | the `Join` service a node with a join token calls on a controller's join listener to get its certificate: [`v1::join_client::JoinClient`], [`v1::join_server::Join`] |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

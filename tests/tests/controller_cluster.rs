@@ -1,7 +1,8 @@
 //! Three real `berth-controller` processes on three hosts of the harness: they elect a
 //! leader, a write sent to a follower commits, the leader killed with SIGKILL is replaced
 //! within the default timeouts and no acknowledged write is lost, and the killed member comes
-//! back and catches up.
+//! back and catches up. A fourth controller joins over the network with the controller token,
+//! asks to be added and becomes a voter; after a rotation the old token is refused.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -302,4 +303,142 @@ fn three_controllers_elect_fail_over_and_lose_no_acknowledged_write() {
     })
     .unwrap_err();
     eprintln!("another CA's certificate: {e}");
+}
+
+/// The line `<label> <value>` of `init`'s output.
+fn printed(out: &str, label: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {label:?} in {out}"))
+}
+
+#[test]
+fn a_fourth_controller_joins_with_the_controller_token_and_becomes_a_voter() {
+    if !berth_tests::require_root(
+        "a_fourth_controller_joins_with_the_controller_token_and_becomes_a_voter",
+    ) {
+        return;
+    }
+    let c = Cluster::new(4);
+    let dirs: Vec<PathBuf> = c.hosts.iter().map(|h| h.dir.join("ctl")).collect();
+    let admin_dir = dirs[0].clone();
+    let out = ok(Command::new(controller_bin())
+        .args(["init", "--data-dir"])
+        .arg(&dirs[0])
+        .args(["--id", "1", "--advertise", &addr(c.host(0).ip)]));
+    let token = printed(&out, "controller join token:");
+    for i in 1..3 {
+        ok(Command::new(controller_bin())
+            .args(["init-member", "--from"])
+            .arg(&dirs[0])
+            .arg("--data-dir")
+            .arg(&dirs[i])
+            .args([
+                "--id",
+                &(i + 1).to_string(),
+                "--advertise",
+                &addr(c.host(i).ip),
+            ]));
+    }
+    let bootstrap = (0..3)
+        .map(|i| format!("{}={}", i + 1, addr(c.host(i).ip)))
+        .collect::<Vec<_>>()
+        .join(",");
+    for (i, dir) in dirs.iter().take(3).enumerate() {
+        let mut args = vec!["run", "--data-dir", dir.to_str().unwrap()];
+        if i == 0 {
+            args.extend(["--bootstrap", &bootstrap]);
+        }
+        c.host(i).spawn("controller", controller_bin(), &args);
+    }
+    let first: Vec<&Host> = c.hosts[..3].iter().collect();
+    agreed_leader(&first, &admin_dir, Duration::from_secs(20));
+
+    // The fourth host joins through the second's join listener (the advertised port + 1),
+    // over the network; the tokens are seeded by the first leader, so retry until then.
+    let fourth = c.host(3);
+    let join_addr = format!("{}:{}", c.host(1).ip, PORT + 1);
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = fourth
+            .ns
+            .command(controller_bin())
+            .args(["join", "--token", &token, "--join-addr", &join_addr])
+            .arg("--data-dir")
+            .arg(&dirs[3])
+            .args(["--id", "4", "--advertise", &addr(fourth.ip)])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break;
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("no controller join token yet") && Instant::now() < until,
+            "join failed: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dir = dirs[3].to_str().unwrap();
+    fourth.spawn("controller", controller_bin(), &["run", "--data-dir", dir]);
+
+    // It asks to be added, catches up and becomes a voter.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = status(c.host(0), &admin_dir).unwrap_or_default();
+        let voters: Vec<u64> = st["voters"]
+            .as_array()
+            .map(|v| v.iter().filter_map(|m| m["id"].as_u64()).collect())
+            .unwrap_or_default();
+        if voters.contains(&4) {
+            eprintln!("member 4 is a voter: {st}");
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "member 4 never became a voter: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let all: Vec<&Host> = c.hosts.iter().collect();
+    agreed_leader(&all, &admin_dir, Duration::from_secs(20));
+    assert_eq!(status(fourth, &admin_dir).unwrap()["id"].as_u64(), Some(4));
+
+    // The controller token rotated: another join with the old one is refused.
+    let out = c
+        .host(0)
+        .ns
+        .command(controller_bin())
+        .args(["token", "rotate", "controller", "--data-dir"])
+        .arg(&admin_dir)
+        .args(["--addr", &addr(c.host(0).ip)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("BERTH-1-"));
+    let out = fourth
+        .ns
+        .command(controller_bin())
+        .args(["join", "--token", &token, "--join-addr", &join_addr])
+        .arg("--data-dir")
+        .arg(fourth.dir.join("ctl-again"))
+        .args([
+            "--id",
+            "5",
+            "--advertise",
+            &format!("{}:{}", fourth.ip, PORT + 10),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("secret is not valid"),
+        "{err}"
+    );
+    eprintln!("the rotated-away token: {err}");
 }

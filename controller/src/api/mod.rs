@@ -4,11 +4,16 @@
 
 pub mod control;
 pub mod info;
+pub mod join;
+mod store;
 
 #[cfg(test)]
 mod control_tests;
+#[cfg(test)]
+mod join_tests;
 #[cfg(test)]
 mod members_tests;
 
 pub use control::ControlService;
 pub use info::InfoService;
+pub use join::JoinService;

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
+    PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType, SerialNumber,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, DnsName};
@@ -275,6 +275,38 @@ impl ClusterCa {
         names: &[SubjectName],
         validity: Duration,
     ) -> Result<IssuedCert, PkiError> {
+        let params = self.leaf_params(subject, names, validity)?;
+        let key = generate_key("certificate key")?;
+        let cert = self.sign(&params, &key, "certificate")?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Issues a certificate for `subject` as [`ClusterCa::issue`] does, but for the public
+    /// key of a certificate signing request (PEM) made by the holder, whose private key
+    /// stays with it. The request's signature must verify and its key must be ECDSA P-256;
+    /// its subject and extensions are ignored: the CA sets them. Returns the certificate, PEM.
+    pub fn issue_for_csr(
+        &self,
+        subject: &Identity,
+        names: &[SubjectName],
+        validity: Duration,
+        csr_pem: &str,
+    ) -> Result<String, PkiError> {
+        let public_key = super::csr::requested_key(csr_pem)?;
+        let params = self.leaf_params(subject, names, validity)?;
+        Ok(self.sign(&params, &public_key, "certificate")?.pem())
+    }
+
+    /// The parameters of a controller, agent or admin certificate (see [`ClusterCa::issue`]).
+    fn leaf_params(
+        &self,
+        subject: &Identity,
+        names: &[SubjectName],
+        validity: Duration,
+    ) -> Result<CertificateParams, PkiError> {
         if subject.role == Role::Admin && !names.is_empty() {
             return Err(PkiError::AdminWithNames);
         }
@@ -316,19 +348,14 @@ impl ClusterCa {
             now.saturating_sub(BACKDATE.as_secs()),
             not_after,
         );
-        let key = generate_key("certificate key")?;
-        let cert = self.sign(&params, &key, "certificate")?;
-        Ok(IssuedCert {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        Ok(params)
     }
 
     /// Signs `params`, with a fresh random serial, for `public_key`.
     fn sign(
         &self,
         params: &CertificateParams,
-        public_key: &KeyPair,
+        public_key: &impl PublicKeyData,
         what: &'static str,
     ) -> Result<Certificate, PkiError> {
         let mut params = params.clone();
@@ -340,7 +367,7 @@ impl ClusterCa {
     }
 }
 
-fn generate_key(what: &'static str) -> Result<KeyPair, PkiError> {
+pub(super) fn generate_key(what: &'static str) -> Result<KeyPair, PkiError> {
     KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
         .map_err(|source| PkiError::Generate { what, source })
 }

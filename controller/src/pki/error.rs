@@ -24,6 +24,13 @@ pub enum PkiError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A certificate signing request is malformed, its signature does not verify or its key
+    /// is not ECDSA P-256.
+    #[error("invalid certificate signing request: {reason}")]
+    InvalidCsr {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An identity's id is empty, too long or uses characters outside `[A-Za-z0-9._-]`.
     #[error("invalid identity id `{id}`: {reason}")]
     InvalidId {

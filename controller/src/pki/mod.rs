@@ -12,11 +12,15 @@
 //! the token pins, and a controller's join listener uses [`join_server_config`], which lets
 //! a client without a certificate finish the handshake (to call nothing but the join RPC).
 //!
-//! Layout: identities and roles in `identity.rs`, the CA in `ca.rs`, its fingerprint in
+//! A joining node makes its own key pair and sends a certificate signing request
+//! ([`generate_csr`]); the CA signs its public key ([`ClusterCa::issue_for_csr`]).
+//!
+//! Layout: identities and roles in `identity.rs`, the CA in `ca.rs`, CSRs in `csr.rs`, its fingerprint in
 //! `fingerprint.rs`, tokens in `token.rs`, rustls configurations in `tls.rs` and `join.rs`,
 //! errors in `error.rs`, tests in `tests/`.
 
 mod ca;
+mod csr;
 mod error;
 mod fingerprint;
 mod identity;
@@ -29,9 +33,11 @@ mod token;
 mod tests;
 
 pub use ca::{CA_VALIDITY, ClusterCa, DEFAULT_LEAF_VALIDITY, IssuedCert, SubjectName};
+pub use csr::{MAX_CSR_PEM_BYTES, generate_csr};
 pub use error::PkiError;
 pub use fingerprint::CaFingerprint;
 pub use identity::{Identity, Role, authorize, peer_identity};
 pub use join::{join_client_config, join_server_config};
+pub use random::random_id;
 pub use tls::{client_config, peer_identity_from_certs, server_config};
 pub use token::{JoinToken, StoredToken, TokenError, verify_ca_fingerprint};

@@ -13,3 +13,8 @@ pub(super) fn random_bytes<const N: usize>() -> Result<[u8; N], PkiError> {
         .map_err(|_| PkiError::Random)?;
     Ok(buf)
 }
+
+/// A new random id: 16 random bytes as 32 lowercase hex digits (valid as an identity id).
+pub fn random_id() -> Result<String, PkiError> {
+    Ok(hex::encode(random_bytes::<16>()?))
+}

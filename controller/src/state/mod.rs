@@ -24,8 +24,9 @@ pub const HISTORY_LEN: usize = 10;
 pub mod keys {
     /// The cluster's own record.
     pub const CLUSTER: &str = "cluster";
-    /// The join tokens' hashes.
-    pub const JOIN_TOKENS: &str = "join-tokens";
+    /// Prefix of the join tokens' stored forms ([`crate::pki::StoredToken`]: the SHA-256 of
+    /// each secret), one per role: `tokens/agent`, `tokens/controller`.
+    pub const TOKENS: &str = "tokens/";
     /// Prefix of every service.
     pub const SERVICES: &str = "services/";
     /// Prefix of every task.
@@ -44,6 +45,10 @@ pub mod keys {
     /// A node's key.
     pub fn node(id: &str) -> String {
         format!("{NODES}{id}")
+    }
+    /// The key of the stored join token of `role`.
+    pub fn token(role: crate::pki::Role) -> String {
+        format!("{TOKENS}{role}")
     }
 }
 

@@ -319,13 +319,3 @@ pub struct ClusterInfo {
     /// When `init` ran.
     pub created_at: i128,
 }
-
-/// The stored form of the join tokens: hashes of their secrets, per role.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JoinTokens {
-    /// SHA-256 (hex) of the agent token's secret.
-    pub agent_secret_sha256: String,
-    /// SHA-256 (hex) of the controller token's secret.
-    pub controller_secret_sha256: String,
-}

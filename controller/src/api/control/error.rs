@@ -58,10 +58,10 @@ pub enum ControlError {
     #[error("the write was refused: {0}")]
     InvalidWrite(String),
     /// Concurrent writes to the same key won every attempt.
-    #[error("service {service:?} kept changing during {attempts} attempts to write it; retry")]
+    #[error("the record {key} kept changing during {attempts} attempts to write it; retry")]
     Contended {
-        /// The service.
-        service: String,
+        /// The record's key.
+        key: String,
         /// How many read-decide-write rounds were tried.
         attempts: usize,
     },

@@ -1,7 +1,8 @@
 //! `AddMember` and `RemoveMember`: changing the Raft membership at runtime.
 //!
 //! Only an admin may change the membership; a controller certificate is accepted on a call
-//! another member forwarded. The leader carries the change out (a follower forwards it):
+//! another member forwarded, and on `AddMember` of the caller's own id (a controller that
+//! joined with a token asks to be added). The leader carries the change out (a follower forwards it):
 //! a new member is first added as a learner and the call waits until it has caught up with
 //! the log ([`openraft::Raft::add_learner`] blocking), then it is promoted to a voter; a
 //! removed member leaves the membership entirely. Both changes are relative to the current
@@ -18,8 +19,8 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, info};
 
 use super::error::ControlError;
-use super::ops::READ_TIMEOUT;
 use super::{ALLOWED, ControlService, FORWARD_TIMEOUT, forward};
+use crate::api::store::READ_TIMEOUT;
 use crate::pki::Role;
 use crate::raft::NodeId;
 use crate::transport::authorize_peer;
@@ -138,16 +139,20 @@ fn check_addr(addr: &str) -> Result<(), MemberError> {
 }
 
 impl ControlService {
-    /// Checks the caller of a membership change: an admin, or a member forwarding the call.
-    /// Returns whether the call was forwarded.
-    fn accept_member_change<T>(
+    /// Checks the caller of a membership change: an admin, a member forwarding the call, or
+    /// (for `AddMember` of its own id, `self_id`) a controller that joined with a token and
+    /// asks to be added. Returns whether the call was forwarded.
+    pub(super) fn accept_member_change<T>(
         &self,
         request: &Request<T>,
         rpc: &'static str,
+        self_id: Option<NodeId>,
     ) -> Result<bool, Status> {
         let caller = authorize_peer(request, ALLOWED)?;
         let forwarded = forward::is_forwarded(request);
-        if caller.role != Role::Admin && !forwarded {
+        let adds_itself = caller.role == Role::Controller
+            && self_id.is_some_and(|id| caller.id == id.to_string());
+        if caller.role != Role::Admin && !forwarded && !adds_itself {
             return Err(Status::permission_denied(format!(
                 "{rpc} needs an admin certificate, not {caller}"
             )));
@@ -179,7 +184,8 @@ impl ControlService {
         &self,
         request: Request<AddMemberRequest>,
     ) -> Result<Response<ControlStatus>, Status> {
-        let forwarded = self.accept_member_change(&request, "AddMember")?;
+        let forwarded =
+            self.accept_member_change(&request, "AddMember", Some(request.get_ref().id))?;
         let message = request.into_inner();
         match self.add_member_local(&message).await {
             Err(MemberError::Control(e @ ControlError::NotLeader { .. })) => {
@@ -198,7 +204,7 @@ impl ControlService {
         &self,
         request: Request<RemoveMemberRequest>,
     ) -> Result<Response<ControlStatus>, Status> {
-        let forwarded = self.accept_member_change(&request, "RemoveMember")?;
+        let forwarded = self.accept_member_change(&request, "RemoveMember", None)?;
         let message = request.into_inner();
         match self.remove_member_local(&message).await {
             Err(MemberError::Control(e @ ControlError::NotLeader { .. })) => {

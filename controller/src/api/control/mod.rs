@@ -22,14 +22,15 @@ use berth_proto::v1::{
     AddMemberRequest, ApplyServiceRequest, ApplyServiceResponse, ControlStatus, Empty,
     GetServiceRequest, GetServiceResponse, ListNodesRequest, ListNodesResponse,
     ListServicesRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse,
-    RemoveMemberRequest, RemoveServiceRequest, RemoveServiceResponse,
+    RemoveMemberRequest, RemoveServiceRequest, RemoveServiceResponse, RotateTokenRequest,
+    RotateTokenResponse,
 };
 use openraft::Raft;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
-use crate::pki::Role;
+use crate::pki::{CaFingerprint, Role};
 use crate::raft::{KvReader, NodeId, Proposer, TypeConfig};
 use crate::transport::{MtlsConnector, authorize_peer};
 
@@ -38,6 +39,7 @@ mod forward;
 mod members;
 mod ops;
 mod status;
+mod tokens;
 
 pub use error::ControlError;
 pub use forward::{FORWARD_TIMEOUT, FORWARDED_BY};
@@ -63,6 +65,8 @@ pub struct ControlService {
     id: NodeId,
     /// The channel to the leader last forwarded to, by address.
     channels: Arc<Mutex<Option<(String, Channel)>>>,
+    /// The cluster CA's fingerprint, which new join tokens pin.
+    ca_fingerprint: Option<CaFingerprint>,
 }
 
 impl std::fmt::Debug for ControlService {
@@ -89,7 +93,15 @@ impl ControlService {
             connector,
             id,
             channels: Arc::new(Mutex::new(None)),
+            ca_fingerprint: None,
         }
+    }
+
+    /// The same service, knowing the cluster CA's fingerprint for the join tokens that
+    /// `RotateToken` makes (without it, the fingerprint of the token being replaced).
+    pub fn with_ca_fingerprint(mut self, fingerprint: CaFingerprint) -> Self {
+        self.ca_fingerprint = Some(fingerprint);
+        self
     }
 
     /// This service wrapped for a tonic server, with the message size limits set.
@@ -193,5 +205,12 @@ impl Control for ControlService {
         request: Request<RemoveMemberRequest>,
     ) -> Result<Response<ControlStatus>, Status> {
         self.remove_member_rpc(request).await
+    }
+
+    async fn rotate_token(
+        &self,
+        request: Request<RotateTokenRequest>,
+    ) -> Result<Response<RotateTokenResponse>, Status> {
+        self.rotate_token_rpc(request).await
     }
 }

@@ -10,22 +10,18 @@
 //! answer that writes nothing — "unchanged", a stale-version or not-found error — is confirmed
 //! on a linearized read before it is given.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use berth_proto::v1;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info};
 
 use super::ControlService;
 use super::error::ControlError;
-use crate::raft::{CommandResponse, Expect, Op, blocking};
+use crate::api::store::{self, Written, encode};
+use crate::raft::{Expect, Op};
 use crate::state::{self, Applied, Node, Service, StateError, Task, keys, wire};
 
-/// How long the leader may take to confirm its leadership before a read.
-pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a write may take to commit.
-pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many read-decide-write rounds an apply or a removal tries when concurrent writes
 /// to the same key win the race.
 pub(super) const WRITE_ATTEMPTS: usize = 5;
@@ -40,28 +36,11 @@ fn now() -> i128 {
         .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
 }
 
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ControlError> {
-    serde_json::from_slice(bytes).map_err(|source| ControlError::Corrupt {
-        key: key.to_owned(),
-        source,
-    })
-}
-
-fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, ControlError> {
-    serde_json::to_vec(value).map_err(|source| ControlError::Encode {
-        key: key.to_owned(),
-        source,
-    })
-}
-
 impl ControlService {
     /// Makes sure this member is the leader and has applied everything committed before
     /// the call, so that a read of the local store is linearizable.
     async fn linearize(&self) -> Result<(), ControlError> {
-        match tokio::time::timeout(READ_TIMEOUT, self.raft.ensure_linearizable()).await {
-            Err(_) => Err(ControlError::ReadTimeout(READ_TIMEOUT)),
-            Ok(result) => result.map(|_| ()).map_err(ControlError::from),
-        }
+        store::linearize(&self.raft).await
     }
 
     /// Linearizes unless the caller accepts a stale read.
@@ -78,12 +57,7 @@ impl ControlService {
         &self,
         key: &str,
     ) -> Result<Option<Versioned<T>>, ControlError> {
-        let reader = self.reader.clone();
-        let owned = key.to_owned();
-        let found = blocking(move || reader.get(&owned)).await?;
-        found
-            .map(|(version, bytes)| Ok((version, decode(key, &bytes)?)))
-            .transpose()
+        store::read(&self.reader, key).await
     }
 
     /// Reads and decodes every record under `prefix` from the local store, in key order.
@@ -91,20 +65,12 @@ impl ControlService {
         &self,
         prefix: &'static str,
     ) -> Result<Vec<T>, ControlError> {
-        let reader = self.reader.clone();
-        let found = blocking(move || reader.list(prefix)).await?;
-        found
-            .iter()
-            .map(|(key, _, bytes)| decode(key, bytes))
-            .collect()
+        store::list(&self.reader, prefix).await
     }
 
     /// Commits one operation through Raft (grouped with concurrent writes).
-    async fn write(&self, op: Op) -> Result<CommandResponse, ControlError> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.proposer.write(vec![op])).await {
-            Err(_) => Err(ControlError::WriteTimeout(WRITE_TIMEOUT)),
-            Ok(result) => result.map_err(ControlError::from),
-        }
+    async fn write(&self, op: Op) -> Result<Written, ControlError> {
+        store::propose(&self.proposer, op).await
     }
 
     /// `ApplyService` on the leader.
@@ -147,24 +113,20 @@ impl ControlService {
                 expect,
             };
             match self.write(op).await? {
-                CommandResponse::Ok { .. } => {
+                Written::Applied => {
                     info!(service = %spec.name, version = service.version, outcome, "service applied");
                     return Ok(v1::ApplyServiceResponse {
                         service: Some(wire::service_to_wire(&service)),
                         outcome: outcome.to_owned(),
                     });
                 }
-                CommandResponse::Conflict { actual, .. } => {
+                Written::Conflict { actual } => {
                     debug!(service = %spec.name, attempt, ?expect, ?actual, "apply lost a race; reading again");
                 }
-                CommandResponse::Invalid { reason } => {
-                    return Err(ControlError::InvalidWrite(reason));
-                }
-                CommandResponse::Group(_) => return Err(ControlError::UnexpectedGroup),
             }
         }
         Err(ControlError::Contended {
-            service: spec.name,
+            key,
             attempts: WRITE_ATTEMPTS,
         })
     }
@@ -208,23 +170,19 @@ impl ControlService {
                 expect: Expect::Version(kv_version),
             };
             match self.write(op).await? {
-                CommandResponse::Ok { .. } => {
+                Written::Applied => {
                     info!(service = %request.name, version = service.version, "service removed");
                     return Ok(v1::RemoveServiceResponse {
                         service: Some(wire::service_to_wire(&service)),
                     });
                 }
-                CommandResponse::Conflict { actual, .. } => {
+                Written::Conflict { actual } => {
                     debug!(service = %request.name, attempt, ?actual, "removal lost a race; reading again");
                 }
-                CommandResponse::Invalid { reason } => {
-                    return Err(ControlError::InvalidWrite(reason));
-                }
-                CommandResponse::Group(_) => return Err(ControlError::UnexpectedGroup),
             }
         }
         Err(ControlError::Contended {
-            service: request.name.clone(),
+            key,
             attempts: WRITE_ATTEMPTS,
         })
     }

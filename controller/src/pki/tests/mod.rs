@@ -1,6 +1,7 @@
 //! Tests of the cluster PKI. TLS tests run real handshakes over 127.0.0.1.
 
 mod ca;
+mod csr;
 mod identity;
 mod join;
 mod tls;
