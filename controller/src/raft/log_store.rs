@@ -27,6 +27,7 @@ use openraft::{StorageIOError, Vote};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Deserialize;
 
+use super::log_cache::LogCache;
 use super::types::{Entry, LogId, NodeId, RaftStorageError, TypeConfig};
 use super::{DbContext, StoreError, blocking, decode, encode};
 
@@ -47,6 +48,8 @@ pub struct RedbLogStore {
     // handle goes, and the file is closed when the last clone is dropped.
     flusher: Arc<Flusher>,
     db: Arc<Database>,
+    /// The newest entries, decoded.
+    cache: Arc<LogCache>,
 }
 
 /// Completions waiting for the next durable commit.
@@ -156,6 +159,7 @@ impl RedbLogStore {
         Ok(Self {
             flusher: Arc::new(Flusher::start(db.clone())?),
             db,
+            cache: Arc::default(),
         })
     }
 
@@ -256,6 +260,9 @@ impl RaftLogReader<TypeConfig> for RedbLogStore {
         range: RB,
     ) -> Result<Vec<Entry>, RaftStorageError> {
         let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
+        if let Some(entries) = self.cache.get(bounds) {
+            return Ok(entries);
+        }
         self.read_entries(bounds).map_err(read_logs_err)
     }
 }
@@ -304,7 +311,7 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let db = self.db.clone();
-        blocking(move || {
+        let entries = blocking(move || {
             let txn = begin_non_durable(&db)?;
             {
                 let mut table = txn.open_table(LOGS).ctx("open log table")?;
@@ -315,10 +322,12 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
                         .ctx("write log entry")?;
                 }
             }
-            txn.commit().ctx("commit log append")
+            txn.commit().ctx("commit log append")?;
+            Ok(entries)
         })
         .await
         .map_err(write_logs_err)?;
+        self.cache.insert(&entries);
         // Readable now; counted as stored only once the flusher has them on disk.
         self.flusher.submit(callback);
         Ok(())
@@ -326,6 +335,7 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
         tracing::debug!(%log_id, "truncating the Raft log");
+        self.cache.truncate(log_id.index);
         let db = self.db.clone();
         blocking(move || {
             let txn = db.begin_write().ctx("begin write")?;
@@ -343,6 +353,7 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
         tracing::debug!(%log_id, "purging the Raft log");
+        self.cache.purge(log_id.index);
         let marker = encode(LAST_PURGED, &Some(log_id)).map_err(write_logs_err)?;
         let db = self.db.clone();
         blocking(move || {
