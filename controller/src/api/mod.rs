@@ -10,6 +10,8 @@ mod store;
 #[cfg(test)]
 mod control_tests;
 #[cfg(test)]
+mod events_tests;
+#[cfg(test)]
 mod join_tests;
 #[cfg(test)]
 mod members_tests;

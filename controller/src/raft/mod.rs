@@ -26,6 +26,7 @@ use std::sync::Arc;
 use openraft::{Config, ConfigError, SnapshotPolicy};
 
 mod apply;
+mod log_cache;
 pub mod log_store;
 pub mod network;
 pub mod proposer;
@@ -45,7 +46,7 @@ pub use log_store::RedbLogStore;
 pub use network::{GrpcNetwork, GrpcNetworkFactory};
 pub use proposer::{ProposeError, Proposer};
 pub use service::{MAX_RAFT_MESSAGE_BYTES, RaftService};
-pub use state_machine::{KvReader, RedbSnapshotBuilder, RedbStateMachine};
+pub use state_machine::{Change, KvReader, RedbSnapshotBuilder, RedbStateMachine, StoreEvent};
 pub use types::{Command, CommandResponse, Expect, NodeId, Op, TypeConfig};
 
 /// The longest the state machine goes without a durable commit while applying.

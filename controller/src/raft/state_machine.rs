@@ -13,6 +13,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::broadcast;
+
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition};
@@ -33,9 +35,36 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_m
 pub(crate) const LAST_APPLIED: &str = "last_applied";
 pub(crate) const LAST_MEMBERSHIP: &str = "last_membership";
 
+/// How many applied batches of changes a watcher may fall behind before it is told it lagged.
+pub const CHANGE_BUFFER: usize = 4096;
+
+/// One key changed by an applied entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The key.
+    pub key: String,
+    /// The index of the entry that changed it (the key's new version, for a write).
+    pub index: u64,
+    /// The new value; `None` when the key was removed.
+    pub value: Option<Vec<u8>>,
+    /// Whether the key existed before (a write of a new key: `false`).
+    pub existed: bool,
+}
+
+/// What watchers of the store ([`KvReader::subscribe`]) receive, after the change committed.
+#[derive(Debug, Clone)]
+pub enum StoreEvent {
+    /// The changes of one apply, in order.
+    Applied(Arc<[Change]>),
+    /// The whole state was replaced (a snapshot was installed): read it again.
+    Reset,
+}
+
 /// The replicated key-value state machine in a redb database.
 pub struct RedbStateMachine {
     db: Arc<Database>,
+    /// Watchers of the applied changes.
+    changes: broadcast::Sender<StoreEvent>,
     /// When the last durable apply committed.
     last_sync: Instant,
 }
@@ -52,6 +81,7 @@ impl Debug for RedbStateMachine {
 #[derive(Clone)]
 pub struct KvReader {
     db: Arc<Database>,
+    changes: broadcast::Sender<StoreEvent>,
 }
 
 impl Debug for KvReader {
@@ -61,6 +91,12 @@ impl Debug for KvReader {
 }
 
 impl KvReader {
+    /// Every change applied from now on, as it commits. A receiver that falls more than
+    /// [`CHANGE_BUFFER`] applies behind gets `RecvError::Lagged` and must read the state again.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.changes.subscribe()
+    }
+
     /// The version and value of `key`, if present.
     pub fn get(&self, key: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         let txn = self.db.begin_read().ctx("begin read")?;
@@ -138,6 +174,7 @@ impl RedbStateMachine {
         txn.commit().ctx("commit table creation")?;
         Ok(Self {
             db: Arc::new(db),
+            changes: broadcast::channel(CHANGE_BUFFER).0,
             last_sync: Instant::now(),
         })
     }
@@ -146,6 +183,7 @@ impl RedbStateMachine {
     pub fn reader(&self) -> KvReader {
         KvReader {
             db: self.db.clone(),
+            changes: self.changes.clone(),
         }
     }
 
@@ -161,10 +199,12 @@ impl RedbStateMachine {
 
 /// Applies `entries` in one write transaction, with `durability`, and returns one response
 /// per entry.
+/// The changes are appended to `changes` when it is given.
 fn apply_entries(
     db: &Database,
     entries: Vec<Entry>,
     durability: Durability,
+    mut changes: Option<&mut Vec<Change>>,
 ) -> Result<Vec<CommandResponse>, StoreError> {
     let mut txn = db.begin_write().ctx("begin write")?;
     txn.set_durability(durability)
@@ -180,9 +220,12 @@ fn apply_entries(
                 EntryPayload::Blank => CommandResponse::Ok {
                     versions: Vec::new(),
                 },
-                EntryPayload::Normal(command) => {
-                    apply_command(&mut kv, &command, entry.log_id.index)?
-                }
+                EntryPayload::Normal(command) => apply_command(
+                    &mut kv,
+                    &command,
+                    entry.log_id.index,
+                    changes.as_deref_mut(),
+                )?,
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m));
                     CommandResponse::Ok {
@@ -209,15 +252,16 @@ fn apply_command(
     kv: &mut Table<'_, &'static str, (u64, &'static [u8])>,
     command: &Command,
     index: u64,
+    mut changes: Option<&mut Vec<Change>>,
 ) -> Result<CommandResponse, StoreError> {
     if let Err(reason) = command.validate() {
         return Ok(CommandResponse::Invalid { reason });
     }
     match command {
-        Command::Batch(ops) => apply_batch(kv, ops, index),
+        Command::Batch(ops) => apply_batch(kv, ops, index, changes),
         Command::Group(batches) => batches
             .iter()
-            .map(|ops| apply_batch(kv, ops, index))
+            .map(|ops| apply_batch(kv, ops, index, changes.as_deref_mut()))
             .collect::<Result<_, _>>()
             .map(CommandResponse::Group),
     }
@@ -228,6 +272,7 @@ fn apply_batch(
     kv: &mut Table<'_, &'static str, (u64, &'static [u8])>,
     ops: &[Op],
     index: u64,
+    mut changes: Option<&mut Vec<Change>>,
 ) -> Result<CommandResponse, StoreError> {
     let plan = plan_batch(ops, index, |key| -> Result<Option<u64>, StoreError> {
         Ok(kv.get(key).ctx("read key")?.map(|v| v.value().0))
@@ -238,15 +283,22 @@ fn apply_batch(
     };
     let mut versions = Vec::with_capacity(writes.len());
     for (key, value) in writes {
-        match value {
-            Some(value) => {
-                kv.insert(key, (index, value)).ctx("write key")?;
-            }
-            None => {
-                kv.remove(key).ctx("remove key")?;
-            }
-        }
+        let existed = match value {
+            Some(value) => kv.insert(key, (index, value)).ctx("write key")?.is_some(),
+            None => kv.remove(key).ctx("remove key")?.is_some(),
+        };
         versions.push((key.to_owned(), index));
+        // Removing an absent key changes nothing to watch.
+        if let Some(changes) = changes.as_deref_mut()
+            && (existed || value.is_some())
+        {
+            changes.push(Change {
+                key: key.to_owned(),
+                index,
+                value: value.map(<[u8]>::to_vec),
+                existed,
+            });
+        }
     }
     Ok(CommandResponse::Ok { versions })
 }
@@ -291,9 +343,21 @@ impl RaftStateMachine<TypeConfig> for RedbStateMachine {
             Durability::None
         };
         let db = self.db.clone();
-        blocking(move || apply_entries(&db, entries, durability))
-            .await
-            .map_err(|e| StorageIOError::write_state_machine(&e).into())
+        // Changes are collected only while someone watches.
+        let watched = self.changes.receiver_count() > 0;
+        let (responses, changes) = blocking(move || {
+            let mut changes = Vec::new();
+            let responses =
+                apply_entries(&db, entries, durability, watched.then_some(&mut changes))?;
+            Ok((responses, changes))
+        })
+        .await
+        .map_err(|e| StorageIOError::write_state_machine(&e))?;
+        if !changes.is_empty() {
+            // No receiver left meanwhile is not an error.
+            let _ = self.changes.send(StoreEvent::Applied(changes.into()));
+        }
+        Ok(responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -316,7 +380,9 @@ impl RaftStateMachine<TypeConfig> for RedbStateMachine {
         let owned_meta = meta.clone();
         blocking(move || snapshot::install(&db, &owned_meta, snapshot.into_inner()))
             .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        let _ = self.changes.send(StoreEvent::Reset);
+        Ok(())
     }
 
     async fn get_current_snapshot(

@@ -117,6 +117,27 @@ pub enum Applied {
     Unchanged(Service),
 }
 
+/// The spec of a scale: `spec` with `replicas` tasks. A global service has no replica count
+/// to set.
+pub fn scale_spec(spec: &ServiceSpec, replicas: u32) -> Result<ServiceSpec, StateError> {
+    match spec.mode {
+        ServiceMode::Global => Err(StateError::Invalid {
+            service: spec.name.clone(),
+            field: "replicas".to_owned(),
+            reason: "a global service runs one task per eligible node and cannot be scaled"
+                .to_owned(),
+        }),
+        ServiceMode::Replicated { .. } => {
+            let scaled = ServiceSpec {
+                mode: ServiceMode::Replicated { replicas },
+                ..spec.clone()
+            };
+            validate_spec(&scaled)?;
+            Ok(scaled)
+        }
+    }
+}
+
 /// Applies `spec` to the `current` service (if any). `expected` is the version the user
 /// last read (`None`: apply whatever is there; `Some(0)`: the service must not exist yet).
 /// The previous spec goes into the history (at most [`HISTORY_LEN`] kept).

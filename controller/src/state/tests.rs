@@ -145,3 +145,31 @@ fn records_round_trip_and_unknown_fields_are_refused() {
     assert!(e.to_string().contains("imag"), "{e}");
     assert_eq!(keys::service("web"), "services/web");
 }
+
+#[test]
+fn scaling_changes_only_the_replicas_and_refuses_global_services() {
+    let web = spec("web", "nginx:1", 3);
+    let scaled = scale_spec(&web, 7).unwrap();
+    assert_eq!(scaled.mode, ServiceMode::Replicated { replicas: 7 });
+    assert_eq!(
+        ServiceSpec {
+            mode: web.mode,
+            ..scaled.clone()
+        },
+        web
+    );
+    let too_many = scale_spec(&web, validate::MAX_REPLICAS + 1).unwrap_err();
+    assert!(
+        matches!(&too_many, StateError::Invalid { field, .. } if field == "replicas"),
+        "{too_many}"
+    );
+    let global = ServiceSpec {
+        mode: ServiceMode::Global,
+        ..web
+    };
+    let refused = scale_spec(&global, 2).unwrap_err();
+    assert!(
+        refused.to_string().contains("cannot be scaled"),
+        "{refused}"
+    );
+}

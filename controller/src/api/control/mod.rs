@@ -23,7 +23,7 @@ use berth_proto::v1::{
     GetServiceRequest, GetServiceResponse, ListNodesRequest, ListNodesResponse,
     ListServicesRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse,
     RemoveMemberRequest, RemoveServiceRequest, RemoveServiceResponse, RotateTokenRequest,
-    RotateTokenResponse,
+    RotateTokenResponse, ScaleServiceRequest, WatchEventsRequest,
 };
 use openraft::Raft;
 use tonic::transport::Channel;
@@ -35,6 +35,7 @@ use crate::raft::{KvReader, NodeId, Proposer, TypeConfig};
 use crate::transport::{MtlsConnector, authorize_peer};
 
 mod error;
+mod events;
 mod forward;
 mod members;
 mod ops;
@@ -212,5 +213,21 @@ impl Control for ControlService {
         request: Request<RotateTokenRequest>,
     ) -> Result<Response<RotateTokenResponse>, Status> {
         self.rotate_token_rpc(request).await
+    }
+
+    async fn scale_service(
+        &self,
+        request: Request<ScaleServiceRequest>,
+    ) -> Result<Response<ApplyServiceResponse>, Status> {
+        local_or_leader!(self, request, "ScaleService", scale_local, scale_service)
+    }
+
+    type WatchEventsStream = events::EventStream;
+
+    async fn watch_events(
+        &self,
+        request: Request<WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        self.watch_events_rpc(request)
     }
 }

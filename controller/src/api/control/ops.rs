@@ -80,16 +80,48 @@ impl ControlService {
     ) -> Result<v1::ApplyServiceResponse, ControlError> {
         let wire_spec = request.spec.as_ref().ok_or(ControlError::MissingSpec)?;
         let spec = wire::spec_from_wire(wire_spec)?;
-        let key = keys::service(&spec.name);
-        let mut linearized = false;
-        for attempt in 1..=WRITE_ATTEMPTS {
-            let current: Option<Versioned<Service>> = self.get(&key).await?;
-            let applied = state::apply_service(
-                current.as_ref().map(|(_, s)| s),
+        let name = spec.name.clone();
+        self.update_service(&name, |current| {
+            Ok(state::apply_service(
+                current,
                 spec.clone(),
                 request.expected_version,
                 now(),
-            );
+            )?)
+        })
+        .await
+    }
+
+    /// `ScaleService` on the leader: a new spec version with only `replicas` changed.
+    pub(super) async fn scale_local(
+        &self,
+        request: &v1::ScaleServiceRequest,
+    ) -> Result<v1::ApplyServiceResponse, ControlError> {
+        self.update_service(&request.name, |current| {
+            let current = current.ok_or_else(|| ControlError::NotFound(request.name.clone()))?;
+            let spec = state::scale_spec(&current.spec, request.replicas)?;
+            Ok(state::apply_service(
+                Some(current),
+                spec,
+                request.expected_version,
+                now(),
+            )?)
+        })
+        .await
+    }
+
+    /// One read-decide-write round of the service `name`, repeated while concurrent writes
+    /// win the race. `decide` sees the current service (if any) and says what to store.
+    async fn update_service(
+        &self,
+        name: &str,
+        decide: impl Fn(Option<&Service>) -> Result<Applied, ControlError>,
+    ) -> Result<v1::ApplyServiceResponse, ControlError> {
+        let key = keys::service(name);
+        let mut linearized = false;
+        for attempt in 1..=WRITE_ATTEMPTS {
+            let current: Option<Versioned<Service>> = self.get(&key).await?;
+            let applied = decide(current.as_ref().map(|(_, s)| s));
             if !linearized && matches!(applied, Ok(Applied::Unchanged(_)) | Err(_)) {
                 // Nothing to write: confirm on a linearized read before answering.
                 self.linearize().await?;
@@ -114,14 +146,14 @@ impl ControlService {
             };
             match self.write(op).await? {
                 Written::Applied => {
-                    info!(service = %spec.name, version = service.version, outcome, "service applied");
+                    info!(service = %name, version = service.version, outcome, "service applied");
                     return Ok(v1::ApplyServiceResponse {
                         service: Some(wire::service_to_wire(&service)),
                         outcome: outcome.to_owned(),
                     });
                 }
                 Written::Conflict { actual } => {
-                    debug!(service = %spec.name, attempt, ?expect, ?actual, "apply lost a race; reading again");
+                    debug!(service = %name, attempt, ?expect, ?actual, "write lost a race; reading again");
                 }
             }
         }
