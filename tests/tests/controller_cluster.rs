@@ -7,6 +7,8 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use berth_controller::pki::{IssuedCert, client_config};
@@ -314,9 +316,9 @@ fn printed(out: &str, label: &str) -> String {
 }
 
 #[test]
-fn a_fourth_controller_joins_with_the_controller_token_and_becomes_a_voter() {
+fn a_controller_joins_with_the_token_and_the_leader_is_removed_while_writes_go_on() {
     if !berth_tests::require_root(
-        "a_fourth_controller_joins_with_the_controller_token_and_becomes_a_voter",
+        "a_controller_joins_with_the_token_and_the_leader_is_removed_while_writes_go_on",
     ) {
         return;
     }
@@ -355,64 +357,163 @@ fn a_fourth_controller_joins_with_the_controller_token_and_becomes_a_voter() {
     let first: Vec<&Host> = c.hosts[..3].iter().collect();
     agreed_leader(&first, &admin_dir, Duration::from_secs(20));
 
-    // The fourth host joins through the second's join listener (the advertised port + 1),
-    // over the network; the tokens are seeded by the first leader, so retry until then.
+    // A writer applies services without pause through whichever member answers, while the
+    // fourth member joins and the leader is then removed; every acknowledged write must be
+    // there at the end.
+    let stop = AtomicBool::new(false);
+    let acked = Mutex::new(Vec::<String>::new());
     let fourth = c.host(3);
-    let join_addr = format!("{}:{}", c.host(1).ip, PORT + 1);
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = fourth
-            .ns
-            .command(controller_bin())
-            .args(["join", "--token", &token, "--join-addr", &join_addr])
-            .arg("--data-dir")
-            .arg(&dirs[3])
-            .args(["--id", "4", "--advertise", &addr(fourth.ip)])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            break;
-        }
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("no controller join token yet") && Instant::now() < until,
-            "join failed: {err}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let dir = dirs[3].to_str().unwrap();
-    fourth.spawn("controller", controller_bin(), &["run", "--data-dir", dir]);
+    let new = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let name = format!("w{n}");
+                for k in 0..c.hosts.len() {
+                    let h = c.host((n + k) % c.hosts.len());
+                    let spec = v1::ServiceSpec {
+                        name: name.clone(),
+                        ..spec("w:1")
+                    };
+                    if apply(h, &admin_dir, spec, None).is_ok() {
+                        acked.lock().unwrap().push(name.clone());
+                        break;
+                    }
+                }
+                n += 1;
+            }
+        });
 
-    // It asks to be added, catches up and becomes a voter.
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let st = status(c.host(0), &admin_dir).unwrap_or_default();
-        let voters: Vec<u64> = st["voters"]
-            .as_array()
-            .map(|v| v.iter().filter_map(|m| m["id"].as_u64()).collect())
-            .unwrap_or_default();
-        if voters.contains(&4) {
-            eprintln!("member 4 is a voter: {st}");
-            break;
+        // The fourth host joins through the second's join listener (the advertised port + 1),
+        // over the network; the tokens are seeded by the first leader, so retry until then.
+        let join_addr = format!("{}:{}", c.host(1).ip, PORT + 1);
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = fourth
+                .ns
+                .command(controller_bin())
+                .args(["join", "--token", &token, "--join-addr", &join_addr])
+                .arg("--data-dir")
+                .arg(&dirs[3])
+                .args(["--id", "4", "--advertise", &addr(fourth.ip)])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                break;
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("no controller join token yet") && Instant::now() < until,
+                "join failed: {err}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
         }
-        assert!(
-            Instant::now() < until,
-            "member 4 never became a voter: {st}"
+        let dir = dirs[3].to_str().unwrap();
+        fourth.spawn("controller", controller_bin(), &["run", "--data-dir", dir]);
+
+        // It asks to be added, catches up and becomes a voter.
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let st = status(c.host(0), &admin_dir).unwrap_or_default();
+            let voters: Vec<u64> = st["voters"]
+                .as_array()
+                .map(|v| v.iter().filter_map(|m| m["id"].as_u64()).collect())
+                .unwrap_or_default();
+            if voters.contains(&4) {
+                eprintln!("member 4 is a voter: {st}");
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "member 4 never became a voter: {st}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let all: Vec<&Host> = c.hosts.iter().collect();
+        agreed_leader(&all, &admin_dir, Duration::from_secs(20));
+        assert_eq!(status(fourth, &admin_dir).unwrap()["id"].as_u64(), Some(4));
+
+        // The leader is removed from the membership while the writes go on; the other three
+        // elect a new one among themselves.
+        let (leader, _) = agreed_leader(&all, &admin_dir, Duration::from_secs(20));
+        let (ca, cert) = admin(&admin_dir);
+        let via = c.host(usize::try_from(leader % 4).unwrap());
+        let removed = with_client(via, &ca, &cert, async move |mut client| {
+            let r = client
+                .remove_member(v1::RemoveMemberRequest { id: leader })
+                .await
+                .map_err(|s| s.to_string())?;
+            Ok(r.into_inner())
+        });
+        eprintln!("removed the leader, member {leader}: {removed:?}");
+        let rest: Vec<&Host> = c
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u64 + 1 != leader)
+            .map(|(_, h)| h)
+            .collect();
+        let until = Instant::now() + Duration::from_secs(20);
+        let new = loop {
+            let (l, _) = agreed_leader(&rest, &admin_dir, Duration::from_secs(20));
+            let voters = status(rest[0], &admin_dir).unwrap_or_default()["voters"].clone();
+            let ids: Vec<u64> = voters
+                .as_array()
+                .map(|v| v.iter().filter_map(|m| m["id"].as_u64()).collect())
+                .unwrap_or_default();
+            if l != leader && ids.len() == 3 && !ids.contains(&leader) {
+                break l;
+            }
+            assert!(
+                Instant::now() < until,
+                "no new leader without {leader}: {voters}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let before = acked.lock().unwrap().len();
+        let until = Instant::now() + Duration::from_secs(20);
+        while acked.lock().unwrap().len() < before + 5 {
+            assert!(
+                Instant::now() < until,
+                "no write committed after the removal"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::Relaxed);
+        eprintln!(
+            "new leader {new}; {} writes acknowledged",
+            acked.lock().unwrap().len()
         );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let all: Vec<&Host> = c.hosts.iter().collect();
-    agreed_leader(&all, &admin_dir, Duration::from_secs(20));
-    assert_eq!(status(fourth, &admin_dir).unwrap()["id"].as_u64(), Some(4));
+        new
+    });
+
+    // Every acknowledged write is in the state, read linearizably through a remaining member.
+    let acked = acked.into_inner().unwrap();
+    let via = c.host(usize::try_from(new - 1).unwrap());
+    let (ca, cert) = admin(&admin_dir);
+    let names = with_client(via, &ca, &cert, async move |mut client| {
+        let r = client
+            .list_services(v1::ListServicesRequest { stale: false })
+            .await
+            .map_err(|s| s.to_string())?;
+        Ok(r.into_inner()
+            .services
+            .into_iter()
+            .filter_map(|s| s.spec.map(|spec| spec.name))
+            .collect::<std::collections::HashSet<_>>())
+    })
+    .unwrap();
+    let lost: Vec<&String> = acked.iter().filter(|n| !names.contains(*n)).collect();
+    assert!(acked.len() >= 10, "too few writes to tell: {}", acked.len());
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
 
     // The controller token rotated: another join with the old one is refused.
-    let out = c
-        .host(0)
+    let join_addr = format!("{}:{}", via.ip, PORT + 1);
+    let out = via
         .ns
         .command(controller_bin())
         .args(["token", "rotate", "controller", "--data-dir"])
         .arg(&admin_dir)
-        .args(["--addr", &addr(c.host(0).ip)])
+        .args(["--addr", &addr(via.ip)])
         .output()
         .unwrap();
     assert!(
