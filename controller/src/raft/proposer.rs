@@ -27,6 +27,12 @@ use super::types::{
 
 /// How many proposals may be in flight at once; writes arriving meanwhile are grouped.
 pub const MAX_IN_FLIGHT: usize = 4;
+fn max_in_flight() -> usize {
+    std::env::var("BERTH_INFLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MAX_IN_FLIGHT)
+}
 /// The most key and value bytes grouped into one entry (a batch larger than this goes alone).
 pub const MAX_GROUP_BYTES: usize = 1024 * 1024;
 /// How many writes may wait for a proposal before callers are held back.
@@ -95,7 +101,7 @@ impl std::fmt::Debug for Proposal {
 
 /// The grouping loop: waits for a write and a free slot, takes what else is queued, proposes.
 async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Proposal>) {
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let slots = Arc::new(Semaphore::new(max_in_flight()));
     let mut carried: Option<Proposal> = None;
     loop {
         let first = match carried.take() {

@@ -258,7 +258,10 @@ mod tests {
         pump(changes, metrics, all.clone(), tx).await;
         let status = rx.recv().await.unwrap().unwrap_err();
         assert_eq!(status.code(), tonic::Code::DataLoss);
-        assert!(status.message().contains("fell 3 applies behind"), "{status:?}");
+        assert!(
+            status.message().contains("fell 3 applies behind"),
+            "{status:?}"
+        );
 
         let (tx, mut rx) = mpsc::channel(8);
         let stopping = tokio::spawn(pump(feed.subscribe(), metrics_tx.subscribe(), all, tx));
