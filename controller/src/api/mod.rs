@@ -3,6 +3,7 @@
 //! Handlers convert requests and delegate; they hold no cluster logic.
 
 pub mod control;
+pub mod dispatch;
 pub mod info;
 pub mod join;
 mod store;
@@ -10,10 +11,13 @@ mod store;
 #[cfg(test)]
 mod control_tests;
 #[cfg(test)]
+mod dispatch_tests;
+#[cfg(test)]
 mod join_tests;
 #[cfg(test)]
 mod members_tests;
 
 pub use control::ControlService;
+pub use dispatch::DispatchService;
 pub use info::InfoService;
 pub use join::JoinService;
