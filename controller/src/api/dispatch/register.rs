@@ -330,9 +330,12 @@ mod tests {
         assert_eq!(f.agent_version.as_deref(), Some("0.1.0"));
     }
 
+    /// A change to a good request, and the field it breaks.
+    type Case = (fn(&mut RegisterRequest), &'static str);
+
     #[test]
     fn bad_registrations_name_the_field() {
-        let cases: Vec<(fn(&mut RegisterRequest), &str)> = vec![
+        let cases: Vec<Case> = vec![
             (|r| r.hostname.clear(), "hostname"),
             (|r| r.hostname = "a b".into(), "hostname"),
             (|r| r.address = "node-1:7000".into(), "address"),
