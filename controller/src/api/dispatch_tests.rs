@@ -289,7 +289,7 @@ async fn heartbeats_keep_a_node_ready_and_silence_marks_it_down() {
     .await;
     let took = stopped.elapsed();
     assert!(
-        took >= Duration::from_millis(250) && took < Duration::from_millis(1500),
+        took >= Duration::from_millis(200) && took < Duration::from_millis(1500),
         "{took:?}"
     );
     let down = node(&m, "a");
