@@ -143,6 +143,12 @@ pub struct RunArgs {
     /// failover takes MAX plus a draw between MIN and MAX).
     #[arg(long, default_value = "150-300")]
     pub election_timeout_ms: String,
+    /// How often agents heartbeat, in ms.
+    #[arg(long, default_value_t = 1000)]
+    pub agent_heartbeat_ms: u64,
+    /// How many agent heartbeat periods without a heartbeat mark a node down.
+    #[arg(long, default_value_t = 3)]
+    pub agent_missed_heartbeats: u32,
 }
 
 /// `init`.
@@ -376,6 +382,11 @@ fn run_member(a: &RunArgs) -> Result<(), CmdError> {
             .map(parse_bootstrap)
             .transpose()?
             .unwrap_or_default(),
+        session: crate::api::dispatch::SessionSettings {
+            heartbeat_period: std::time::Duration::from_millis(a.agent_heartbeat_ms),
+            missed_heartbeats: a.agent_missed_heartbeats,
+            ..Default::default()
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -16,7 +16,9 @@
 //! certificates, join tokens and the rustls configurations; [`init`] creates a new
 //! cluster's first data directory; [`member`] runs a member (its mutual-TLS listener and its
 //! join listener); [`join`] is the joining node's side of a join with a token (the
-//! controller's side is [`api::join`]). Not yet: the agent session (issue 4 continues).
+//! controller's side is [`api::join`]); [`api::dispatch`] is the agents' session with the
+//! leader (register, heartbeat, assignments, status reports). Not yet: the scheduler and the
+//! reconcilers.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

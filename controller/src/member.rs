@@ -3,8 +3,9 @@
 //! `<data-dir>/raft`, its Raft node, and two gRPC servers:
 //!
 //! - the mutual-TLS listener on its address, serving the `Raft` service to the other
-//!   members, the `Control` API to admins (the CLI), and `Join` for joins another member
-//!   forwards to the leader;
+//!   members, the `Control` API to admins (the CLI), the `Dispatcher` to node agents (their
+//!   sessions, served by the leader; [`crate::api::dispatch`]), and `Join` for joins another
+//!   member forwards to the leader;
 //! - the join listener (`join_addr` in `cluster.json`, by default the port after the
 //!   advertised one), whose TLS lets a client without a certificate through and which
 //!   serves nothing but `Join` ([`crate::api::join`]).
@@ -26,6 +27,7 @@ use tonic::transport::Server;
 use tracing::info;
 
 use crate::api::control::ControlService;
+use crate::api::dispatch::{DispatchParts, DispatchService, SessionSettings};
 use crate::api::join::{ClusterFacts, JoinService, spawn_token_seeder};
 use crate::init::{LocalCluster, StoredTokens};
 use crate::pki::{
@@ -272,6 +274,9 @@ pub struct MemberParts {
     pub connect_timeout: Option<std::time::Duration>,
     /// The join listener and what it needs; `None`: no join listener.
     pub join: Option<JoinParts>,
+    /// The agents' sessions (the cluster range and the session timings); `None`: no
+    /// `Dispatcher` service.
+    pub dispatch: Option<DispatchParts>,
 }
 
 /// What a member's join listener needs.
@@ -313,6 +318,9 @@ pub struct MemberOptions {
     /// Where the join listener listens (default: the IP of the listen address and the port
     /// of `join_addr` in `cluster.json`).
     pub join_listen: Option<SocketAddr>,
+    /// The agents' session timings (heartbeat period, missed heartbeats, `last_seen`
+    /// interval).
+    pub session: SessionSettings,
 }
 
 impl Member {
@@ -349,6 +357,11 @@ impl Member {
             settings: opts.settings.clone(),
             connect_timeout: None,
             join,
+            dispatch: Some(DispatchParts {
+                node_range: files.cluster.node_range,
+                node_prefix: files.cluster.node_prefix,
+                session: opts.session,
+            }),
         })
         .await?;
         if let Some(task) =
@@ -380,7 +393,8 @@ impl Member {
     }
 
     /// Starts a member from its parts: opens its store, starts its Raft node, and serves
-    /// the Raft and Control services over mutual TLS on `listen`.
+    /// the Raft, Control and (with `dispatch`) Dispatcher services over mutual TLS on
+    /// `listen`.
     pub async fn serve(p: MemberParts) -> Result<Member, MemberError> {
         let id = p.id;
         let (log, sm) = open_store(&p.store_dir)?;
@@ -409,6 +423,17 @@ impl Member {
         let mut stops = Vec::new();
         let mut servers = Vec::new();
         let mut tasks = Vec::new();
+        if let Some(d) = p.dispatch {
+            let dispatch =
+                DispatchService::new(raft.clone(), reader.clone(), id, d).map_err(|reason| {
+                    MemberError::Invalid {
+                        what: "agent session settings",
+                        reason,
+                    }
+                })?;
+            tasks.extend(dispatch.spawn_background());
+            router = router.add_service(dispatch.into_server());
+        }
         let mut join_addr = None;
         if let Some(j) = p.join {
             let ca = std::sync::Arc::new(ClusterCa::from_pem(&p.ca_pem, &j.ca_key_pem)?);

@@ -10,6 +10,7 @@ use std::time::Duration;
 use openraft::BasicNode;
 use tempfile::TempDir;
 
+use crate::api::dispatch::{DispatchParts, SessionSettings};
 use crate::api::join::ClusterFacts;
 use crate::init::StoredTokens;
 use crate::member::{JoinParts, Member, MemberParts};
@@ -28,6 +29,20 @@ pub(crate) fn settings() -> RaftSettings {
         election_timeout_min_ms: 150,
         election_timeout_max_ms: 300,
         ..RaftSettings::default()
+    }
+}
+
+/// Agent sessions for tests: 100 ms heartbeats, down after 3 missed (300 ms), `last_seen`
+/// committed every 500 ms; subnets /24 of 10.200.0.0/16.
+pub(crate) fn dispatch_parts() -> DispatchParts {
+    DispatchParts {
+        node_range: "10.200.0.0/16".parse().unwrap(),
+        node_prefix: 24,
+        session: SessionSettings {
+            heartbeat_period: Duration::from_millis(100),
+            missed_heartbeats: 3,
+            last_seen_interval: Duration::from_millis(500),
+        },
     }
 }
 
@@ -111,6 +126,7 @@ async fn start_member_with(ca: &ClusterCa, id: NodeId, join: Option<JoinParts>) 
         settings: settings(),
         connect_timeout: Some(Duration::from_millis(500)),
         join,
+        dispatch: Some(dispatch_parts()),
     })
     .await
     .unwrap();

@@ -3,12 +3,15 @@
 //! Handlers convert requests and delegate; they hold no cluster logic.
 
 pub mod control;
+pub mod dispatch;
 pub mod info;
 pub mod join;
 mod store;
 
 #[cfg(test)]
 mod control_tests;
+#[cfg(test)]
+mod dispatch_tests;
 #[cfg(test)]
 mod events_tests;
 #[cfg(test)]
@@ -17,5 +20,6 @@ mod join_tests;
 mod members_tests;
 
 pub use control::ControlService;
+pub use dispatch::DispatchService;
 pub use info::InfoService;
 pub use join::JoinService;

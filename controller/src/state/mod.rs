@@ -33,6 +33,10 @@ pub mod keys {
     pub const TASKS: &str = "tasks/";
     /// Prefix of every node.
     pub const NODES: &str = "nodes/";
+    /// Prefix of the node subnets' claims: `subnets/<network>/<prefix>` holds the id of the
+    /// node the subnet was given to, written with `Expect::Absent` in the same batch as the
+    /// node's record, so that the store itself keeps two nodes from getting one subnet.
+    pub const SUBNETS: &str = "subnets/";
 
     /// A service's key.
     pub fn service(name: &str) -> String {
@@ -45,6 +49,10 @@ pub mod keys {
     /// A node's key.
     pub fn node(id: &str) -> String {
         format!("{NODES}{id}")
+    }
+    /// The key of the claim of a node subnet (`subnets/10.200.3.0/24`).
+    pub fn subnet(net: &ipnet::Ipv4Net) -> String {
+        format!("{SUBNETS}{}", net.trunc())
     }
     /// The key of the stored join token of `role`.
     pub fn token(role: crate::pki::Role) -> String {

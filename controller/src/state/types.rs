@@ -302,6 +302,9 @@ pub struct Node {
     /// Its containers' subnet, allocated from the cluster range.
     #[serde(default)]
     pub subnet: Option<Ipv4Net>,
+    /// The version its agent last registered with.
+    #[serde(default)]
+    pub agent_version: Option<String>,
 }
 
 /// The cluster itself.

@@ -215,6 +215,38 @@ pub fn task_to_wire(t: &Task) -> v1::Task {
     }
 }
 
+/// The spec of `service` at `version`: the current one or one of its history.
+pub fn spec_at(service: &Service, version: u64) -> Option<&ServiceSpec> {
+    if service.version == version {
+        return Some(&service.spec);
+    }
+    service
+        .history
+        .iter()
+        .find(|h| h.version == version)
+        .map(|h| &h.spec)
+}
+
+/// What a node must do about `task` (its service's record, if it still exists, gives the
+/// spec at the task's version): the dispatcher's `Assignment`.
+pub fn assignment_to_wire(t: &Task, service: Option<&Service>) -> v1::Assignment {
+    v1::Assignment {
+        task_id: t.id.clone(),
+        service: t.service.clone(),
+        slot: t.slot,
+        spec_version: t.spec_version,
+        desired: match t.desired {
+            DesiredState::Running => v1::TaskDesiredState::Running,
+            DesiredState::Shutdown => v1::TaskDesiredState::Shutdown,
+        }
+        .into(),
+        spec: service
+            .and_then(|s| spec_at(s, t.spec_version))
+            .map(spec_to_wire),
+        created_at: nanos(t.created_at),
+    }
+}
+
 /// A node in its wire form.
 pub fn node_to_wire(n: &Node) -> v1::Node {
     v1::Node {

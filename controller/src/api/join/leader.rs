@@ -123,6 +123,7 @@ impl JoinService {
                 availability: Availability::Active,
                 last_seen: None,
                 subnet: None,
+                agent_version: None,
             };
             let op = Op::Put {
                 value: store::encode(&key, &node)?,
