@@ -149,6 +149,13 @@ pub struct RunArgs {
     /// How many agent heartbeat periods without a heartbeat mark a node down.
     #[arg(long, default_value_t = 3)]
     pub agent_missed_heartbeats: u32,
+    /// Build a Raft snapshot once this many entries were applied since the last one.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_every: u64,
+    /// How many entries a snapshot already covers to keep in the log (the rest are purged), so
+    /// that a briefly lagging member catches up from the log.
+    #[arg(long, default_value_t = 1_000)]
+    pub keep_log: u64,
 }
 
 /// `init`.
@@ -374,6 +381,8 @@ fn run_member(a: &RunArgs) -> Result<(), CmdError> {
             heartbeat_interval_ms: a.heartbeat_ms,
             election_timeout_min_ms: min,
             election_timeout_max_ms: max,
+            snapshot_logs_since_last: a.snapshot_every,
+            max_in_snapshot_log_to_keep: a.keep_log,
             ..Default::default()
         },
         bootstrap: a

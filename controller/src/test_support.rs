@@ -92,7 +92,16 @@ impl TestMember {
 
 /// Starts member `id`.
 pub(crate) async fn start_member(ca: &ClusterCa, id: NodeId) -> TestMember {
-    start_member_with(ca, id, None).await
+    start_member_with(ca, id, None, settings()).await
+}
+
+/// Starts member `id` with Raft `settings` of the test's own.
+pub(crate) async fn start_member_with_settings(
+    ca: &ClusterCa,
+    id: NodeId,
+    settings: RaftSettings,
+) -> TestMember {
+    start_member_with(ca, id, None, settings).await
 }
 
 /// Starts member `id` with a join listener on an ephemeral port, signing with `ca`, and
@@ -112,10 +121,15 @@ pub(crate) async fn start_joinable_member(
         },
         seed_tokens: tokens,
     };
-    start_member_with(ca, id, Some(join)).await
+    start_member_with(ca, id, Some(join), settings()).await
 }
 
-async fn start_member_with(ca: &ClusterCa, id: NodeId, join: Option<JoinParts>) -> TestMember {
+async fn start_member_with(
+    ca: &ClusterCa,
+    id: NodeId,
+    join: Option<JoinParts>,
+    settings: RaftSettings,
+) -> TestMember {
     let dir = tempfile::tempdir().unwrap();
     let member = Member::serve(MemberParts {
         id,
@@ -123,7 +137,7 @@ async fn start_member_with(ca: &ClusterCa, id: NodeId, join: Option<JoinParts>) 
         cert: cert_for(ca, Role::Controller, &id.to_string()),
         listen: SocketAddr::new(LOCALHOST, 0),
         store_dir: dir.path().to_path_buf(),
-        settings: settings(),
+        settings,
         connect_timeout: Some(Duration::from_millis(500)),
         join,
         dispatch: Some(dispatch_parts()),

@@ -40,6 +40,8 @@ mod cluster_tests;
 #[cfg(test)]
 mod proposer_tests;
 #[cfg(test)]
+mod snapshot_tests;
+#[cfg(test)]
 mod tests;
 
 pub use log_store::RedbLogStore;
