@@ -137,7 +137,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub bootstrap: Option<String>,
     /// Raft heartbeat interval, in ms.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 100)]
     pub heartbeat_ms: u64,
     /// Raft election timeout range, in ms, `MIN-MAX` (MAX is also the leader's lease: a
     /// failover takes MAX plus a draw between MIN and MAX).

@@ -22,14 +22,9 @@ pub(crate) const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// How long any single wait in these tests may take.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
-/// Heartbeat 50 ms, elections 150–300 ms: tests fail over in well under a second.
+/// The defaults (heartbeat 100 ms, elections 150–300 ms): tests fail over in under a second.
 pub(crate) fn settings() -> RaftSettings {
-    RaftSettings {
-        heartbeat_interval_ms: 50,
-        election_timeout_min_ms: 150,
-        election_timeout_max_ms: 300,
-        ..RaftSettings::default()
-    }
+    RaftSettings::default()
 }
 
 /// Agent sessions for tests: 100 ms heartbeats, down after 3 missed (300 ms), `last_seen`

@@ -157,14 +157,16 @@ pub fn open_store(dir: &Path) -> Result<(RedbLogStore, RedbStateMachine), StoreE
 /// an election only after the leader's lease (`election_timeout_max_ms`) and then its own
 /// election timeout (drawn once per start between the bounds) have passed since the last
 /// heartbeat: 450–600 ms with the defaults, then one vote round and the new leader's first
-/// commit. The lease also makes the other followers refuse a vote while it runs, so the timeouts
-/// cannot be shorter than a heartbeat's delay on a busy machine; 50 ms heartbeats leave three
-/// missed ones of margin.
+/// commit: four heartbeats missed at least. openraft also gives each append request (a
+/// heartbeat included) one heartbeat interval to complete, so the interval must leave a
+/// follower time to write a batch of entries on a busy machine: 100 ms, with append requests
+/// kept under [`network::APPEND_TARGET_BYTES`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RaftSettings {
     /// The cluster's name, checked by openraft between members. Default `berth`.
     pub cluster_name: String,
-    /// How often a leader sends heartbeats, in ms. Default 50.
+    /// How often a leader sends heartbeats, in ms, and how long an append request may take.
+    /// Default 100.
     pub heartbeat_interval_ms: u64,
     /// The lower bound of the randomised election timeout, in ms. Default 150.
     pub election_timeout_min_ms: u64,
@@ -179,7 +181,10 @@ pub struct RaftSettings {
     pub max_in_snapshot_log_to_keep: u64,
     /// How long sending and installing a snapshot may take, in ms. Default 10,000.
     pub install_snapshot_timeout_ms: u64,
-    /// The most entries sent in one append request. Default 300 (openraft's default).
+    /// The most entries sent in one append request. Default 8: a new leader finds where
+    /// each follower's log matches its own by sending append requests at points of a binary
+    /// search, each carrying this many entries, and with grouped writes an entry may be large;
+    /// a follower that is behind gets its entries 8 at a time.
     pub max_payload_entries: u64,
 }
 
@@ -187,13 +192,13 @@ impl Default for RaftSettings {
     fn default() -> Self {
         Self {
             cluster_name: "berth".to_owned(),
-            heartbeat_interval_ms: 50,
+            heartbeat_interval_ms: 100,
             election_timeout_min_ms: 150,
             election_timeout_max_ms: 300,
             snapshot_logs_since_last: 10_000,
             max_in_snapshot_log_to_keep: 1_000,
             install_snapshot_timeout_ms: 10_000,
-            max_payload_entries: 300,
+            max_payload_entries: 8,
         }
     }
 }

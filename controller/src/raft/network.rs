@@ -11,7 +11,9 @@
 //! connection, failed TLS handshake: gRPC `UNAVAILABLE` or a transport error) is
 //! [`RPCError::Unreachable`], so openraft backs off before retrying it; a call that outlives
 //! openraft's deadline is [`RPCError::Timeout`]; an append request of several entries larger
-//! than the message limit is [`RPCError::PayloadTooLarge`], so openraft sends fewer entries;
+//! than [`APPEND_TARGET_BYTES`] is [`RPCError::PayloadTooLarge`], so openraft sends fewer
+//! entries (openraft gives an append request only one heartbeat interval to complete, so a
+//! follower catching up on many grouped entries must get them in pieces it can write in time);
 //! anything else (a caller refused as not a controller, an undecodable reply) is
 //! [`RPCError::Network`].
 //!
@@ -32,17 +34,21 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{AnyError, BasicNode};
+use openraft::{AnyError, BasicNode, EntryPayload};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::service::MAX_RAFT_MESSAGE_BYTES;
-use super::types::{NodeId, TypeConfig};
+use super::types::{Command, Entry, NodeId, Op, TypeConfig};
 use crate::transport::MtlsConnector;
 
 /// The error of a Raft RPC whose remote side may answer with `RaftError<NodeId, E>`.
+/// The most bytes sent in one append request of several entries; a larger one is split (a
+/// single entry goes whole, up to the message limit).
+pub const APPEND_TARGET_BYTES: usize = 256 * 1024;
+
 type RpcError<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
 
 /// Creates the clients openraft uses to reach the other members.
@@ -133,15 +139,22 @@ impl GrpcNetwork {
         };
         let payload =
             serde_json::to_vec(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        // Leaves room for the protobuf field header around the payload.
+        // A request of several entries over the target (or the limit) is split; a lone entry
+        // goes whole if it fits the message limit, which leaves room for the protobuf field
+        // header around the payload.
+        let target = if kind == RPCTypes::AppendEntries {
+            APPEND_TARGET_BYTES
+        } else {
+            MAX_RAFT_MESSAGE_BYTES - 16
+        };
+        if entries > 1 && payload.len() > target {
+            // Let openraft send fewer entries at a time.
+            let hint = (entries / 2) as u64;
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(hint),
+            ));
+        }
         if payload.len() > MAX_RAFT_MESSAGE_BYTES - 16 {
-            if entries > 1 {
-                // Let openraft send fewer entries at a time.
-                let hint = (entries / 2) as u64;
-                return Err(RPCError::PayloadTooLarge(
-                    PayloadTooLarge::new_entries_hint(hint),
-                ));
-            }
             let e = AnyError::error(format!(
                 "{kind:?} request of {} bytes exceeds the limit of {MAX_RAFT_MESSAGE_BYTES} bytes",
                 payload.len()
@@ -181,6 +194,46 @@ impl GrpcNetwork {
 
 /// Maps a gRPC failure: no connection (`UNAVAILABLE`, or a transport error such as a refused
 /// TLS handshake) is unreachable, anything else a network error.
+/// An upper estimate of an entry's size in JSON: its keys, its values hex-encoded (twice their
+/// size) and a margin per operation and per entry.
+fn estimated_json_bytes(entry: &Entry) -> usize {
+    let ops_bytes = |ops: &[Op]| -> usize {
+        ops.iter()
+            .map(|op| {
+                let value = match op {
+                    Op::Put { value, .. } => 2 * value.len(),
+                    Op::Delete { .. } => 0,
+                };
+                op.key().len() + value + 96
+            })
+            .sum()
+    };
+    let payload = match &entry.payload {
+        EntryPayload::Normal(Command::Batch(ops)) => ops_bytes(ops),
+        EntryPayload::Normal(Command::Group(batches)) => {
+            batches.iter().map(|ops| ops_bytes(ops) + 16).sum()
+        }
+        EntryPayload::Blank | EntryPayload::Membership(_) => 512,
+    };
+    payload + 256
+}
+
+/// When `entries` (several) are estimated over `target` bytes: how many of the first fit
+/// (at least one).
+fn entries_that_fit(entries: &[Entry], target: usize) -> Option<usize> {
+    if entries.len() < 2 {
+        return None;
+    }
+    let mut total = 0;
+    for (i, entry) in entries.iter().enumerate() {
+        total += estimated_json_bytes(entry);
+        if total > target {
+            return Some(i.max(1));
+        }
+    }
+    None
+}
+
 fn status_error<E: std::error::Error>(status: &Status) -> RpcError<E> {
     let transport = std::error::Error::source(status)
         .is_some_and(|source| source.is::<tonic::transport::Error>());
@@ -205,6 +258,13 @@ impl RaftNetwork<TypeConfig> for GrpcNetwork {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcError> {
         let entries = rpc.entries.len();
+        // Refuse an oversized request before spending the time to encode it, with the number
+        // of entries that fit, so that openraft's next try is the right size at once.
+        if let Some(fit) = entries_that_fit(&rpc.entries, APPEND_TARGET_BYTES) {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fit as u64),
+            ));
+        }
         self.call(
             RPCTypes::AppendEntries,
             &rpc,
@@ -243,5 +303,47 @@ impl RaftNetwork<TypeConfig> for GrpcNetwork {
             |mut client, req| async move { client.vote(req).await },
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, LogId};
+
+    use super::*;
+    use crate::raft::Expect;
+
+    fn entry(index: u64, value_bytes: usize) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Command::Group(vec![vec![Op::Put {
+                key: format!("k{index}"),
+                value: vec![7; value_bytes],
+                expect: Expect::Any,
+            }]])),
+        }
+    }
+
+    #[test]
+    fn the_estimate_bounds_the_encoded_size_and_splits_before_encoding() {
+        for bytes in [0, 10, 1000, 100_000] {
+            let e = entry(1, bytes);
+            let encoded = serde_json::to_vec(&e).unwrap().len();
+            let estimate = estimated_json_bytes(&e);
+            assert!(
+                estimate >= encoded,
+                "{estimate} < {encoded} for {bytes} bytes"
+            );
+            assert!(estimate < encoded + 1024, "{estimate} far above {encoded}");
+        }
+        // 100 KB values are 200 KB in JSON: one fits 256 KiB, two do not.
+        let big: Vec<Entry> = (1..=5).map(|i| entry(i, 100_000)).collect();
+        assert_eq!(entries_that_fit(&big, APPEND_TARGET_BYTES), Some(1));
+        let small: Vec<Entry> = (1..=8).map(|i| entry(i, 1000)).collect();
+        assert_eq!(entries_that_fit(&small, APPEND_TARGET_BYTES), None);
+        // A lone entry is never split, whatever its size.
+        assert_eq!(entries_that_fit(&big[..1], 10), None);
+        let mixed = vec![entry(1, 1000), entry(2, 1000), entry(3, 200_000)];
+        assert_eq!(entries_that_fit(&mixed, APPEND_TARGET_BYTES), Some(2));
     }
 }

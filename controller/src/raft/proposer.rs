@@ -30,8 +30,10 @@ use super::types::{
 /// cores (`berth-controller-bench`: about 5,000 commits/s with one in flight, 4,500 with two,
 /// 4,400 with four); a lone write still goes at once.
 pub const MAX_IN_FLIGHT: usize = 1;
-/// The most key and value bytes grouped into one entry (a batch larger than this goes alone).
-pub const MAX_GROUP_BYTES: usize = 1024 * 1024;
+/// The most key and value bytes grouped into one entry (a batch larger than this goes alone):
+/// an entry fits one append request of [`super::network::APPEND_TARGET_BYTES`] even with its
+/// values hex-encoded.
+pub const MAX_GROUP_BYTES: usize = 96 * 1024;
 /// How many writes may wait for a proposal before callers are held back.
 const QUEUE: usize = 16 * 1024;
 

@@ -362,9 +362,11 @@ async fn everything_survives_closing_and_reopening() {
 fn the_default_raft_config_is_valid_and_fails_over_fast() {
     let config = raft_config(&RaftSettings::default()).expect("valid");
     // A follower elects after the lease (the maximum) and its own timeout (at most the
-    // maximum) without heartbeats; three heartbeats fit in the shortest timeout.
+    // maximum) without heartbeats: under a second, and four heartbeats at least.
     assert!(2 * config.election_timeout_max < 1000);
-    assert!(3 * config.heartbeat_interval <= config.election_timeout_min);
+    assert!(
+        4 * config.heartbeat_interval <= config.election_timeout_max + config.election_timeout_min
+    );
     assert_eq!(
         config.snapshot_policy,
         openraft::SnapshotPolicy::LogsSinceLast(10_000)
