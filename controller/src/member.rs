@@ -28,7 +28,7 @@ use tracing::info;
 
 use crate::api::control::ControlService;
 use crate::api::dispatch::{DispatchParts, DispatchService, SessionSettings};
-use crate::api::join::{ClusterFacts, JoinService, spawn_token_seeder};
+use crate::api::join::{ClusterFacts, JoinService, seed_records, spawn_seeder};
 use crate::init::{LocalCluster, StoredTokens};
 use crate::pki::{
     CaFingerprint, ClusterCa, DEFAULT_LEAF_VALIDITY, Identity, IssuedCert, PkiError, Role,
@@ -38,6 +38,7 @@ use crate::raft::{
     GrpcNetworkFactory, KvReader, NodeId, RaftService, RaftSettings, StoreError, TypeConfig,
     open_store, raft_config,
 };
+use crate::state::ClusterInfo;
 use crate::transport::{MtlsConnector, MtlsListener, TransportError};
 
 /// Why a member could not be prepared or started.
@@ -437,6 +438,7 @@ impl Member {
         let mut join_addr = None;
         if let Some(j) = p.join {
             let ca = std::sync::Arc::new(ClusterCa::from_pem(&p.ca_pem, &j.ca_key_pem)?);
+            let facts = j.cluster.clone();
             let join = JoinService::new(raft.clone(), reader.clone(), connector, id, ca, j.cluster);
             // On the mutual-TLS listener, for joins forwarded by other members only.
             router = router.add_service(join.clone().into_server());
@@ -450,7 +452,18 @@ impl Member {
                 let _ = stopped.await;
             })));
             if let Some(tokens) = j.seed_tokens {
-                tasks.push(spawn_token_seeder(raft.clone(), reader.clone(), id, tokens));
+                let info = ClusterInfo {
+                    name: facts.name,
+                    ca_cert_pem: p.ca_pem.clone(),
+                    node_range: facts.node_range,
+                    node_prefix: facts.node_prefix,
+                    created_at: unix_nanos_now(),
+                };
+                let records = seed_records(&tokens, &info).map_err(|e| MemberError::Invalid {
+                    what: "the records to seed",
+                    reason: e.to_string(),
+                })?;
+                tasks.push(spawn_seeder(raft.clone(), reader.clone(), id, records));
             }
         }
         let (stop, stopped) = oneshot::channel::<()>();
@@ -566,6 +579,13 @@ pub fn parse_bootstrap(s: &str) -> Result<BTreeMap<NodeId, String>, MemberError>
         }
     }
     Ok(out)
+}
+
+/// Now, in Unix nanoseconds.
+fn unix_nanos_now() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
 }
 
 #[cfg(test)]

@@ -61,6 +61,19 @@ async fn start() -> Cluster {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+        // The cluster's own record, with the CA certificate, is seeded with them.
+        let info = loop {
+            if let Some((_, bytes)) = m.reader.get(keys::CLUSTER).unwrap() {
+                break serde_json::from_slice::<crate::state::ClusterInfo>(&bytes).unwrap();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "cluster record not seeded"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(info.ca_cert_pem, ca.cert_pem());
+        assert_eq!(info.node_prefix, 24);
     }
     Cluster {
         ca,

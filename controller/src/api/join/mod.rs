@@ -44,7 +44,7 @@ mod tests;
 
 pub use check::MAX_HOSTNAMES;
 pub use error::JoinError;
-pub use seed::{SEED_RETRY, spawn_token_seeder};
+pub use seed::{SEED_RETRY, SeedRecord, seed_records, spawn_seeder};
 
 /// The largest join request accepted, in bytes.
 pub const MAX_JOIN_REQUEST_BYTES: usize = 64 * 1024;
