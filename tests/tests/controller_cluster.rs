@@ -100,8 +100,16 @@ fn with_client<T: Send>(
     cert: &IssuedCert,
     f: impl AsyncFnOnce(Client) -> Result<T, String> + Send,
 ) -> Result<T, String> {
+    with_config(h, client_config(ca, cert).unwrap(), f)
+}
+
+/// Runs `f` with a Control client to the member on `h` (from `h`) dialling with `config`.
+fn with_config<T: Send>(
+    h: &Host,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    f: impl AsyncFnOnce(Client) -> Result<T, String> + Send,
+) -> Result<T, String> {
     let target = addr(h.ip);
-    let config = client_config(ca, cert).unwrap();
     h.run(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -330,6 +338,7 @@ fn a_controller_joins_with_the_token_and_the_leader_is_removed_while_writes_go_o
         .arg(&dirs[0])
         .args(["--id", "1", "--advertise", &addr(c.host(0).ip)]));
     let token = printed(&out, "controller join token:");
+    let agent_token = printed(&out, "agent join token:");
     for i in 1..3 {
         ok(Command::new(controller_bin())
             .args(["init-member", "--from"])
@@ -505,6 +514,49 @@ fn a_controller_joins_with_the_token_and_the_leader_is_removed_while_writes_go_o
     let lost: Vec<&String> = acked.iter().filter(|n| !names.contains(*n)).collect();
     assert!(acked.len() >= 10, "too few writes to tell: {}", acked.len());
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+
+    // Over the wire: a forged controller token (the right CA, another secret) and the agent
+    // token used to join as a controller are refused and leave nothing, and a client without
+    // a certificate cannot even finish the handshake on a member's main port.
+    let join_addr = format!("{}:{}", via.ip, PORT + 1);
+    let forged = {
+        let (head, secret) = token.rsplit_once('-').unwrap();
+        format!("{head}-{}", secret.chars().rev().collect::<String>())
+    };
+    for (bad, words) in [
+        (forged.as_str(), "secret is not valid"),
+        (agent_token.as_str(), "agent"),
+    ] {
+        let out = fourth
+            .ns
+            .command(controller_bin())
+            .args(["join", "--token", bad, "--join-addr", &join_addr])
+            .arg("--data-dir")
+            .arg(fourth.dir.join("ctl-refused"))
+            .args([
+                "--id",
+                "9",
+                "--advertise",
+                &format!("{}:{}", fourth.ip, PORT + 20),
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(words), "{bad}: {err}");
+        assert!(!fourth.dir.join("ctl-refused/cluster.json").exists());
+        eprintln!("refused join: {err}");
+    }
+    let parsed = berth_controller::pki::JoinToken::parse(&token).unwrap();
+    let no_cert = berth_controller::pki::join_client_config(&parsed).unwrap();
+    let e = with_config(via, no_cert, async |mut cl| {
+        cl.status(v1::Empty {})
+            .await
+            .map(|_| ())
+            .map_err(|s| s.to_string())
+    })
+    .unwrap_err();
+    assert!(e.contains("CertificateRequired"), "{e}");
+    eprintln!("a client without a certificate: {e}");
 
     // The controller token rotated: another join with the old one is refused.
     let join_addr = format!("{}:{}", via.ip, PORT + 1);
