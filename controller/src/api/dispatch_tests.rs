@@ -96,6 +96,23 @@ async fn put<T: serde::Serialize>(m: &TestMember, key: &str, value: &T) {
     m.raft.client_write(Command::Batch(vec![op])).await.unwrap();
 }
 
+/// Writes the node record a join would have made for `id` (through the leader `m`).
+async fn join_record(m: &TestMember, id: &str) {
+    let record = Node {
+        id: id.into(),
+        hostname: id.into(),
+        address: String::new(),
+        labels: Default::default(),
+        resources: Default::default(),
+        status: NodeStatus::Unknown,
+        availability: Availability::Active,
+        last_seen: None,
+        subnet: None,
+        agent_version: None,
+    };
+    put(m, &keys::node(id), &record).await;
+}
+
 async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !check() {
@@ -234,6 +251,9 @@ async fn agents_register_and_keep_distinct_subnets() {
         agent_version: None,
     };
     put(&m, &keys::node("b"), &drained).await;
+    for id in ["c", "d"] {
+        join_record(&m, id).await;
+    }
     let mut b = client(&ca, Role::Agent, "b", &m);
     let mut c = client(&ca, Role::Agent, "c", &m);
     let mut d = client(&ca, Role::Agent, "d", &m);
@@ -262,6 +282,7 @@ async fn agents_register_and_keep_distinct_subnets() {
 async fn heartbeats_keep_a_node_ready_and_silence_marks_it_down() {
     let ca = ClusterCa::generate("test").unwrap();
     let mut m = single(&ca).await;
+    join_record(&m, "a").await;
     let mut a = client(&ca, Role::Agent, "a", &m);
     let session = register(&mut a, "node-a").await.session_id;
     let registered_at = node(&m, "a").last_seen.unwrap();
@@ -318,6 +339,7 @@ async fn heartbeats_keep_a_node_ready_and_silence_marks_it_down() {
 async fn the_assignments_stream_sends_the_full_set_then_changes() {
     let ca = ClusterCa::generate("test").unwrap();
     let mut m = single(&ca).await;
+    join_record(&m, "a").await;
     let mut a = client(&ca, Role::Agent, "a", &m);
     let session = register(&mut a, "node-a").await.session_id;
     put(&m, &keys::service("web"), &service("nginx:1")).await;
@@ -428,6 +450,7 @@ async fn the_assignments_stream_sends_the_full_set_then_changes() {
 async fn status_reports_update_own_tasks_and_refuse_others() {
     let ca = ClusterCa::generate("test").unwrap();
     let mut m = single(&ca).await;
+    join_record(&m, "a").await;
     let mut a = client(&ca, Role::Agent, "a", &m);
     let registered = register(&mut a, "node-a").await;
     let subnet: Ipv4Net = registered.subnet.parse().unwrap();
@@ -536,15 +559,22 @@ async fn only_agents_may_call_and_malformed_requests_change_nothing() {
     }
     assert!(m.reader.list(keys::NODES).unwrap().is_empty());
 
-    // A bad registration names the field and writes nothing.
+    // A certificate whose node never joined (or was removed) is an unknown node id.
     let mut a = client(&ca, Role::Agent, "a", &m);
+    let unknown = a.register(register_request("node-a", "127.0.0.1")).await;
+    assert_code(unknown, Code::NotFound, &["unknown node id", "join"]);
+    assert!(m.reader.list(keys::NODES).unwrap().is_empty());
+
+    // A bad registration names the field and writes nothing.
+    join_record(&m, "a").await;
+    let as_joined = m.reader.get(&keys::node("a")).unwrap();
     let bad = a.register(register_request("node-a", "not-an-ip")).await;
     assert_code(
         bad,
         Code::InvalidArgument,
         &["invalid address", "not-an-ip"],
     );
-    assert!(m.reader.list(keys::NODES).unwrap().is_empty());
+    assert_eq!(m.reader.get(&keys::node("a")).unwrap(), as_joined);
 
     let registered = register(&mut a, "node-a").await;
     put(&m, &keys::task("t1"), &task("t1", "a", 1)).await;
@@ -667,6 +697,7 @@ async fn followers_send_agents_to_the_leader() {
             .all(|m| m.reader.list(keys::NODES).unwrap().is_empty())
     );
     let on_leader = members.iter().find(|m| m.id == leader).unwrap();
+    join_record(on_leader, "a").await;
     let mut c = client(&ca, Role::Agent, "a", on_leader);
     register(&mut c, "node-a").await;
     for m in &mut members {

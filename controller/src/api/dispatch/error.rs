@@ -39,6 +39,16 @@ pub enum DispatchError {
         /// Expired, replaced, or never seen (leader changed).
         why: &'static str,
     },
+    /// The caller's certificate names a node the state does not hold (never joined, or
+    /// removed).
+    #[error(
+        "node {node} is not a node of this cluster (unknown node id): join it with an agent \
+         token first"
+    )]
+    UnknownNode {
+        /// The node the certificate names.
+        node: String,
+    },
     /// The session belongs to another node than the caller's certificate names.
     #[error("session {session} belongs to another node, not to node {node}")]
     NotYourSession {
@@ -101,7 +111,9 @@ impl From<DispatchError> for Status {
                 status
             }
             DispatchError::Closed => Status::unavailable(message),
-            DispatchError::UnknownSession { .. } => Status::not_found(message),
+            DispatchError::UnknownSession { .. } | DispatchError::UnknownNode { .. } => {
+                Status::not_found(message)
+            }
             DispatchError::NotYourSession { .. } => Status::permission_denied(message),
             DispatchError::Invalid { .. } => Status::invalid_argument(message),
             DispatchError::Subnet { .. } => Status::resource_exhausted(message),

@@ -206,6 +206,13 @@ impl Inner {
         let mut done = None;
         for _ in 0..ATTEMPTS {
             let current: Option<(u64, Node)> = store::read(&self.reader, &key).await?;
+            // A node is made by its join (or removed with its record): a certificate alone,
+            // without a record, is not a member.
+            if current.is_none() {
+                return Err(DispatchError::UnknownNode {
+                    node: node.to_owned(),
+                });
+            }
             let existing = current.as_ref().and_then(|(_, n)| n.subnet);
             let (subnet, reservation) = match existing {
                 Some(net) => (net, None),
