@@ -199,27 +199,7 @@ fn three_controllers_elect_fail_over_and_lose_no_acknowledged_write() {
     let c = Cluster::new(3);
     let dirs: Vec<PathBuf> = c.hosts.iter().map(|h| h.dir.join("ctl")).collect();
     let admin_dir = dirs[0].clone();
-    ok(Command::new(controller_bin())
-        .args(["init", "--data-dir"])
-        .arg(&dirs[0])
-        .args(["--id", "1", "--advertise", &addr(c.host(0).ip)]));
-    for i in 1..3 {
-        ok(Command::new(controller_bin())
-            .args(["init-member", "--from"])
-            .arg(&dirs[0])
-            .arg("--data-dir")
-            .arg(&dirs[i])
-            .args([
-                "--id",
-                &(i + 1).to_string(),
-                "--advertise",
-                &addr(c.host(i).ip),
-            ]));
-    }
-    let bootstrap = (0..3)
-        .map(|i| format!("{}={}", i + 1, addr(c.host(i).ip)))
-        .collect::<Vec<_>>()
-        .join(",");
+    let (_, bootstrap) = init_three(&c, &dirs);
     for (i, h) in c.hosts.iter().enumerate() {
         let dir = dirs[i].to_str().unwrap();
         let mut args = vec!["run", "--data-dir", dir];
@@ -315,6 +295,34 @@ fn three_controllers_elect_fail_over_and_lose_no_acknowledged_write() {
     eprintln!("another CA's certificate: {e}");
 }
 
+/// Initialises the cluster in `dirs[0]` (member 1 on the first host) and prepares members 2
+/// and 3 on the next two hosts; returns `init`'s output and the `--bootstrap` value naming the
+/// three.
+fn init_three(c: &Cluster, dirs: &[PathBuf]) -> (String, String) {
+    let out = ok(Command::new(controller_bin())
+        .args(["init", "--data-dir"])
+        .arg(&dirs[0])
+        .args(["--id", "1", "--advertise", &addr(c.host(0).ip)]));
+    for i in 1..3 {
+        ok(Command::new(controller_bin())
+            .args(["init-member", "--from"])
+            .arg(&dirs[0])
+            .arg("--data-dir")
+            .arg(&dirs[i])
+            .args([
+                "--id",
+                &(i + 1).to_string(),
+                "--advertise",
+                &addr(c.host(i).ip),
+            ]));
+    }
+    let bootstrap = (0..3)
+        .map(|i| format!("{}={}", i + 1, addr(c.host(i).ip)))
+        .collect::<Vec<_>>()
+        .join(",");
+    (out, bootstrap)
+}
+
 /// The line `<label> <value>` of `init`'s output.
 fn printed(out: &str, label: &str) -> String {
     out.lines()
@@ -333,29 +341,9 @@ fn a_controller_joins_with_the_token_and_the_leader_is_removed_while_writes_go_o
     let c = Cluster::new(4);
     let dirs: Vec<PathBuf> = c.hosts.iter().map(|h| h.dir.join("ctl")).collect();
     let admin_dir = dirs[0].clone();
-    let out = ok(Command::new(controller_bin())
-        .args(["init", "--data-dir"])
-        .arg(&dirs[0])
-        .args(["--id", "1", "--advertise", &addr(c.host(0).ip)]));
+    let (out, bootstrap) = init_three(&c, &dirs);
     let token = printed(&out, "controller join token:");
     let agent_token = printed(&out, "agent join token:");
-    for i in 1..3 {
-        ok(Command::new(controller_bin())
-            .args(["init-member", "--from"])
-            .arg(&dirs[0])
-            .arg("--data-dir")
-            .arg(&dirs[i])
-            .args([
-                "--id",
-                &(i + 1).to_string(),
-                "--advertise",
-                &addr(c.host(i).ip),
-            ]));
-    }
-    let bootstrap = (0..3)
-        .map(|i| format!("{}={}", i + 1, addr(c.host(i).ip)))
-        .collect::<Vec<_>>()
-        .join(",");
     for (i, dir) in dirs.iter().take(3).enumerate() {
         let mut args = vec!["run", "--data-dir", dir.to_str().unwrap()];
         if i == 0 {
@@ -555,7 +543,9 @@ fn a_controller_joins_with_the_token_and_the_leader_is_removed_while_writes_go_o
             .map_err(|s| s.to_string())
     })
     .unwrap_err();
-    assert!(e.contains("CertificateRequired"), "{e}");
+    // Refused by the transport (the handshake: a CertificateRequired alert, or the
+    // connection closed under it), never answered by a service.
+    assert!(e.contains("tonic::transport::Error"), "{e}");
     eprintln!("a client without a certificate: {e}");
 
     // The controller token rotated: another join with the old one is refused.

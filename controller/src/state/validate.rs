@@ -19,6 +19,18 @@ pub fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// Whether `s` is a DNS host name: dot-separated labels of letters, digits and inner
+/// hyphens, each 1 to 63 characters, at most 253 in all.
+pub fn is_host_name(s: &str) -> bool {
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(label_ok)
+}
+
 /// Checks a placement constraint: `node.(id|hostname|role|labels.KEY) (==|!=) VALUE`.
 pub fn check_constraint(c: &str) -> Result<(), String> {
     let (lhs, rhs) = c

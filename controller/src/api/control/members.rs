@@ -126,13 +126,7 @@ fn check_addr(addr: &str) -> Result<(), MemberError> {
     if host.parse::<Ipv4Addr>().is_ok() {
         return Ok(());
     }
-    let label_ok = |l: &str| {
-        (1..=63).contains(&l.len())
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+    if !crate::state::validate::is_host_name(host) {
         return Err(bad("the host is not a host name or an IP address"));
     }
     Ok(())

@@ -69,13 +69,7 @@ fn check_host(host: &str) -> Result<(), String> {
     if host.parse::<std::net::IpAddr>().is_ok() {
         return Ok(());
     }
-    let label_ok = |l: &str| {
-        (1..=63).contains(&l.len())
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    if host.is_empty() || host.len() > MAX_NAME_LEN || !host.split('.').all(label_ok) {
+    if host.len() > MAX_NAME_LEN || !crate::state::validate::is_host_name(host) {
         return Err(format!("{host:?} is not a host name or an IP address"));
     }
     Ok(())
