@@ -72,16 +72,15 @@ impl Decision {
     }
 }
 
-/// Whether a task holds resources on its node: placed and not ended. A task asked to shut
-/// down still holds them until its node reports it stopped.
+/// Whether a task holds resources on its node: assigned to it and not ended. A task asked
+/// to shut down still holds them until its node reports it stopped. A pending task holds
+/// nothing, even one that already names its node (a global service's): it is what
+/// [`Scheduler::schedule`] places.
 pub fn holds_resources(t: &Task) -> bool {
     t.node.is_some()
         && matches!(
             t.observed,
-            ObservedState::Pending
-                | ObservedState::Assigned
-                | ObservedState::Starting
-                | ObservedState::Running
+            ObservedState::Assigned | ObservedState::Starting | ObservedState::Running
         )
 }
 

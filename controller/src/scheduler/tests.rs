@@ -579,7 +579,10 @@ fn a_task_that_names_its_node_is_checked_against_that_node_only() {
             )
         })
         .collect();
-    let mut s = Scheduler::new(&ns, &running("agent", &[("c", 1)]), &svcs);
+    // Every task of the state may be given to `new`: the pending ones hold nothing yet.
+    let mut all = running("agent", &[("c", 1)]);
+    all.extend(batch.iter().cloned());
+    let mut s = Scheduler::new(&ns, &all, &svcs);
     let d = s.schedule(&batch);
     assert_eq!(per_node(&d), counts(&[("a", 1)]));
     assert_eq!(
