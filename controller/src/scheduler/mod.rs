@@ -31,17 +31,20 @@
 //! O(N log N + T_s (log N + G)) for G label groups. Memory: O(N + R) plus the candidate heap
 //! of the service being placed.
 
+mod cluster;
 pub mod constraint;
 pub mod filter;
 mod node;
 pub mod spread;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
-use crate::state::validate::{Constraint, parse_preference};
-use crate::state::{ObservedState, ServiceSpec, Task};
+use crate::state::validate::parse_preference;
+use crate::state::{Node, ServiceSpec, Task};
+pub use cluster::holds_resources;
+use cluster::{Cluster, Placement};
 pub use filter::{Filter, Tally, Unplaced};
-use node::{Demand, NodeState};
+use node::Demand;
 use spread::Picker;
 
 /// What the scheduler decided for one pending task.
@@ -72,72 +75,6 @@ impl Decision {
     }
 }
 
-/// Whether a task holds resources on its node: assigned to it and not ended. A task asked
-/// to shut down still holds them until its node reports it stopped. A pending task holds
-/// nothing, even one that already names its node (a global service's): it is what
-/// [`Scheduler::schedule`] places.
-pub fn holds_resources(t: &Task) -> bool {
-    t.node.is_some()
-        && matches!(
-            t.observed,
-            ObservedState::Assigned | ObservedState::Starting | ObservedState::Running
-        )
-}
-
-/// The cluster as placements change it.
-#[derive(Debug)]
-pub(crate) struct Cluster<'a> {
-    /// Every node, sorted by id (the index is the last tie-breaker).
-    nodes: Vec<NodeState<'a>>,
-    /// Node id → index.
-    by_id: HashMap<&'a str, usize>,
-    /// The nodes that take tasks (ready and active), by (load, index).
-    by_load: BTreeSet<(u32, usize)>,
-    /// The nodes that take no tasks, by why.
-    unavailable: Tally,
-    /// Service → node index → how many of its tasks the node holds.
-    counts: HashMap<String, HashMap<usize, u32>>,
-}
-
-impl Cluster<'_> {
-    /// Records a task of `p`'s service placed on node `idx`.
-    fn assign(&mut self, idx: usize, p: &mut Placement) {
-        let n = &mut self.nodes[idx];
-        let was = (n.load, idx);
-        n.take(&p.demand);
-        if self.by_load.remove(&was) {
-            self.by_load.insert((n.load, idx));
-        }
-        *p.counts.entry(idx).or_insert(0) += 1;
-    }
-}
-
-/// One service's placement needs, and where its tasks are, while its tasks are placed.
-#[derive(Debug)]
-pub(crate) struct Placement {
-    constraints: Vec<Constraint>,
-    demand: Demand,
-    /// Label keys to spread over, outermost first.
-    spread_over: Vec<String>,
-    /// Node index → tasks of the service on it.
-    counts: HashMap<usize, u32>,
-}
-
-impl Placement {
-    /// How many tasks of the service node `idx` holds.
-    fn count(&self, idx: usize) -> u32 {
-        self.counts.get(&idx).copied().unwrap_or(0)
-    }
-
-    /// Whether one more task fits on node `idx`, which takes tasks.
-    fn check(&self, idx: usize, n: &NodeState<'_>) -> Result<(), Filter> {
-        if !constraint::satisfies_all(n.node, &self.constraints) {
-            return Err(Filter::Constraints);
-        }
-        n.fits(&self.demand, self.count(idx))
-    }
-}
-
 /// Places pending tasks; see the [module](self) documentation.
 #[derive(Debug)]
 pub struct Scheduler<'a> {
@@ -152,56 +89,13 @@ impl<'a> Scheduler<'a> {
     /// `services`; a task of a service not there counts towards its node's load only. Of
     /// two nodes with one id, the first is kept.
     pub fn new(
-        nodes: &'a [crate::state::Node],
+        nodes: &'a [Node],
         tasks: &[Task],
         services: &'a HashMap<String, ServiceSpec>,
     ) -> Self {
-        let mut sorted: Vec<&crate::state::Node> = nodes.iter().collect();
-        sorted.sort_by(|a, b| a.id.cmp(&b.id));
-        sorted.dedup_by(|a, b| a.id == b.id);
-        let mut nodes: Vec<NodeState<'a>> = sorted.into_iter().map(NodeState::new).collect();
-        let by_id: HashMap<&'a str, usize> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.node.id.as_str(), i))
-            .collect();
-        let demands: HashMap<&str, Demand> = services
-            .iter()
-            .map(|(name, spec)| (name.as_str(), Demand::of(spec)))
-            .collect();
-        let none = Demand::default();
-        let mut counts: HashMap<String, HashMap<usize, u32>> = HashMap::new();
-        for t in tasks.iter().filter(|t| holds_resources(t)) {
-            let Some(&idx) = t.node.as_deref().and_then(|id| by_id.get(id)) else {
-                continue;
-            };
-            nodes[idx].take(demands.get(t.service.as_str()).unwrap_or(&none));
-            if !counts.contains_key(&t.service) {
-                counts.insert(t.service.clone(), HashMap::new());
-            }
-            if let Some(c) = counts.get_mut(&t.service) {
-                *c.entry(idx).or_insert(0) += 1;
-            }
-        }
-        let mut by_load = BTreeSet::new();
-        let mut unavailable = Tally::default();
-        for (i, n) in nodes.iter().enumerate() {
-            match n.available() {
-                Ok(()) => {
-                    by_load.insert((n.load, i));
-                }
-                Err(f) => unavailable.add(f),
-            }
-        }
         Scheduler {
             services,
-            cluster: Cluster {
-                nodes,
-                by_id,
-                by_load,
-                unavailable,
-                counts,
-            },
+            cluster: Cluster::new(nodes, tasks, services),
         }
     }
 

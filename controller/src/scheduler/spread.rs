@@ -11,7 +11,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::ops::Bound;
 
-use super::{Cluster, Placement, Tally};
+use super::cluster::{Cluster, Placement};
+use super::filter::Tally;
 
 /// A candidate's key, smallest first in the heaps: (service tasks, load, node index).
 type Key = Reverse<(u32, u32, usize)>;
