@@ -13,7 +13,7 @@ use crate::state::{Node, ObservedState, ServiceSpec, Task};
 /// Whether a task holds resources on its node: assigned to it and not ended. A task asked
 /// to shut down still holds them until its node reports it stopped. A pending task holds
 /// nothing, even one that already names its node (a global service's): it is what
-/// [`Scheduler::schedule`] places.
+/// [`super::Scheduler::schedule`] places.
 pub fn holds_resources(t: &Task) -> bool {
     t.node.is_some()
         && matches!(

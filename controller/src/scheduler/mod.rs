@@ -4,7 +4,7 @@
 //! For each task, nodes are first **filtered** ([`filter::Filter`], in this order): ready,
 //! active (not drained or paused), placement constraints ([`constraint`]), the service's
 //! `max_replicas_per_node`, reserved memory, reserved CPU, published host ports already in
-//! use. Among the nodes left, the task is **spread** ([`spread`]): it goes to the node with
+//! use. Among the nodes left, the task is **spread**: it goes to the node with
 //! the fewest tasks of its service, ties going to the node with the fewest tasks overall,
 //! then to the smallest node id, so the same snapshot always gives the same placement. With
 //! placement preferences (`spread: node.labels.zone`), tasks are first evened out over the
@@ -35,7 +35,7 @@ mod cluster;
 pub mod constraint;
 pub mod filter;
 mod node;
-pub mod spread;
+mod spread;
 
 use std::collections::HashMap;
 
