@@ -17,7 +17,8 @@
 //! cluster's first data directory; [`member`] runs a member (its mutual-TLS listener and its
 //! join listener); [`join`] is the joining node's side of a join with a token (the
 //! controller's side is [`api::join`]); [`api::dispatch`] is the agents' session with the
-//! leader (register, heartbeat, assignments, status reports). Not yet: the scheduler and the
+//! leader (register, heartbeat, assignments, status reports); [`scheduler`] places pending
+//! tasks on nodes (filters, spread, placement preferences), as pure code. Not yet: the
 //! reconcilers.
 
 #![forbid(unsafe_code)]
@@ -30,6 +31,7 @@ pub mod join;
 pub mod member;
 pub mod pki;
 pub mod raft;
+pub mod scheduler;
 pub mod server;
 pub mod state;
 pub mod telemetry;

@@ -135,6 +135,8 @@ fn service(image: &str) -> Service {
             resources: Default::default(),
             constraints: vec![],
             labels: Default::default(),
+            max_replicas_per_node: None,
+            preferences: vec![],
             restart: Default::default(),
         },
         version: 1,

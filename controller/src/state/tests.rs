@@ -17,6 +17,8 @@ fn spec(name: &str, image: &str, replicas: u32) -> ServiceSpec {
         resources: Resources::default(),
         constraints: vec!["node.labels.disk==ssd".into()],
         labels: Default::default(),
+        max_replicas_per_node: None,
+        preferences: vec![],
         restart: RestartPolicy::default(),
     }
 }
@@ -122,6 +124,18 @@ fn invalid_specs_name_the_field() {
             Box::new(|s| s.constraints = vec!["node.hostname".into()]),
             "no == or !=",
         ),
+        (
+            Box::new(|s| s.max_replicas_per_node = Some(0)),
+            "invalid max_replicas_per_node",
+        ),
+        (
+            Box::new(|s| s.preferences = vec!["spread: node.zone".into()]),
+            "invalid preferences",
+        ),
+        (
+            Box::new(|s| s.preferences = vec!["spread node.labels.zone".into()]),
+            "spread: node.labels.KEY",
+        ),
     ];
     for (change, want) in cases {
         let mut s = spec("web", "img", 1);
@@ -133,6 +147,50 @@ fn invalid_specs_name_the_field() {
         );
     }
     assert!(validate_spec(&spec("web", "img", 1)).is_ok());
+}
+
+#[test]
+fn constraints_and_preferences_parse() {
+    use validate::{Constraint, ConstraintAttribute, parse_constraint, parse_preference};
+    assert_eq!(
+        parse_constraint(" node.labels.disk == ssd ").unwrap(),
+        Constraint {
+            attribute: ConstraintAttribute::Label("disk".into()),
+            equal: true,
+            value: "ssd".into(),
+        }
+    );
+    let ne = parse_constraint("node.hostname!=h2").unwrap();
+    assert_eq!(
+        (ne.attribute, ne.equal),
+        (ConstraintAttribute::Hostname, false)
+    );
+    assert_eq!(
+        parse_constraint("node.id==n1").unwrap().attribute,
+        ConstraintAttribute::Id
+    );
+    assert!(parse_constraint("node.labels.==x").is_err());
+    assert!(parse_constraint("node.id==").is_err());
+    for p in [
+        "spread: node.labels.zone",
+        "spread:node.labels.zone",
+        "node.labels.zone",
+    ] {
+        assert_eq!(parse_preference(p).unwrap(), "zone", "{p}");
+    }
+    for p in ["spread: zone", "node.labels.", "spread: node.labels.a b"] {
+        assert!(parse_preference(p).is_err(), "{p}");
+    }
+    // Records written before these fields existed still read.
+    let json = serde_json::to_string(&spec("web", "img", 2)).unwrap();
+    let old = json
+        .replace(",\"max_replicas_per_node\":null", "")
+        .replace(",\"preferences\":[]", "");
+    assert!(!old.contains("preferences"), "{old}");
+    assert_eq!(
+        serde_json::from_str::<ServiceSpec>(&old).unwrap(),
+        spec("web", "img", 2)
+    );
 }
 
 #[test]

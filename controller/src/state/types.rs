@@ -45,6 +45,13 @@ pub struct ServiceSpec {
     /// When a task that ended is replaced.
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// Most tasks of this service on one node (`None`: no limit).
+    #[serde(default)]
+    pub max_replicas_per_node: Option<u32>,
+    /// Placement preferences, outermost first: `spread: node.labels.KEY` evens the tasks
+    /// out over the values of a node label before evening them out over nodes.
+    #[serde(default)]
+    pub preferences: Vec<String>,
 }
 
 /// Replicated or global.

@@ -31,26 +31,78 @@ pub fn is_host_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(label_ok)
 }
 
-/// Checks a placement constraint: `node.(id|hostname|role|labels.KEY) (==|!=) VALUE`.
-pub fn check_constraint(c: &str) -> Result<(), String> {
-    let (lhs, rhs) = c
-        .split_once("==")
-        .or_else(|| c.split_once("!="))
-        .ok_or_else(|| format!("{c:?} has no == or !="))?;
+/// The node attribute a placement constraint looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConstraintAttribute {
+    /// `node.id`.
+    Id,
+    /// `node.hostname`.
+    Hostname,
+    /// `node.role`.
+    Role,
+    /// `node.labels.KEY`.
+    Label(String),
+}
+
+/// A placement constraint, parsed: `attribute == value` or `attribute != value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Constraint {
+    /// What it looks at.
+    pub attribute: ConstraintAttribute,
+    /// `==` (true) or `!=` (false).
+    pub equal: bool,
+    /// The value compared with (trimmed).
+    pub value: String,
+}
+
+/// Parses a placement constraint: `node.(id|hostname|role|labels.KEY) (==|!=) VALUE`.
+pub fn parse_constraint(c: &str) -> Result<Constraint, String> {
+    let ((lhs, rhs), equal) = match c.split_once("==") {
+        Some(split) => (split, true),
+        None => (
+            c.split_once("!=")
+                .ok_or_else(|| format!("{c:?} has no == or !="))?,
+            false,
+        ),
+    };
     let (lhs, rhs) = (lhs.trim(), rhs.trim());
     if rhs.is_empty() {
         return Err(format!("{c:?} has nothing after the operator"));
     }
-    match lhs {
-        "node.id" | "node.hostname" | "node.role" => Ok(()),
-        l if l
-            .strip_prefix("node.labels.")
-            .is_some_and(|k| !k.is_empty()) =>
-        {
-            Ok(())
-        }
-        l => Err(format!(
-            "{c:?}: unknown attribute {l:?} (expected node.id, node.hostname, node.role or node.labels.KEY)"
+    let attribute = match lhs {
+        "node.id" => ConstraintAttribute::Id,
+        "node.hostname" => ConstraintAttribute::Hostname,
+        "node.role" => ConstraintAttribute::Role,
+        l => match l.strip_prefix("node.labels.") {
+            Some(k) if !k.is_empty() => ConstraintAttribute::Label(k.to_owned()),
+            _ => {
+                return Err(format!(
+                    "{c:?}: unknown attribute {l:?} (expected node.id, node.hostname, node.role or node.labels.KEY)"
+                ));
+            }
+        },
+    };
+    Ok(Constraint {
+        attribute,
+        equal,
+        value: rhs.to_owned(),
+    })
+}
+
+/// Checks a placement constraint: `node.(id|hostname|role|labels.KEY) (==|!=) VALUE`.
+pub fn check_constraint(c: &str) -> Result<(), String> {
+    parse_constraint(c).map(|_| ())
+}
+
+/// Parses a placement preference, `spread: node.labels.KEY` or plain `node.labels.KEY`,
+/// into the label's key.
+pub fn parse_preference(p: &str) -> Result<String, String> {
+    let t = p.trim();
+    let t = t.strip_prefix("spread:").map_or(t, str::trim_start);
+    match t.strip_prefix("node.labels.") {
+        Some(k) if !k.is_empty() && !k.chars().any(char::is_whitespace) => Ok(k.to_owned()),
+        _ => Err(format!(
+            "{p:?} is not a preference (expected \"spread: node.labels.KEY\" or \"node.labels.KEY\")"
         )),
     }
 }
@@ -152,6 +204,15 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), StateError> {
     }
     for c in &spec.constraints {
         check_constraint(c).map_err(|reason| bad("constraints", reason))?;
+    }
+    if spec.max_replicas_per_node == Some(0) {
+        return Err(bad(
+            "max_replicas_per_node",
+            "0 would place no task: give at least 1, or leave it out for no limit".into(),
+        ));
+    }
+    for p in &spec.preferences {
+        parse_preference(p).map_err(|reason| bad("preferences", reason))?;
     }
     Ok(())
 }

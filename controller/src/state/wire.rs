@@ -99,6 +99,8 @@ pub fn spec_from_wire(w: &v1::ServiceSpec) -> Result<ServiceSpec, StateError> {
         constraints: w.constraints.clone(),
         labels: w.labels.clone().into_iter().collect(),
         restart,
+        max_replicas_per_node: nonzero(w.max_replicas_per_node),
+        preferences: w.preferences.clone(),
     };
     super::validate_spec(&spec)?;
     Ok(spec)
@@ -155,6 +157,8 @@ pub fn spec_to_wire(s: &ServiceSpec) -> v1::ServiceSpec {
             max_attempts: s.restart.max_attempts,
             window_ms: s.restart.window_ms,
         }),
+        max_replicas_per_node: s.max_replicas_per_node.unwrap_or(0),
+        preferences: s.preferences.clone(),
     }
 }
 
@@ -315,6 +319,8 @@ mod tests {
                 max_attempts: 3,
                 window_ms: 60_000,
             },
+            max_replicas_per_node: Some(2),
+            preferences: vec!["spread: node.labels.zone".into()],
         }
     }
 

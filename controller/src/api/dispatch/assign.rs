@@ -427,6 +427,8 @@ mod tests {
             resources: Default::default(),
             constraints: vec![],
             labels: Default::default(),
+            max_replicas_per_node: None,
+            preferences: vec![],
             restart: Default::default(),
         }
     }
