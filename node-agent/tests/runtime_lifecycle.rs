@@ -4,6 +4,7 @@
 mod common;
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -184,19 +185,25 @@ fn signals_to_an_attached_caller_reach_the_container() {
     let Some(a) = agent_with_busybox("signals_to_an_attached_caller_reach_the_container") else {
         return;
     };
-    let mut caller = a
-        .cmd([
-            "run",
-            "--rm",
-            "bb",
-            "sh",
-            "-c",
-            "trap 'echo got-int; exit 42' INT; echo ready; while true; do sleep 0.05; done",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut command = a.cmd([
+        "run",
+        "--rm",
+        "bb",
+        "sh",
+        "-c",
+        "trap 'echo got-int; exit 42' INT; echo ready; while true; do sleep 0.05; done",
+    ]);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Started with SIGINT ignored, as a non-interactive shell starts a background job: the
+    // caller must take it back to forward it (an ignored signal is discarded when sent).
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut caller = command.spawn().unwrap();
     let mut ready = [0u8; 6];
     caller
         .stdout
@@ -219,9 +226,13 @@ fn signals_to_an_attached_caller_reach_the_container() {
         if std::time::Instant::now() >= deadline {
             let _ = caller.kill();
             let _ = caller.wait();
+            let ps = a.cmd(["ps", "-a"]).output().unwrap();
+            // The container holds the caller's pipes: remove it before reading them to the end.
+            for id in a.ok(["ps", "-aq"]).lines() {
+                let _ = a.cmd(["rm", "-f", id]).output();
+            }
             let mut err = String::new();
             let _ = caller.stderr.as_mut().unwrap().read_to_string(&mut err);
-            let ps = a.cmd(["ps", "-a"]).output().unwrap();
             panic!(
                 "the attached caller did not return after SIGINT; its stderr: {err}\nps -a: {}",
                 String::from_utf8_lossy(&ps.stdout)

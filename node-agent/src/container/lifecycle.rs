@@ -63,6 +63,18 @@ impl StartedContainer {
     }
 }
 
+/// Makes sure the forwarded signals reach `wait`: a signal whose disposition is "ignore" is
+/// discarded when sent, even while blocked, and a caller started in the background by a
+/// non-interactive shell inherits SIGINT and SIGQUIT ignored. Like Go's `signal.Notify` (and so
+/// `docker run`), an attached caller takes them back: their default action never runs, as they
+/// stay blocked and are read from a signalfd.
+fn take_forwarded_signals() {
+    for s in forwarded_signals().iter() {
+        // SAFETY: installs the default disposition, no handler code.
+        let _ = unsafe { nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigDfl) };
+    }
+}
+
 /// The signals an attached caller forwards to its container.
 fn forwarded_signals() -> SigSet {
     let mut mask = SigSet::empty();
@@ -170,6 +182,7 @@ impl ContainerManager {
             // Blocked before the container can run, so that a Ctrl-C arriving before `wait`
             // stays pending for it instead of killing this process (and orphaning the
             // container's output). Unblocked again if the start fails.
+            take_forwarded_signals();
             let _ = forwarded_signals().thread_block();
         }
         let result = self.spawn_monitor(info, attach);
