@@ -31,6 +31,7 @@ pub mod join;
 pub mod member;
 pub mod pki;
 pub mod raft;
+pub mod reconcile;
 pub mod scheduler;
 pub mod server;
 pub mod state;
