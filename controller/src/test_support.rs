@@ -150,3 +150,26 @@ pub(crate) async fn initialize(members: &[TestMember]) {
         .collect();
     members[0].raft.initialize(nodes).await.unwrap();
 }
+
+/// Waits until every member in `members` agrees on one leader other than `not`.
+pub(crate) async fn wait_for_leader(members: &[&TestMember], not: Option<NodeId>) -> NodeId {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let leaders: Vec<Option<NodeId>> = members
+            .iter()
+            .map(|m| m.raft.metrics().borrow().current_leader)
+            .collect();
+        if let Some(Some(leader)) = leaders.first()
+            && leaders.iter().all(|l| *l == Some(*leader))
+            && Some(*leader) != not
+            && members.iter().any(|m| m.id == *leader)
+        {
+            return *leader;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no agreed leader among the members in time: {leaders:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -28,24 +28,10 @@ async fn start_cluster(ca: &ClusterCa) -> (Vec<TestMember>, NodeId) {
     (members, leader)
 }
 
+/// Waits until every member agrees on one leader (shared by the API tests).
 pub(super) async fn wait_for_leader(members: &[TestMember]) -> NodeId {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let leaders: Vec<Option<NodeId>> = members
-            .iter()
-            .map(|m| m.raft.metrics().borrow().current_leader)
-            .collect();
-        if let Some(Some(leader)) = leaders.first()
-            && leaders.iter().all(|l| *l == Some(*leader))
-        {
-            return *leader;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no agreed leader in time: {leaders:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let all: Vec<&TestMember> = members.iter().collect();
+    crate::test_support::wait_for_leader(&all, None).await
 }
 
 /// A Control client of `addr` presenting a certificate of `role`.

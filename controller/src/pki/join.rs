@@ -12,7 +12,6 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::WebPkiClientVerifier;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore, ServerConfig,
     SignatureScheme,
@@ -21,7 +20,7 @@ use rustls::{
 use super::ca::IssuedCert;
 use super::error::PkiError;
 use super::fingerprint::CaFingerprint;
-use super::tls::{ALPN_H2, VERSIONS, parse_cert, parse_own, provider};
+use super::tls::{ALPN_H2, VERSIONS, provider, server_config_with};
 use super::token::{JoinToken, TokenError};
 
 /// The configuration for a controller's join listener: like
@@ -31,20 +30,7 @@ pub fn join_server_config(
     ca_cert_pem: &str,
     own: &IssuedCert,
 ) -> Result<Arc<ServerConfig>, PkiError> {
-    let provider = provider();
-    let ca = parse_cert(ca_cert_pem, "CA certificate PEM")?;
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.clone())?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()?;
-    let (leaf, key) = parse_own(own)?;
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(VERSIONS)?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![leaf, ca], key)?;
-    config.alpn_protocols = vec![ALPN_H2.to_vec()];
-    Ok(Arc::new(config))
+    server_config_with(ca_cert_pem, own, true)
 }
 
 /// The configuration for a node joining with `token`: no client certificate; the server

@@ -26,10 +26,24 @@ pub(super) const ALPN_H2: &[u8] = b"h2";
 /// A server configuration presenting `own` (with the CA certificate in the chain) and
 /// requiring a client certificate issued by the CA `ca_cert_pem`.
 pub fn server_config(ca_cert_pem: &str, own: &IssuedCert) -> Result<Arc<ServerConfig>, PkiError> {
+    server_config_with(ca_cert_pem, own, false)
+}
+
+/// [`server_config`], letting a client without a certificate finish the handshake when
+/// `allow_unauthenticated` (one with a certificate must still present one the CA issued).
+pub(super) fn server_config_with(
+    ca_cert_pem: &str,
+    own: &IssuedCert,
+    allow_unauthenticated: bool,
+) -> Result<Arc<ServerConfig>, PkiError> {
     let provider = provider();
     let ca = parse_cert(ca_cert_pem, "CA certificate PEM")?;
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(roots(&ca)?, provider.clone()).build()?;
+    let builder = WebPkiClientVerifier::builder_with_provider(roots(&ca)?, provider.clone());
+    let verifier = if allow_unauthenticated {
+        builder.allow_unauthenticated().build()?
+    } else {
+        builder.build()?
+    };
     let (leaf, key) = parse_own(own)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(VERSIONS)?

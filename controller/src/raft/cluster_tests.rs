@@ -14,34 +14,11 @@ use tonic::Code;
 
 use super::{Command, CommandResponse, Expect, NodeId, Op};
 use crate::pki::{ClusterCa, DEFAULT_LEAF_VALIDITY, Identity, Role, SubjectName, client_config};
-use crate::test_support::{LOCALHOST, TestMember, WAIT, initialize, start_member};
+use crate::test_support::{LOCALHOST, TestMember, WAIT, initialize, start_member, wait_for_leader};
 use crate::transport::MtlsConnector;
 
 fn controller_identity(id: NodeId) -> Identity {
     Identity::new(Role::Controller, id.to_string()).unwrap()
-}
-
-/// Waits until every member in `members` agrees on one leader other than `not`.
-async fn wait_for_leader(members: &[&TestMember], not: Option<NodeId>) -> NodeId {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let leaders: Vec<Option<NodeId>> = members
-            .iter()
-            .map(|m| m.raft.metrics().borrow().current_leader)
-            .collect();
-        if let Some(Some(leader)) = leaders.first()
-            && leaders.iter().all(|l| *l == Some(*leader))
-            && Some(*leader) != not
-            && members.iter().any(|m| m.id == *leader)
-        {
-            return *leader;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no agreed leader among the members in time: {leaders:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn put(key: &str, value: &[u8]) -> Command {
