@@ -6,4 +6,5 @@ pub mod container;
 mod durable;
 pub mod image;
 pub mod net;
+pub mod node;
 pub mod serve;
