@@ -1,9 +1,7 @@
 //! berth's controller.
 //!
-//! The controller will hold the Raft-replicated cluster state, schedule tasks onto node
-//! agents and serve the gRPC API for the CLI and the agents. This first version serves
-//! only the `Info` service, and only on a Unix socket for in-process use: the design
-//! allows no plaintext network listener, and mutual TLS is not there yet.
+//! The controller holds the Raft-replicated cluster state, schedules tasks onto node
+//! agents and serves the gRPC API for the CLI and the agents, over mutual TLS.
 //!
 //! Layout: [`api`] holds the gRPC handlers, one file per service, which convert and
 //! delegate; [`server`] assembles them and runs a server on a listener; [`cmd`] is the
@@ -18,8 +16,9 @@
 //! join listener); [`join`] is the joining node's side of a join with a token (the
 //! controller's side is [`api::join`]); [`api::dispatch`] is the agents' session with the
 //! leader (register, heartbeat, assignments, status reports); [`scheduler`] places pending
-//! tasks on nodes (filters, spread, placement preferences), as pure code. Not yet: the
-//! reconcilers.
+//! tasks on nodes (filters, spread, placement preferences), as pure code; [`reconcile`]
+//! holds the pure reconcilers (replicated, global, node rules); [`orchestrator`] is the
+//! leader's loop that runs them with the scheduler and commits their plans.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -29,6 +28,7 @@ pub mod cmd;
 pub mod init;
 pub mod join;
 pub mod member;
+pub mod orchestrator;
 pub mod pki;
 pub mod raft;
 pub mod reconcile;

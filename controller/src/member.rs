@@ -278,6 +278,9 @@ pub struct MemberParts {
     /// The agents' sessions (the cluster range and the session timings); `None`: no
     /// `Dispatcher` service.
     pub dispatch: Option<DispatchParts>,
+    /// Whether the member runs the orchestrator (places and reconciles tasks while it
+    /// leads); only with `dispatch`. Tests of other parts turn it off to own the tasks.
+    pub orchestrate: bool,
 }
 
 /// What a member's join listener needs.
@@ -363,6 +366,7 @@ impl Member {
                 node_prefix: files.cluster.node_prefix,
                 session: opts.session,
             }),
+            orchestrate: true,
         })
         .await?;
         if let Some(task) =
@@ -433,6 +437,10 @@ impl Member {
                     }
                 })?;
             tasks.extend(dispatch.spawn_background());
+            // The members that serve agents also place their tasks, while they lead.
+            if p.orchestrate {
+                tasks.push(crate::orchestrator::spawn(raft.clone(), reader.clone(), id));
+            }
             router = router.add_service(dispatch.into_server());
         }
         let mut join_addr = None;

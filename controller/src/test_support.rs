@@ -87,7 +87,13 @@ impl TestMember {
 
 /// Starts member `id`.
 pub(crate) async fn start_member(ca: &ClusterCa, id: NodeId) -> TestMember {
-    start_member_with(ca, id, None, settings()).await
+    start_member_with(ca, id, None, settings(), false).await
+}
+
+/// Starts member `id` running the orchestrator (it places and reconciles tasks while it
+/// leads).
+pub(crate) async fn start_orchestrating_member(ca: &ClusterCa, id: NodeId) -> TestMember {
+    start_member_with(ca, id, None, settings(), true).await
 }
 
 /// Starts member `id` with Raft `settings` of the test's own.
@@ -96,7 +102,7 @@ pub(crate) async fn start_member_with_settings(
     id: NodeId,
     settings: RaftSettings,
 ) -> TestMember {
-    start_member_with(ca, id, None, settings).await
+    start_member_with(ca, id, None, settings, false).await
 }
 
 /// Starts member `id` with a join listener on an ephemeral port, signing with `ca`, and
@@ -116,7 +122,7 @@ pub(crate) async fn start_joinable_member(
         },
         seed_tokens: tokens,
     };
-    start_member_with(ca, id, Some(join), settings()).await
+    start_member_with(ca, id, Some(join), settings(), false).await
 }
 
 async fn start_member_with(
@@ -124,6 +130,7 @@ async fn start_member_with(
     id: NodeId,
     join: Option<JoinParts>,
     settings: RaftSettings,
+    orchestrate: bool,
 ) -> TestMember {
     let dir = tempfile::tempdir().unwrap();
     let member = Member::serve(MemberParts {
@@ -136,6 +143,7 @@ async fn start_member_with(
         connect_timeout: Some(Duration::from_millis(500)),
         join,
         dispatch: Some(dispatch_parts()),
+        orchestrate,
     })
     .await
     .unwrap();

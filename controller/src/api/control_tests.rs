@@ -35,7 +35,7 @@ pub(super) async fn wait_for_leader(members: &[TestMember]) -> NodeId {
 }
 
 /// A Control client of `addr` presenting a certificate of `role`.
-pub(super) fn client(
+pub(crate) fn client(
     ca: &ClusterCa,
     role: Role,
     id: &str,
@@ -48,11 +48,11 @@ pub(super) fn client(
     ControlClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES)
 }
 
-pub(super) fn admin(ca: &ClusterCa, member: &TestMember) -> ControlClient<Channel> {
+pub(crate) fn admin(ca: &ClusterCa, member: &TestMember) -> ControlClient<Channel> {
     client(ca, Role::Admin, "alice", member.addr)
 }
 
-pub(super) fn spec(name: &str, image: &str) -> v1::ServiceSpec {
+pub(crate) fn spec(name: &str, image: &str) -> v1::ServiceSpec {
     v1::ServiceSpec {
         name: name.to_owned(),
         image: image.to_owned(),
@@ -61,7 +61,7 @@ pub(super) fn spec(name: &str, image: &str) -> v1::ServiceSpec {
     }
 }
 
-pub(super) fn apply_request(
+pub(crate) fn apply_request(
     spec: v1::ServiceSpec,
     expected: Option<u64>,
 ) -> v1::ApplyServiceRequest {

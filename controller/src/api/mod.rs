@@ -6,10 +6,10 @@ pub mod control;
 pub mod dispatch;
 pub mod info;
 pub mod join;
-mod store;
+pub(crate) mod store;
 
 #[cfg(test)]
-mod control_tests;
+pub(crate) mod control_tests;
 #[cfg(test)]
 mod dispatch_tests;
 #[cfg(test)]

@@ -18,8 +18,10 @@ pub const HISTORY_PER_SLOT: usize = 5;
 /// A task to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTask {
-    /// Its slot.
+    /// Its slot (0 for a global service's task).
     pub slot: u32,
+    /// The node it must run on (a global service's task); `None`: the scheduler chooses.
+    pub node: Option<String>,
     /// The spec version it runs.
     pub spec_version: u64,
     /// Not to be started before this time (Unix nanoseconds): the restart delay.
@@ -74,7 +76,7 @@ pub fn reconcile(service: &Service, tasks: &[Task], now: i128) -> Plan {
     }
     for slot in 1..=replicas {
         let in_slot = slots.remove(&slot).unwrap_or_default();
-        reconcile_slot(service, slot, &in_slot, now, &mut plan);
+        reconcile_slot(service, slot, None, &in_slot, now, &mut plan);
     }
     // Slots beyond the replica count: stop what runs, forget what ended.
     for (_, in_slot) in slots {
@@ -90,7 +92,7 @@ pub fn reconcile(service: &Service, tasks: &[Task], now: i128) -> Plan {
 }
 
 /// Whether `t` has ended (it will not run again).
-fn ended(t: &Task) -> bool {
+pub fn ended(t: &Task) -> bool {
     matches!(
         t.observed,
         ObservedState::Complete
@@ -100,7 +102,17 @@ fn ended(t: &Task) -> bool {
     )
 }
 
-fn reconcile_slot(service: &Service, slot: u32, tasks: &[&Task], now: i128, plan: &mut Plan) {
+/// Decides about one slot's `tasks`: a replicated service's slot (`node` `None`), or a
+/// global service's tasks on `node` (slot 0). The rules are the same: one live task, restarts
+/// under the policy, a bounded history.
+pub(super) fn reconcile_slot(
+    service: &Service,
+    slot: u32,
+    node: Option<&str>,
+    tasks: &[&Task],
+    now: i128,
+    plan: &mut Plan,
+) {
     let mut live: Vec<&Task> = tasks.iter().copied().filter(|t| is_live(t)).collect();
     // The most advanced, then the newest spec, then the newest task is kept.
     live.sort_by(|a, b| {
@@ -124,6 +136,7 @@ fn reconcile_slot(service: &Service, slot: u32, tasks: &[&Task], now: i128, plan
     }
     let new = |not_before| NewTask {
         slot,
+        node: node.map(str::to_owned),
         spec_version: service.version,
         not_before,
     };
@@ -328,6 +341,7 @@ mod tests {
             plan.create,
             vec![NewTask {
                 slot: 1,
+                node: None,
                 spec_version: 3,
                 not_before: 9
             }]

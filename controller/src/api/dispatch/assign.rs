@@ -38,7 +38,7 @@ use crate::api::control::ControlError;
 use crate::api::store::READ_TIMEOUT;
 use crate::raft::{KvReader, blocking};
 use crate::state::wire::assignment_to_wire;
-use crate::state::{Service, Task, keys};
+use crate::state::{ObservedState, Service, Task, keys};
 
 /// The shortest time between two rescans.
 pub const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(20);
@@ -127,7 +127,12 @@ impl Index {
             let cached = Cached {
                 version,
                 id: task.id.clone(),
-                node: task.node.clone(),
+                // A pending task is not the node's yet, even when it names the node (a global
+                // service's task that does not fit there).
+                node: task
+                    .node
+                    .clone()
+                    .filter(|_| task.observed != ObservedState::Pending),
                 service: task.service.clone(),
                 assignment: Arc::new(assignment_to_wire(&task, service)),
             };
