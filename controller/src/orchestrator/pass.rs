@@ -162,22 +162,20 @@ pub(crate) fn run(
         .collect();
     let mut placed: HashMap<String, Task> = HashMap::new();
     if !pending.is_empty() {
-        let holding: Vec<Task> = view
+        let holding = view
             .tasks
             .values()
             .map(|t| match updated.get(&t.value.id) {
                 Some((_, u)) => u,
                 None => &t.value,
             })
-            .filter(|t| holds_resources(t))
-            .cloned()
-            .collect();
+            .filter(|t| holds_resources(t));
         let specs: HashMap<String, ServiceSpec> = view
             .services
             .iter()
             .map(|(k, s)| (k.clone(), s.value.spec.clone()))
             .collect();
-        let mut scheduler = Scheduler::new(&all_nodes, &holding, &specs);
+        let mut scheduler = Scheduler::new(&all_nodes, holding, &specs);
         let decisions = scheduler.schedule(&pending);
         for (mut t, d) in pending.into_iter().zip(decisions) {
             match d {

@@ -41,9 +41,9 @@ impl<'a> Cluster<'a> {
     /// The cluster of `nodes` (sorted by id, the first of two with one id kept) with the
     /// tasks of `tasks` that hold resources, each taking what its service's spec in
     /// `services` reserves (nothing, for a service not there). O(N log N + R).
-    pub(super) fn new(
+    pub(super) fn new<'b>(
         nodes: &'a [Node],
-        tasks: &[Task],
+        tasks: impl IntoIterator<Item = &'b Task>,
         services: &HashMap<String, ServiceSpec>,
     ) -> Self {
         let mut sorted: Vec<&Node> = nodes.iter().collect();
@@ -61,7 +61,7 @@ impl<'a> Cluster<'a> {
             .collect();
         let none = Demand::default();
         let mut counts: HashMap<String, HashMap<usize, u32>> = HashMap::new();
-        for t in tasks.iter().filter(|t| holds_resources(t)) {
+        for t in tasks.into_iter().filter(|t| holds_resources(t)) {
             let Some(&idx) = t.node.as_deref().and_then(|id| by_id.get(id)) else {
                 continue;
             };

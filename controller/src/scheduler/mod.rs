@@ -88,9 +88,9 @@ impl<'a> Scheduler<'a> {
     /// task of the state may be passed). A task's needs are its service's spec in
     /// `services`; a task of a service not there counts towards its node's load only. Of
     /// two nodes with one id, the first is kept.
-    pub fn new(
+    pub fn new<'b>(
         nodes: &'a [Node],
-        tasks: &[Task],
+        tasks: impl IntoIterator<Item = &'b Task>,
         services: &'a HashMap<String, ServiceSpec>,
     ) -> Self {
         Scheduler {
