@@ -237,7 +237,10 @@ impl Executor for HollowExecutor {
         self.removes.fetch_add(1, Ordering::Relaxed);
         let mut h = self.lock();
         if let Some(o) = h.tasks.remove(task_id) {
-            if let Some(a) = o.address {
+            if let Some(a) = o.address
+                && h.subnet.is_some_and(|net| net.contains(&a))
+                && !h.free.contains(&a)
+            {
                 h.free.push(a);
             }
             drop(h);

@@ -188,14 +188,16 @@ impl Core {
                 local.observed = Some(observed(task_id, Phase::Failed, &e.0));
             }
             Done::Stopped(Err(e)) => {
-                // What runs is unknown until the next listing; the failure is reported.
+                // What runs is unknown until the next listing (which tries again if it
+                // still runs); the failure is reported.
+                local.observed = None;
                 let failed = observed(task_id, Phase::Failed, &e.0);
                 local.reported = Some(Reported::of(&failed));
                 out.push(Command::Report(failed));
             }
             Done::Removed(Ok(())) => local.observed = None,
-            // Still there: the next listing shows it and the removal is tried again.
-            Done::Removed(Err(_)) => {}
+            // Unknown until the next listing, which tries again if it is still there.
+            Done::Removed(Err(_)) => local.observed = None,
         }
         if self.synced {
             self.reconcile(task_id, &mut out);
@@ -590,3 +592,7 @@ fn carry_out<E: Executor>(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;
