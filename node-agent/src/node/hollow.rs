@@ -424,35 +424,6 @@ pub struct HollowFleet {
     sessions: JoinSet<()>,
 }
 
-/// How many times a join is tried when the controller is unavailable.
-const JOIN_ATTEMPTS: u32 = 20;
-
-/// Joins one node, retrying while the controller is unavailable.
-async fn join_one(opts: &FleetOptions, hostname: &str) -> Result<NodeIdentity, NodeError> {
-    let mut delay = Duration::from_millis(50);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match identity::request(&opts.join_addr, &opts.token, hostname).await {
-            Err(NodeError::Join(berth_controller::join::JoinClientError::Refused {
-                status,
-                message,
-                ..
-            })) if attempt < JOIN_ATTEMPTS
-                && matches!(
-                    status.code(),
-                    tonic::Code::Unavailable | tonic::Code::Aborted | tonic::Code::Unknown
-                ) =>
-            {
-                tracing::debug!(hostname, %message, "join not done yet; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(1));
-            }
-            other => return other,
-        }
-    }
-}
-
 impl HollowFleet {
     /// Joins `opts.count` nodes (at most `join_concurrency` at a time) and starts their
     /// sessions. Fails if any node cannot join.
@@ -474,7 +445,7 @@ impl HollowFleet {
             joins.spawn(async move {
                 let _permit = limit.acquire_owned().await;
                 let hostname = format!("{}-{i}", opts.hostname_prefix);
-                let r = join_one(&opts, &hostname).await;
+                let r = identity::request_retrying(&opts.join_addr, &opts.token, &hostname).await;
                 match &r {
                     Ok(_) => counters.joined.fetch_add(1, Ordering::Relaxed),
                     Err(_) => counters.join_errors.fetch_add(1, Ordering::Relaxed),

@@ -18,7 +18,9 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use berth_controller::join::{JoinRequest, Joined, join_cluster};
+use std::time::Duration;
+
+use berth_controller::join::{JoinClientError, JoinRequest, Joined, join_cluster};
 use berth_controller::pki::{IssuedCert, JoinToken, Role};
 use serde::{Deserialize, Serialize};
 
@@ -104,7 +106,40 @@ pub async fn request(
     NodeIdentity::from_joined(joined, hostname)
 }
 
-/// Joins like [`request`] and writes the identity into `dir`. A `dir` that holds an
+/// How many times a join is tried while the controller answers "retry".
+const JOIN_ATTEMPTS: u32 = 20;
+
+/// [`request`], tried again (50 ms doubling to 1 s, up to 20 times: about 15 s) while the
+/// controller answers UNAVAILABLE or ABORTED (no leader yet, tokens not seeded yet, a write
+/// that must be retried) or cannot be reached.
+pub async fn request_retrying(
+    join_addr: &str,
+    token: &str,
+    hostname: &str,
+) -> Result<NodeIdentity, NodeError> {
+    let mut delay = Duration::from_millis(50);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match request(join_addr, token, hostname).await {
+            Err(NodeError::Join(JoinClientError::Refused {
+                status, message, ..
+            })) if attempt < JOIN_ATTEMPTS
+                && matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::Aborted
+                ) =>
+            {
+                tracing::debug!(hostname, %message, "join not done yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Joins like [`request_retrying`] and writes the identity into `dir`. A `dir` that holds an
 /// identity already is refused before anything is sent (see [`forget`]).
 pub async fn join(
     dir: &Path,
@@ -113,7 +148,7 @@ pub async fn join(
     hostname: &str,
 ) -> Result<NodeIdentity, NodeError> {
     ensure_absent(dir)?;
-    let identity = request(join_addr, token, hostname).await?;
+    let identity = request_retrying(join_addr, token, hostname).await?;
     store(dir, &identity)?;
     Ok(identity)
 }
