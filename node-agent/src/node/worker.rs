@@ -44,7 +44,7 @@ pub const NEVER_STARTED: &str = "stopped before it was started on this node";
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// Start the task's container.
-    Start(Assignment),
+    Start(Box<Assignment>),
     /// Stop the task's container.
     Stop(String),
     /// Remove the task's container.
@@ -278,7 +278,7 @@ impl Core {
                 } else {
                     local.busy = true;
                     report(local, observed_starting(id), out);
-                    out.push(Command::Start(assignment.clone()));
+                    out.push(Command::Start(Box::new(assignment.clone())));
                 }
             }
             (None, true) => {

@@ -70,9 +70,9 @@ fn a_full_set_starts_its_tasks_and_reports_starting() {
         out,
         vec![
             starting("t1"),
-            Command::Start(assignment("t1")),
+            Command::Start(Box::new(assignment("t1"))),
             starting("t2"),
-            Command::Start(assignment("t2")),
+            Command::Start(Box::new(assignment("t2"))),
         ]
     );
     // Started: RUNNING is reported once, nothing is started again.
