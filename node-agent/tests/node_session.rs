@@ -4,7 +4,8 @@
 //! DOWN when their sessions stop, and when the leader is killed with SIGKILL the sessions
 //! move to the new leader without restarting anything.
 //!
-//! The controller binary is built by this test (`cargo build -p berth-controller`) into the
+//! The controller binary is built by this test (`cargo build --workspace --bins`, as
+//! `scripts/test.sh` does before the suite, so that the two share their artifacts) into the
 //! same target directory, since Cargo builds only this crate's binaries for its tests.
 
 use std::collections::BTreeMap;
@@ -37,11 +38,23 @@ fn controller_bin() -> PathBuf {
             ])
             .env("CARGO_TARGET_DIR", &target_root)
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+            // The variables Cargo set for this test would make the build scripts run
+            // again (and everything above them rebuild): the build sees a plain shell's.
+            for (key, _) in std::env::vars_os() {
+                let key = key.to_string_lossy().into_owned();
+                if (key.starts_with("CARGO_") && key != "CARGO_HOME")
+                    || key == "OUT_DIR"
+                    || key == "LD_LIBRARY_PATH"
+                {
+                    cmd.env_remove(&key);
+                }
+            }
+            cmd.env("CARGO_TARGET_DIR", &target_root);
             if profile_dir.ends_with("release") {
                 cmd.arg("--release");
             }
             let status = cmd.status().expect("run cargo build");
-            assert!(status.success(), "cargo build -p berth-controller failed");
+            assert!(status.success(), "cargo build --workspace --bins failed");
             profile_dir.join("berth-controller")
         })
         .clone()
