@@ -318,6 +318,20 @@ fn outcome_of(status: &Status) -> Outcome {
     }
 }
 
+/// Whether a failed `Register` was answered by the controller for a reason of its own (not
+/// "not the leader", not a broken connection): it is asked again on the same connection.
+fn refused_here(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::ResourceExhausted
+            | Code::Aborted
+            | Code::InvalidArgument
+            | Code::FailedPrecondition
+            | Code::PermissionDenied
+            | Code::Internal
+    )
+}
+
 /// Exponential backoff with jitter.
 #[derive(Debug)]
 struct Backoff {
@@ -464,6 +478,17 @@ impl<E: Executor> Session<E> {
                 Ok(reg) => reg,
                 Err(status) => {
                     self.probe().counters.errors.fetch_add(1, Ordering::Relaxed);
+                    if refused_here(&status) {
+                        // The controller answered: the connection is fine, the request was
+                        // not (no subnet left, a contended write, a bad field). Ask again
+                        // later on the same connection rather than open new ones.
+                        warn!(controller = %addr, code = ?status.code(), error = %status.message(), "registration refused; retrying");
+                        let wait = self.backoff.next();
+                        tokio::select! {
+                            () = stopped(&mut self.shutdown) => return Outcome::Stop,
+                            () = tokio::time::sleep(wait) => continue,
+                        }
+                    }
                     return match outcome_of(&status) {
                         // The node is not known: another controller will not know it either,
                         // but it may be re-added; keep trying, slowly.
@@ -675,6 +700,9 @@ mod tests {
             outcome_of(&Status::deadline_exceeded("slow")),
             Outcome::Reconnect(Target::Same)
         ));
+        assert!(refused_here(&Status::resource_exhausted("no subnet left")));
+        assert!(!refused_here(&Status::unavailable("not the leader")));
+        assert!(!refused_here(&Status::unknown("transport error")));
     }
 
     #[test]
