@@ -81,6 +81,65 @@ pub enum Command {
     /// The node network.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Join a cluster with an agent token: writes the node's identity (certificate, key,
+    /// CA, controllers) under `<state-dir>/node/`.
+    Join(JoinArgs),
+    /// Run many hollow nodes (no containers) against a cluster, for scale tests, until
+    /// SIGINT or SIGTERM.
+    Hollow(HollowArgs),
+}
+
+/// `join`.
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The agent join token.
+    #[arg(long, env = "BERTH_JOIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// A controller's join listener, `host:port`.
+    #[arg(long)]
+    pub join_addr: String,
+    /// The node's hostname (default: this host's).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Replace an identity this node has already.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `hollow`.
+#[derive(Debug, Args)]
+pub struct HollowArgs {
+    /// How many hollow nodes.
+    #[arg(long)]
+    pub count: usize,
+    /// The agent join token.
+    #[arg(long, env = "BERTH_JOIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// A controller's join listener, `host:port`.
+    #[arg(long)]
+    pub join_addr: String,
+    /// Node `i` is named `<prefix>-<i>`.
+    #[arg(long, default_value = "hollow")]
+    pub hostname_prefix: String,
+    /// Label sets given round-robin, comma-separated (`zone=a,zone=b`); `+` joins labels
+    /// of one set (`zone=a+disk=ssd`).
+    #[arg(long)]
+    pub labels: Option<String>,
+    /// The address the nodes register with.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: std::net::IpAddr,
+    /// Heartbeat at this period (ms) instead of the controller's.
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// How long each task start takes, in ms.
+    #[arg(long, default_value_t = 0)]
+    pub start_delay_ms: u64,
+    /// How many nodes join at once.
+    #[arg(long, default_value_t = 64)]
+    pub join_concurrency: usize,
+    /// Print a status line every this many seconds.
+    #[arg(long, default_value_t = 5)]
+    pub status_every_s: u64,
 }
 
 /// `network …`.

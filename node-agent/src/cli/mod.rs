@@ -6,6 +6,7 @@ mod args;
 mod container_cmds;
 mod format;
 mod image_cmds;
+mod node_cmds;
 
 use std::process::ExitCode;
 
@@ -22,7 +23,10 @@ pub const EXIT_ERROR: u8 = 125;
 pub fn main() -> ExitCode {
     berth_runtime::timing::mark("cli: main");
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, args::Command::Serve(_)));
+    init_logging(matches!(
+        cli.command,
+        args::Command::Serve(_) | args::Command::Hollow(_)
+    ));
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -104,6 +108,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         crate::net::release_recorded(&dir.network(), &id)?;
         return Ok(0);
     }
+    // Cluster commands need no container state.
+    match &cli.command {
+        C::Join(a) => return node_cmds::join(&cli.state_dir, a),
+        C::Hollow(a) => return node_cmds::hollow(a),
+        _ => {}
+    }
     let m = manager(&cli)?;
     berth_runtime::timing::mark("cli: state opened");
     match cli.command {
@@ -122,6 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         C::Serve(a) => crate::serve::serve(&m, a.poll_interval_ms),
         C::Events(a) => crate::serve::print_events(&m, a.follow),
         C::Network(a) => container_cmds::network(&m, a),
+        C::Join(_) | C::Hollow(_) => unreachable!("handled above"),
     }
 }
 

@@ -7,12 +7,25 @@
 //! - `worker.rs`: the node's assignments against what its executor runs (start, stop,
 //!   remove, report), and the reconcile after a (re)connect;
 //! - `runtime.rs`: the executor of real containers;
-//! - `hollow.rs`: the simulated executor, and many hollow nodes in one process.
+//! - `hollow.rs`: the simulated executor, and many hollow nodes in one process;
+//! - `identity.rs`: joining, and the node's identity on disk;
+//! - `error.rs`: [`NodeError`].
 
 use std::net::Ipv4Addr;
 
 use berth_proto::v1::Assignment;
 use ipnet::Ipv4Net;
+
+mod error;
+pub mod hollow;
+pub mod identity;
+pub mod session;
+pub mod worker;
+
+pub use error::NodeError;
+pub use identity::NodeIdentity;
+pub use session::{Counters, NodeOptions, Probe, SessionState, run_node};
+pub use worker::WorkerOptions;
 
 /// What a task is doing on the node, as the node reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
