@@ -132,6 +132,14 @@ impl Host {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// The process id of `name`, while it runs.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.procs()
+            .get(name)
+            .and_then(|p| p.child.as_ref())
+            .map(|c| c.id())
+    }
+
     /// How many times `name` was started.
     pub fn starts(&self, name: &str) -> u32 {
         self.procs().get(name).map_or(0, |p| p.starts)
