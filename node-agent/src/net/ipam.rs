@@ -153,11 +153,10 @@ impl Ipam {
         let old = match bytes {
             None => None,
             Some(b) => {
-                let table: Table =
-                    serde_json::from_slice(&b).map_err(|e| IpamError::Corrupt {
-                        path: ipam.path.clone(),
-                        reason: e.to_string(),
-                    })?;
+                let table: Table = serde_json::from_slice(&b).map_err(|e| IpamError::Corrupt {
+                    path: ipam.path.clone(),
+                    reason: e.to_string(),
+                })?;
                 if table.subnet == subnet {
                     return Ok(None);
                 }

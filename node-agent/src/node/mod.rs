@@ -9,6 +9,8 @@
 //! - `runtime.rs`: the executor of real containers;
 //! - `hollow.rs`: the simulated executor, and many hollow nodes in one process.
 
+pub mod runtime;
+
 use std::net::Ipv4Addr;
 
 use berth_proto::v1::Assignment;

@@ -592,7 +592,10 @@ fn conformance(fw: &dyn Firewall, read: &dyn Fn() -> State, other: &dyn Fn(&str)
     fw.setup_network(&moved).unwrap();
     let nat = read().rule_lines(Table::Nat);
     assert!(nat.iter().any(|l| l.contains("-s 10.90.0.0/24")), "{nat:?}");
-    assert!(!nat.iter().any(|l| l.contains("-s 10.88.0.0/16")), "{nat:?}");
+    assert!(
+        !nat.iter().any(|l| l.contains("-s 10.88.0.0/16")),
+        "{nat:?}"
+    );
     fw.remove_network(&moved).unwrap();
     fw.setup_network(&net).unwrap();
     fw.remove_known_ports(&net, "c1", &ports).unwrap();

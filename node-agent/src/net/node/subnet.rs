@@ -31,7 +31,10 @@ impl NodeNet {
     /// rules removed, the new ones set up). Nothing changes if the bridge already has the
     /// subnet. A subnet still in use (a container holds an address in it) is an error naming
     /// both subnets, and nothing is changed.
-    pub fn ensure_subnet(dir: &Path, config: NetConfig) -> Result<(NodeNet, SubnetChange), NetError> {
+    pub fn ensure_subnet(
+        dir: &Path,
+        config: NetConfig,
+    ) -> Result<(NodeNet, SubnetChange), NetError> {
         config.validate()?;
         let requested = config.subnet;
         let table_was = Ipam::retarget(&dir.join("ipam.json"), requested)?;
