@@ -489,6 +489,18 @@ fn fifty_tasks_started_concurrently_and_the_cost_of_list() {
         addrs.dedup();
         assert_eq!(addrs.len(), N as usize, "addresses handed out twice");
         assert!(listed.iter().all(|o| o.phase == Phase::Running));
+        // Each monitor holds its own container's descriptors only, not those of containers
+        // started at the same moment from other threads.
+        for c in ex.manager().list(true).unwrap() {
+            let pid = c.state.monitor_pid.expect("a monitor");
+            let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .unwrap()
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .map(|p| p.display().to_string())
+                .collect();
+            let netns = fds.iter().filter(|f| f.starts_with("net:")).count();
+            assert!(netns <= 1, "monitor {pid} of {} holds {fds:?}", c.spec.name);
+        }
 
         // Timed as min and median of many rounds: the machine may be busy with other work.
         let stats = |mut d: Vec<Duration>| {
