@@ -7,7 +7,7 @@
 //! the container's final exit does it release the container's network, by running
 //! `berth-agent network release` (`--release-with`).
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use berth_runtime::monitor::{self, FinalExitHook, MonitorArgs};
 use berth_runtime::paths::ContainerDir;
@@ -51,6 +51,29 @@ fn release_network(agent: &std::path::Path, spec: &ContainerSpec, dir: &Containe
         Ok(s) if s.success() => {}
         Ok(s) => eprintln!("container {}: network release {s}", spec.id),
         Err(e) => eprintln!("container {}: run {}: {e}", spec.id, agent.display()),
+    }
+}
+
+/// Closes every descriptor but stdin, stdout, stderr and `keep`. An agent starting several
+/// containers at once from several threads makes each start's descriptors inheritable for
+/// its own spawn, so a monitor can also inherit those of a start running beside it (another
+/// container's network namespace, its status pipe), and would hold them for its whole life:
+/// the other namespace outlives its container, and the other start never sees its status
+/// pipe close if its monitor dies.
+fn close_inherited(keep: &[RawFd]) {
+    let Ok(rd) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let open: Vec<RawFd> = rd
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    // The directory's own descriptor is closed by now; closing its number again is harmless.
+    for fd in open {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: no object of this process owns these descriptors: they were inherited
+            // and never wrapped (the ones we use are in `keep`).
+            unsafe { libc::close(fd) };
+        }
     }
 }
 
@@ -106,6 +129,16 @@ fn main() {
             other => usage(&format!("unknown argument {other:?}")),
         }
     }
+
+    let mut keep: Vec<RawFd> = [&notify, &netns, &net_ready]
+        .into_iter()
+        .flatten()
+        .map(AsRawFd::as_raw_fd)
+        .collect();
+    if let Some((o, e)) = &attach {
+        keep.extend([o.as_raw_fd(), e.as_raw_fd()]);
+    }
+    close_inherited(&keep);
 
     // Fork once and let the parent exit (its caller reaps it): the long-lived monitor is the
     // child, whose memory holds only the pages it touches from here on, not those the loader

@@ -62,6 +62,23 @@ pub enum IpamError {
         requested: Ipv4Net,
     },
 
+    /// The table holds addresses of another subnet than the one asked for.
+    #[error(
+        "the node's containers use subnet {table} ({owners} address(es) held in {}), \
+         so it cannot change to {requested}: remove those containers first",
+        path.display()
+    )]
+    SubnetInUse {
+        /// The table file.
+        path: PathBuf,
+        /// The subnet recorded in the table.
+        table: Ipv4Net,
+        /// The subnet asked for.
+        requested: Ipv4Net,
+        /// How many addresses are held.
+        owners: usize,
+    },
+
     /// The subnet cannot be used for containers.
     #[error("subnet {subnet} cannot be used for containers: {reason}")]
     InvalidSubnet {
@@ -115,6 +132,51 @@ impl Ipam {
     /// different subnet is an error naming both; so is a subnet given with host bits set or one
     /// smaller than a /30 (no room for a gateway and a container).
     pub fn open(path: &Path, subnet: Ipv4Net) -> Result<Self, IpamError> {
+        let ipam = Self::at(path, subnet)?;
+        // Creates the table if missing and checks its subnet.
+        ipam.update(|_| Ok(()))?;
+        Ok(ipam)
+    }
+
+    /// Points the table at `path` to `subnet` (creating it if missing): a table written for
+    /// another subnet is replaced by an empty one for `subnet` if it holds no address, and is
+    /// [`IpamError::SubnetInUse`] otherwise. Returns the subnet it was written for when that
+    /// changed.
+    pub fn retarget(path: &Path, subnet: Ipv4Net) -> Result<Option<Ipv4Net>, IpamError> {
+        let ipam = Self::at(path, subnet)?;
+        let _lock = ipam.lock()?;
+        let bytes = match fs::read(&ipam.path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(IpamError::io("read", &ipam.path, e)),
+        };
+        let old = match bytes {
+            None => None,
+            Some(b) => {
+                let table: Table = serde_json::from_slice(&b).map_err(|e| IpamError::Corrupt {
+                    path: ipam.path.clone(),
+                    reason: e.to_string(),
+                })?;
+                if table.subnet == subnet {
+                    return Ok(None);
+                }
+                if !table.allocations.is_empty() {
+                    return Err(IpamError::SubnetInUse {
+                        path: ipam.path.clone(),
+                        table: table.subnet,
+                        requested: subnet,
+                        owners: table.allocations.len(),
+                    });
+                }
+                Some(table.subnet)
+            }
+        };
+        ipam.store(&Table::new(subnet))?;
+        Ok(old)
+    }
+
+    /// Checks `subnet` and makes the table's directory; the table itself is not touched.
+    fn at(path: &Path, subnet: Ipv4Net) -> Result<Self, IpamError> {
         if subnet.prefix_len() > 30 {
             return Err(IpamError::InvalidSubnet {
                 subnet,
@@ -132,14 +194,11 @@ impl Ipam {
         }
         let mut lock_name = path.file_name().unwrap_or_default().to_owned();
         lock_name.push(".lock");
-        let ipam = Ipam {
+        Ok(Ipam {
             path: path.to_owned(),
             lock_path: path.with_file_name(lock_name),
             subnet,
-        };
-        // Creates the table if missing and checks its subnet.
-        ipam.update(|_| Ok(()))?;
-        Ok(ipam)
+        })
     }
 
     /// The gateway: the subnet's first host address, the bridge's.

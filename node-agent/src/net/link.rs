@@ -272,6 +272,15 @@ impl Links {
         }
     }
 
+    /// The IPv4 addresses (with prefix) on the link named `name`; `None` if there is no such
+    /// link.
+    pub async fn ipv4_addresses_of(&self, name: &str) -> Result<Option<Vec<Ipv4Net>>, LinkError> {
+        match self.get(name, "looking up link").await? {
+            Some(link) => Ok(Some(self.ipv4_addresses(link.header.index, name).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// The IPv4 addresses (with prefix) on link `index`.
     pub async fn ipv4_addresses(&self, index: u32, name: &str) -> Result<Vec<Ipv4Net>, LinkError> {
         let msgs: Vec<_> = self

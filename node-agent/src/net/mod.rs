@@ -11,4 +11,6 @@ pub mod link;
 pub mod node;
 pub mod ports;
 
-pub use node::{Attachment, NetConfig, NetError, NodeNet, Pending, Reconciled, release_recorded};
+pub use node::{
+    Attachment, NetConfig, NetError, NodeNet, Pending, Reconciled, SubnetChange, release_recorded,
+};

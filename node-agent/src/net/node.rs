@@ -33,8 +33,11 @@ use nix::sched::{CloneFlags, unshare};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
+mod subnet;
 #[cfg(test)]
 mod tests;
+
+pub use subnet::SubnetChange;
 
 use super::firewall::{Firewall, FirewallError, IptablesFirewall, NetworkRules, Proto, Publish};
 use super::ipam::{Ipam, IpamError};
@@ -159,6 +162,21 @@ pub enum NetError {
     /// A published port is invalid or taken.
     #[error(transparent)]
     Port(#[from] PortError),
+    /// The bridge has another subnet, which containers still use.
+    #[error(
+        "bridge {bridge} has subnet {current}, used by {containers} container(s), so it cannot \
+         change to {requested}: remove those containers first"
+    )]
+    BridgeInUse {
+        /// The bridge.
+        bridge: String,
+        /// The subnet it has.
+        current: Ipv4Net,
+        /// The subnet asked for.
+        requested: Ipv4Net,
+        /// How many containers hold an address.
+        containers: usize,
+    },
     /// The configuration is invalid.
     #[error("invalid node network configuration: {0}")]
     Config(String),

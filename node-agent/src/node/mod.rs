@@ -11,6 +11,8 @@
 //! - `identity.rs`: joining, and the node's identity on disk;
 //! - `error.rs`: [`NodeError`].
 
+pub mod runtime;
+
 use std::net::Ipv4Addr;
 
 use berth_proto::v1::Assignment;

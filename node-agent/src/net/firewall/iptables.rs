@@ -269,6 +269,12 @@ impl<R: Runner> Firewall for IptablesFirewall<R> {
         self.apply("remove owners", &batch)
     }
 
+    fn remove_network(&self, net: &NetworkRules) -> Result<(), FirewallError> {
+        let _g = self.lock();
+        let batch = rules::remove_network(net, &self.state()?)?;
+        self.apply("remove network", &batch)
+    }
+
     fn teardown(&self, _net: &NetworkRules) -> Result<(), FirewallError> {
         let _g = self.lock();
         let mut errors = Vec::new();

@@ -155,6 +155,11 @@ pub trait Firewall: Send + Sync + fmt::Debug {
         owners: &BTreeSet<String>,
     ) -> Result<(), FirewallError>;
 
+    /// Removes the network's own rules (MASQUERADE and ACCEPT rules of `net.bridge`, for
+    /// whatever subnet they were written), keeping the shared jumps and every port rule:
+    /// before the bridge is re-created with another subnet. Idempotent.
+    fn remove_network(&self, net: &NetworkRules) -> Result<(), FirewallError>;
+
     /// Removes every berth rule and chain on the node, of every network (teardown). Collects
     /// every error and keeps going; repeating it is harmless.
     fn teardown(&self, net: &NetworkRules) -> Result<(), FirewallError>;

@@ -650,6 +650,24 @@ pub fn remove_owners(current: &State, owners: &BTreeSet<String>) -> Result<Batch
     Ok(Batch { ops })
 }
 
+/// Deletes the rules of one network (those whose comment is `berth:/net/<bridge>`, whatever
+/// subnet they were written for), each table's in reverse order: what a bridge re-created
+/// with another subnet must drop before [`setup`] adds its new ones. The jumps into berth's
+/// chains are shared by every network and stay.
+pub fn remove_network(net: &NetworkRules, current: &State) -> Result<Batch, FirewallError> {
+    check_bridge(&net.bridge)?;
+    let own = format!("{COMMENT_PREFIX}/net/{}", net.bridge);
+    let mut ops = Vec::new();
+    for (&table, ts) in &current.tables {
+        for r in ts.rules.iter().rev() {
+            if comment_of(&r.words) == Some(own.as_str()) {
+                ops.push(Op::Delete(Rule::new(table, &r.chain, r.raw.clone())));
+            }
+        }
+    }
+    Ok(Batch { ops })
+}
+
 /// Removes everything berth's: rules outside berth's chains that jump into them or carry a
 /// `berth:` comment, then every `BERTH-` chain (flushed, then deleted). Nothing else.
 pub fn teardown(current: &State) -> Batch {

@@ -564,6 +564,43 @@ fn conformance(fw: &dyn Firewall, read: &dyn Fn() -> State, other: &dyn Fn(&str)
     fw.remove_known_ports(&net, "c2", &[other_port]).unwrap();
     assert_eq!(read(), s1);
 
+    // The network re-made with another subnet: its old rules go (twice is harmless), the
+    // jumps and the port rules stay, and setting it up again gives the new subnet's rules.
+    fw.add_new_ports(&net, "c1", &ports).unwrap();
+    fw.remove_network(&net).unwrap();
+    fw.remove_network(&net).unwrap();
+    let s_removed = read();
+    let own = format!("berth:/net/{}", net.bridge);
+    for t in [Table::Nat, Table::Filter] {
+        assert!(
+            !s_removed.rule_lines(t).iter().any(|l| l.contains(&own)),
+            "{:?}",
+            s_removed.rule_lines(t)
+        );
+    }
+    assert!(
+        s_removed
+            .rule_lines(Table::Filter)
+            .iter()
+            .any(|l| l.contains("berth:/jump"))
+    );
+    assert_eq!(fw.owners(&net).unwrap(), BTreeSet::from(["c1".to_owned()]));
+    let moved = NetworkRules {
+        subnet: "10.90.0.0/24".parse().unwrap(),
+        ..net.clone()
+    };
+    fw.setup_network(&moved).unwrap();
+    let nat = read().rule_lines(Table::Nat);
+    assert!(nat.iter().any(|l| l.contains("-s 10.90.0.0/24")), "{nat:?}");
+    assert!(
+        !nat.iter().any(|l| l.contains("-s 10.88.0.0/16")),
+        "{nat:?}"
+    );
+    fw.remove_network(&moved).unwrap();
+    fw.setup_network(&net).unwrap();
+    fw.remove_known_ports(&net, "c1", &ports).unwrap();
+    assert_eq!(read(), s1);
+
     // Teardown, twice: nothing of berth's left, the foreign rule kept.
     fw.add_ports(&net, "c3", &ports[..1]).unwrap();
     fw.teardown(&net).unwrap();

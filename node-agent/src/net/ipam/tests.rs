@@ -223,3 +223,35 @@ fn separate_opens_never_hand_out_one_address_twice() {
         assert_eq!(table[&owner], addr);
     }
 }
+
+#[test]
+fn retarget_moves_an_empty_table_and_refuses_a_used_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = table_path(&dir);
+    // No table yet: created for the subnet, nothing changed.
+    assert_eq!(Ipam::retarget(&path, net("10.1.0.0/24")).unwrap(), None);
+    assert_eq!(Ipam::retarget(&path, net("10.1.0.0/24")).unwrap(), None);
+    let ipam = Ipam::open(&path, net("10.1.0.0/24")).unwrap();
+    ipam.allocate("c1").unwrap();
+    // In use: refused with both subnets named, the table untouched.
+    let err = Ipam::retarget(&path, net("10.2.0.0/24")).unwrap_err();
+    assert!(matches!(err, IpamError::SubnetInUse { owners: 1, .. }));
+    let text = err.to_string();
+    assert!(
+        text.contains("10.1.0.0/24") && text.contains("10.2.0.0/24"),
+        "{text}"
+    );
+    assert!(ipam.allocations().unwrap().contains_key("c1"));
+    // Empty again: moved, and the old subnet's handle now refuses the table.
+    ipam.release("c1").unwrap();
+    assert_eq!(
+        Ipam::retarget(&path, net("10.2.0.0/24")).unwrap(),
+        Some(net("10.1.0.0/24"))
+    );
+    assert!(matches!(
+        ipam.allocate("c2"),
+        Err(IpamError::SubnetMismatch { .. })
+    ));
+    let moved = Ipam::open(&path, net("10.2.0.0/24")).unwrap();
+    assert_eq!(moved.allocate("c2").unwrap(), ip("10.2.0.2"));
+}

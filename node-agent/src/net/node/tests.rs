@@ -164,3 +164,78 @@ fn reconcile_removes_only_what_dead_containers_left() {
         net.detach(&live).unwrap();
     });
 }
+
+fn bridge_addresses(bridge: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-o", "-4", "addr", "show", "dev", bridge])
+        .output()
+        .expect("ip addr");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn nat_rules() -> String {
+    let out = Command::new("iptables-save")
+        .args(["-t", "nat"])
+        .output()
+        .expect("iptables-save");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn ensure_subnet_creates_keeps_refuses_in_use_and_moves_a_free_bridge() {
+    if needs_root("ensure_subnet_creates_keeps_refuses_in_use_and_moves_a_free_bridge") {
+        return;
+    }
+    in_netns(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let a = config();
+        let b = NetConfig {
+            subnet: "10.215.3.0/24".parse().unwrap(),
+            ..config()
+        };
+        let (net, change) = NodeNet::ensure_subnet(dir.path(), a.clone()).unwrap();
+        assert_eq!(change, SubnetChange::Created);
+        assert!(bridge_addresses("bt0").contains("10.214.0.1/24"));
+        assert!(nat_rules().contains("-s 10.214.0.0/24"));
+        let (_, change) = NodeNet::ensure_subnet(dir.path(), a.clone()).unwrap();
+        assert_eq!(change, SubnetChange::Unchanged);
+
+        // A container holds an address: refused, both subnets named, nothing changed.
+        let c = id("eeee0005", 1);
+        let (_att, ns) = net.attach(&c, &[]).unwrap();
+        let err = NodeNet::ensure_subnet(dir.path(), b.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("10.214.0.0/24") && err.contains("10.215.3.0/24"),
+            "{err}"
+        );
+        assert!(bridge_addresses("bt0").contains("10.214.0.1/24"));
+        assert!(links().contains(&"btheeee0005".to_string()));
+        drop(ns);
+        net.detach(&c).unwrap();
+
+        // Free: the bridge is re-created with the new subnet, and the rules follow.
+        let (moved, change) = NodeNet::ensure_subnet(dir.path(), b.clone()).unwrap();
+        assert_eq!(
+            change,
+            SubnetChange::Replaced {
+                old: "10.214.0.0/24".parse().unwrap()
+            }
+        );
+        let addrs = bridge_addresses("bt0");
+        assert!(
+            addrs.contains("10.215.3.1/24") && !addrs.contains("10.214.0.1"),
+            "{addrs}"
+        );
+        let nat = nat_rules();
+        assert!(
+            nat.contains("-s 10.215.3.0/24") && !nat.contains("-s 10.214.0.0/24"),
+            "{nat}"
+        );
+        let (att, ns) = moved.attach(&c, &[]).unwrap();
+        assert_eq!(att.ip, "10.215.3.2".parse::<Ipv4Addr>().unwrap());
+        drop(ns);
+        moved.detach(&c).unwrap();
+    });
+}

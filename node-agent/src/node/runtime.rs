@@ -1,0 +1,480 @@
+//! The executor of real containers: each task is one container of the agent's own runtime
+//! ([`ContainerManager`]), on the node bridge, labelled with its task.
+//!
+//! - A task's container is named `<service>.<slot>.<task id prefix>` (`<service>.<task id
+//!   prefix>` for a global service) and labelled `berth.task`, `berth.service`, `berth.slot`
+//!   and `berth.spec-version` over the service's labels ([`task_spec`]). Containers without
+//!   `berth.task` (made by hand with `berth-agent run`) are never listed nor touched.
+//! - Restart policy `no`: the controller restarts a task by creating a new one.
+//! - Whether a task was stopped on request is the container's `stop-requested` file, which
+//!   every stop writes and every start removes, so it survives an agent restart.
+//! - Everything else lives in the container's files as the monitor keeps them, so a new
+//!   executor over the same state directory (an agent restart) sees every task.
+//! - Links between services (`links` in the spec) are issue 7's and not applied yet; images
+//!   must already be in the node's store (pulling is issue 8's).
+//!
+//! Calls for different tasks may come concurrently from several threads: the container
+//! module coordinates through files and locks (name claims, the address table, the ports
+//! record), and the executor's only shared state, the task index, is behind a mutex.
+
+mod index;
+mod observe;
+pub mod task_spec;
+
+use std::fs;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use berth_proto::v1::Assignment;
+use berth_runtime::state::{State, Status, is_same_process_alive};
+use ipnet::Ipv4Net;
+use tracing::{info, warn};
+
+use crate::container::{AgentConfig, Attach, ContainerError, ContainerManager};
+use crate::image::ImageError;
+use crate::net::{Attachment, NetError, NodeNet, SubnetChange};
+
+use super::{ExecError, Executor, Observed, Phase};
+use index::{Index, TaskContainer};
+pub use observe::{Seen, observed};
+
+/// How the executor runs tasks, beyond the agent's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeOptions {
+    /// The grace period of `stop` before SIGKILL, for every task; `None`: each container's
+    /// own (10 s unless its image says otherwise).
+    pub stop_timeout: Option<Duration>,
+}
+
+/// Why the executor could not do something; the text names the task or container.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The agent's state directory could not be opened.
+    #[error("opening the node's containers in {}: {source}", state_dir.display())]
+    Open {
+        /// The state directory.
+        state_dir: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<ContainerError>,
+    },
+    /// The node network could not be given the controller's subnet.
+    #[error("setting the node network's subnet to {subnet}: {source}")]
+    Subnet {
+        /// The subnet asked for.
+        subnet: Ipv4Net,
+        /// Why.
+        #[source]
+        source: Box<NetError>,
+    },
+    /// The node's containers could not be read.
+    #[error("listing the node's containers in {}: {source}", dir.display())]
+    List {
+        /// The containers directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The assignment carries no spec (the controller no longer has that version).
+    #[error(
+        "task {task}: the assignment carries no spec (version {version} of service {service} \
+         is gone), so it is not started"
+    )]
+    NoSpec {
+        /// The task.
+        task: String,
+        /// Its service.
+        service: String,
+        /// The spec version it runs.
+        version: u64,
+    },
+    /// The spec cannot be turned into a container.
+    #[error("task {task}: invalid service spec: {reason}")]
+    InvalidSpec {
+        /// The task.
+        task: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The image is not in the node's store.
+    #[error(
+        "task {task}: image {image} is not in this node's image store; load it with \
+         `berth-agent image import FILE` (docker save or OCI archive)"
+    )]
+    MissingImage {
+        /// The task.
+        task: String,
+        /// The image reference.
+        image: String,
+    },
+    /// The task's container name is held by a container that is not this task's.
+    #[error("task {task}: its container name {name} is already used by container {holder}")]
+    NameTaken {
+        /// The task.
+        task: String,
+        /// The name.
+        name: String,
+        /// The container holding it.
+        holder: String,
+    },
+    /// A container operation failed.
+    #[error("task {task}: {op} container {container}: {source}")]
+    Container {
+        /// The task.
+        task: String,
+        /// What was being done ("create", "start", "stop", "remove", "read").
+        op: &'static str,
+        /// The container's name (or id).
+        container: String,
+        /// Why.
+        #[source]
+        source: Box<ContainerError>,
+    },
+}
+
+impl From<RunError> for ExecError {
+    fn from(e: RunError) -> Self {
+        ExecError(e.to_string())
+    }
+}
+
+/// The real-runtime [`Executor`].
+#[derive(Debug)]
+pub struct RuntimeExecutor {
+    base: AgentConfig,
+    options: RuntimeOptions,
+    /// Replaced when [`Executor::prepare`] changes the subnet.
+    manager: RwLock<Arc<ContainerManager>>,
+    index: Mutex<Index>,
+    prepare: Mutex<()>,
+}
+
+impl RuntimeExecutor {
+    /// An executor over the agent's state directory, cgroup parent, monitor and network
+    /// (whose subnet [`Executor::prepare`] replaces with the controller's).
+    pub fn new(config: AgentConfig) -> Result<Self, RunError> {
+        Self::with_options(config, RuntimeOptions::default())
+    }
+
+    /// [`RuntimeExecutor::new`] with options.
+    pub fn with_options(config: AgentConfig, options: RuntimeOptions) -> Result<Self, RunError> {
+        let manager = open(&config)?;
+        Ok(Self {
+            base: config,
+            options,
+            manager: RwLock::new(Arc::new(manager)),
+            index: Mutex::new(Index::default()),
+            prepare: Mutex::new(()),
+        })
+    }
+
+    /// The container manager in use now.
+    pub fn manager(&self) -> Arc<ContainerManager> {
+        self.manager
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn index(&self) -> MutexGuard<'_, Index> {
+        // The index is a cache: a panic while holding it leaves at worst an entry to re-read.
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every task container now.
+    fn task_containers(&self, m: &ContainerManager) -> Result<Vec<TaskContainer>, RunError> {
+        let dir = m.config().state_dir.join("containers");
+        self.index()
+            .refresh(&dir)
+            .map_err(|source| RunError::List { dir, source })
+    }
+
+    fn find(&self, m: &ContainerManager, task_id: &str) -> Result<Option<TaskContainer>, RunError> {
+        Ok(self
+            .task_containers(m)?
+            .into_iter()
+            .find(|t| t.task_id == task_id))
+    }
+
+    /// The task's state from its container's files; `None` if the container is gone.
+    fn observe(&self, m: &ContainerManager, t: &TaskContainer) -> Option<Observed> {
+        let dir = m.config().state_dir.join("containers").join(&t.id);
+        let state = match State::load(&dir.join("state.json")) {
+            Ok(s) => s,
+            Err(_) if !dir.exists() => return None,
+            // No record yet: created, the monitor not started.
+            Err(_) if !dir.join("state.json").exists() => State::created(),
+            Err(e) => {
+                return Some(Observed {
+                    task_id: t.task_id.clone(),
+                    phase: Phase::Failed,
+                    address: None,
+                    exit_code: None,
+                    reason: Some(format!("container {}: {e}", t.name)),
+                });
+            }
+        };
+        let monitor_alive = state
+            .monitor_pid
+            .is_some_and(|p| is_same_process_alive(p, None));
+        let process_alive = state
+            .pid
+            .is_some_and(|p| is_same_process_alive(p, state.pid_start_ticks));
+        let active = matches!(state.status, Status::Running | Status::Restarting)
+            && (monitor_alive || process_alive);
+        let address = if active {
+            fs::read(dir.join("network.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Attachment>(&b).ok())
+                .map(|a| a.ip)
+        } else {
+            None
+        };
+        Some(observed(&Seen {
+            task_id: &t.task_id,
+            state: &state,
+            monitor_alive,
+            process_alive,
+            stop_requested: dir.join("stop-requested").exists(),
+            address,
+        }))
+    }
+
+    fn container_error(
+        task: &str,
+        op: &'static str,
+        container: &str,
+    ) -> impl FnOnce(ContainerError) -> RunError {
+        move |source| RunError::Container {
+            task: task.to_owned(),
+            op,
+            container: container.to_owned(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The task already has a container: reports it, after starting it if it was created
+    /// but never started (an agent that stopped between the two).
+    fn start_existing(
+        &self,
+        m: &ContainerManager,
+        t: &TaskContainer,
+    ) -> Result<Observed, RunError> {
+        let dir = m.config().state_dir.join("containers").join(&t.id);
+        if dir.is_dir() && !dir.join("state.json").exists() {
+            return self.start_created(m, t);
+        }
+        match self.observe(m, t) {
+            Some(o) => Ok(o),
+            None => Err(RunError::Container {
+                task: t.task_id.clone(),
+                op: "read",
+                container: t.name.clone(),
+                source: Box::new(ContainerError::NotFound(t.name.clone())),
+            }),
+        }
+    }
+
+    /// Starts a created container. A start the container itself refused (missing
+    /// entrypoint, bad user...) is recorded in its state and reported as `Failed`; any other
+    /// failure removes the container again and is an error.
+    fn start_created(&self, m: &ContainerManager, t: &TaskContainer) -> Result<Observed, RunError> {
+        match m.start(&t.id, Attach::Detached) {
+            Ok(_) => {}
+            Err(e) => {
+                if let Some(o) = self.observe(m, t).filter(|o| o.phase == Phase::Failed) {
+                    info!(task = %t.task_id, container = %t.name, reason = ?o.reason, "task could not start");
+                    return Ok(o);
+                }
+                if let Err(re) = m.remove(&t.id, true) {
+                    warn!(task = %t.task_id, container = %t.name, error = %re, "removing a container that failed to start");
+                }
+                self.index().forget(&t.id);
+                return Err(Self::container_error(&t.task_id, "start", &t.name)(e));
+            }
+        }
+        let o = self.observe(m, t).ok_or_else(|| RunError::Container {
+            task: t.task_id.clone(),
+            op: "start",
+            container: t.name.clone(),
+            source: Box::new(ContainerError::NotFound(t.name.clone())),
+        })?;
+        info!(task = %t.task_id, container = %t.name, phase = ?o.phase, address = ?o.address, "task started");
+        Ok(o)
+    }
+
+    fn start_task(&self, task: &Assignment) -> Result<Observed, RunError> {
+        let m = self.manager();
+        let task_id = &task.task_id;
+        let spec = task.spec.as_ref().ok_or_else(|| RunError::NoSpec {
+            task: task_id.clone(),
+            service: task.service.clone(),
+            version: task.spec_version,
+        })?;
+        if let Some(t) = self.find(&m, task_id)? {
+            return self.start_existing(&m, &t);
+        }
+        let opts =
+            task_spec::create_options(task, spec).map_err(|reason| RunError::InvalidSpec {
+                task: task_id.clone(),
+                reason,
+            })?;
+        let name = opts.name.clone().unwrap_or_default();
+        let info = match m.create(&opts) {
+            Ok(info) => info,
+            Err(ContainerError::Image(ImageError::NotFound { .. })) => {
+                return Err(RunError::MissingImage {
+                    task: task_id.clone(),
+                    image: spec.image.clone(),
+                });
+            }
+            Err(ContainerError::NameInUse { id, .. }) => {
+                // Created by another agent process for this very task since the index was read?
+                if let Some(t) = self.find(&m, task_id)? {
+                    return self.start_existing(&m, &t);
+                }
+                return Err(RunError::NameTaken {
+                    task: task_id.clone(),
+                    name,
+                    holder: id,
+                });
+            }
+            Err(ContainerError::InvalidOption(reason)) => {
+                return Err(RunError::InvalidSpec {
+                    task: task_id.clone(),
+                    reason,
+                });
+            }
+            Err(e) => return Err(Self::container_error(task_id, "create", &name)(e)),
+        };
+        let t = TaskContainer {
+            id: info.spec.id.clone(),
+            name,
+            task_id: task_id.clone(),
+        };
+        self.index().insert(t.clone());
+        self.start_created(&m, &t)
+    }
+
+    fn stop_task(&self, task_id: &str) -> Result<Observed, RunError> {
+        let m = self.manager();
+        let Some(t) = self.find(&m, task_id)? else {
+            return Ok(Observed {
+                task_id: task_id.to_owned(),
+                phase: Phase::Shutdown,
+                address: None,
+                exit_code: None,
+                reason: Some("no container on this node".into()),
+            });
+        };
+        let dir = m.config().state_dir.join("containers").join(&t.id);
+        if !dir.join("state.json").exists() {
+            // Never started: it will not be, unless started again.
+            let marker = dir.join("stop-requested");
+            fs::write(&marker, b"").map_err(|e| {
+                Self::container_error(task_id, "stop", &t.name)(ContainerError::Io {
+                    op: "write",
+                    path: marker.clone(),
+                    source: e,
+                })
+            })?;
+        }
+        match m.stop(&t.id, self.options.stop_timeout) {
+            Ok(_) | Err(ContainerError::NotFound(_)) => {}
+            Err(e) => return Err(Self::container_error(task_id, "stop", &t.name)(e)),
+        }
+        let o = self.observe(&m, &t).unwrap_or_else(|| Observed {
+            task_id: task_id.to_owned(),
+            phase: Phase::Shutdown,
+            address: None,
+            exit_code: None,
+            reason: Some("its container was removed".into()),
+        });
+        info!(task = %task_id, container = %t.name, phase = ?o.phase, "task stopped");
+        Ok(o)
+    }
+
+    fn remove_task(&self, task_id: &str) -> Result<(), RunError> {
+        let m = self.manager();
+        let Some(t) = self.find(&m, task_id)? else {
+            return Ok(());
+        };
+        // Gracefully first (its stop signal and grace period), then everything it owns.
+        match m.stop(&t.id, self.options.stop_timeout) {
+            Ok(_) | Err(ContainerError::NotFound(_)) => {}
+            Err(e) => return Err(Self::container_error(task_id, "stop", &t.name)(e)),
+        }
+        match m.remove(&t.id, true) {
+            Ok(()) | Err(ContainerError::NotFound(_)) => {}
+            Err(e) => return Err(Self::container_error(task_id, "remove", &t.name)(e)),
+        }
+        self.index().forget(&t.id);
+        info!(task = %task_id, container = %t.name, "task removed");
+        Ok(())
+    }
+
+    fn prepare_subnet(&self, subnet: Ipv4Net) -> Result<(), RunError> {
+        let _one_at_a_time = self.prepare.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cfg = self.base.clone();
+        cfg.network.subnet = subnet;
+        let (_net, change) =
+            NodeNet::ensure_subnet(&cfg.state_dir.join("net"), cfg.network.clone()).map_err(
+                |source| RunError::Subnet {
+                    subnet,
+                    source: Box::new(source),
+                },
+            )?;
+        if self.manager().config().network != cfg.network {
+            let m = open(&cfg)?;
+            *self.manager.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(m);
+        }
+        if change != SubnetChange::Unchanged {
+            info!(%subnet, ?change, "node network ready");
+        }
+        // What a crashed agent left (addresses, rules, veths of containers that are gone).
+        if let Err(e) = self.manager().reconcile_network() {
+            warn!(error = %e, "removing the network leftovers of containers that are gone");
+        }
+        Ok(())
+    }
+
+    fn list_tasks(&self) -> Result<Vec<Observed>, RunError> {
+        let m = self.manager();
+        Ok(self
+            .task_containers(&m)?
+            .iter()
+            .filter_map(|t| self.observe(&m, t))
+            .collect())
+    }
+}
+
+fn open(config: &AgentConfig) -> Result<ContainerManager, RunError> {
+    ContainerManager::open(config.clone()).map_err(|source| RunError::Open {
+        state_dir: config.state_dir.clone(),
+        source: Box::new(source),
+    })
+}
+
+impl Executor for RuntimeExecutor {
+    fn prepare(&self, subnet: Ipv4Net) -> Result<(), ExecError> {
+        Ok(self.prepare_subnet(subnet)?)
+    }
+
+    fn list(&self) -> Result<Vec<Observed>, ExecError> {
+        Ok(self.list_tasks()?)
+    }
+
+    fn start(&self, task: &Assignment) -> Result<Observed, ExecError> {
+        Ok(self.start_task(task)?)
+    }
+
+    fn stop(&self, task_id: &str) -> Result<Observed, ExecError> {
+        Ok(self.stop_task(task_id)?)
+    }
+
+    fn remove(&self, task_id: &str) -> Result<(), ExecError> {
+        Ok(self.remove_task(task_id)?)
+    }
+}
