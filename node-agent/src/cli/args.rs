@@ -87,6 +87,29 @@ pub enum Command {
     /// Run many hollow nodes (no containers) against a cluster, for scale tests, until
     /// SIGINT or SIGTERM.
     Hollow(HollowArgs),
+    /// Run this node's session with the cluster (after `join`): register, heartbeat, run
+    /// the tasks the controllers assign, report them; until SIGINT or SIGTERM (the tasks
+    /// keep running when it stops).
+    Node(NodeArgs),
+}
+
+/// `node`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// A node label for placement constraints, `KEY=VALUE` (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// The address other nodes and the controllers reach this node at (default: the local
+    /// address of the route to the first controller).
+    #[arg(long)]
+    pub address: Option<std::net::IpAddr>,
+    /// Grace period of a task's stop before SIGKILL, in seconds (default: the container's,
+    /// 10 s unless its image says otherwise).
+    #[arg(long)]
+    pub stop_timeout_s: Option<u64>,
+    /// How often the tasks' containers are checked, in ms.
+    #[arg(long, default_value_t = 250)]
+    pub poll_ms: u64,
 }
 
 /// `join`.

@@ -25,7 +25,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(matches!(
         cli.command,
-        args::Command::Serve(_) | args::Command::Hollow(_)
+        args::Command::Serve(_) | args::Command::Hollow(_) | args::Command::Node(_)
     ));
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -73,6 +73,11 @@ fn init_logging(daemon: bool) {
 }
 
 fn manager(cli: &Cli) -> anyhow::Result<ContainerManager> {
+    Ok(ContainerManager::open(config(cli)?)?)
+}
+
+/// The agent's configuration from the global options.
+fn config(cli: &Cli) -> anyhow::Result<AgentConfig> {
     let mut cfg = AgentConfig::new(&cli.state_dir);
     cfg.cgroup_parent = cli.cgroup_parent.clone();
     let subnet = cli.subnet.parse().map_err(|e| {
@@ -90,7 +95,7 @@ fn manager(cli: &Cli) -> anyhow::Result<ContainerManager> {
     if let Some(m) = &cli.monitor {
         cfg.monitor_bin = m.clone();
     }
-    Ok(ContainerManager::open(cfg)?)
+    Ok(cfg)
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -112,6 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     match &cli.command {
         C::Join(a) => return node_cmds::join(&cli.state_dir, a),
         C::Hollow(a) => return node_cmds::hollow(a),
+        C::Node(a) => return node_cmds::node(&cli.state_dir, config(&cli)?, a),
         _ => {}
     }
     let m = manager(&cli)?;
@@ -132,7 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         C::Serve(a) => crate::serve::serve(&m, a.poll_interval_ms),
         C::Events(a) => crate::serve::print_events(&m, a.follow),
         C::Network(a) => container_cmds::network(&m, a),
-        C::Join(_) | C::Hollow(_) => unreachable!("handled above"),
+        C::Join(_) | C::Hollow(_) | C::Node(_) => unreachable!("handled above"),
     }
 }
 

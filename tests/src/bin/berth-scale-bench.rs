@@ -161,7 +161,10 @@ async fn watch_placements(
             }
         }
     }
-    bail!("the event stream ended with {} of {want} placed", placed.len())
+    bail!(
+        "the event stream ended with {} of {want} placed",
+        placed.len()
+    )
 }
 
 fn main() -> anyhow::Result<()> {
@@ -258,7 +261,7 @@ fn one_run(nodes: usize, tasks: usize) -> anyhow::Result<String> {
             ));
             let names: Vec<String> = (0..services).map(|i| format!("svc-{i:05}")).collect();
             let mut applies = futures::stream::iter(names.into_iter().map(|name| {
-                let mut client = creds.client(&leader_addr);
+                let client = creds.client(&leader_addr);
                 async move {
                     client?
                         .apply_service(v1::ApplyServiceRequest {
