@@ -128,7 +128,9 @@ pub(super) fn reconcile_slot(
     }
     let mut history: Vec<&Task> = tasks.iter().copied().filter(|t| ended(t)).collect();
     history.sort_by_key(|t| std::cmp::Reverse(t.updated_at));
-    for old in history.iter().skip(HISTORY_PER_SLOT) {
+    // A slot whose policy limits its restarts keeps enough history to count them.
+    let keep = HISTORY_PER_SLOT.max(service.spec.restart.max_attempts as usize + 1);
+    for old in history.iter().skip(keep) {
         plan.remove.push(old.id.clone());
     }
     if !live.is_empty() {
@@ -178,7 +180,9 @@ pub(super) fn reconcile_slot(
             .filter(|t| t.desired == DesiredState::Running)
             .filter(|t| window == 0 || now - t.updated_at <= window)
             .count();
-        if attempts >= policy.max_attempts as usize {
+        // The first run is not a restart: `max_attempts` restarts make max_attempts + 1 runs
+        // (Swarm's meaning).
+        if attempts > policy.max_attempts as usize {
             plan.idle
                 .push((slot, "the restart policy's attempts are used up"));
             return;
@@ -314,9 +318,12 @@ mod tests {
         // none: never restarted.
         let none = service(1, policy(RestartCondition::None, 0, 0));
         assert!(reconcile(&none, &[failed("a", 0)], 1).create.is_empty());
-        // Three attempts: the third failure gives up; outside the window they no longer count.
-        let limited = service(1, policy(RestartCondition::Any, 3, 1_000));
+        // Two restarts: the third failure (the second restart's) gives up; outside the window
+        // they no longer count.
+        let limited = service(1, policy(RestartCondition::Any, 2, 1_000));
         let three = [failed("a", 0), failed("b", 200 * MS), failed("c", 400 * MS)];
+        let plan = reconcile(&limited, &three[..2], 500 * MS);
+        assert_eq!(plan.create.len(), 1, "one restart left");
         let plan = reconcile(&limited, &three, 500 * MS);
         assert!(plan.create.is_empty(), "{plan:?}");
         assert_eq!(
