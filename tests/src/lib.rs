@@ -4,6 +4,7 @@
 //! everything it made when dropped.
 
 pub mod cluster;
+pub mod control_plane;
 pub mod images;
 pub mod lan;
 pub mod netns;

@@ -16,36 +16,16 @@
 //! killed and removed at the end, also when the test fails.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_controller::pki::{IssuedCert, client_config};
-use berth_controller::transport::MtlsConnector;
 use berth_proto::v1;
 use berth_tests::TestAgent;
 use berth_tests::cluster::Cluster;
+use berth_tests::control_plane::{Control, ControlPlane};
 
-const PORT: u16 = 7443;
 const WAIT: Duration = Duration::from_secs(40);
 /// Hosts 0–2 run the controllers; 3–5 the agents; 6 an agent that joins later.
 const HOSTS: usize = 7;
-
-type Control = v1::control_client::ControlClient<tonic::transport::Channel>;
-
-fn bin(name: &str) -> PathBuf {
-    berth_tests::target_dir().join(name)
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run a berth binary");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The harness and its agents. Dropping it kills the daemons first (so that none starts a
 /// container while the agents' containers are killed), then the containers and cgroups,
@@ -53,9 +33,7 @@ fn ok(cmd: &mut Command) -> String {
 struct Env {
     agents: BTreeMap<usize, TestAgent>,
     cluster: Cluster,
-    ca: String,
-    admin: IssuedCert,
-    token: String,
+    cp: ControlPlane,
 }
 
 impl Drop for Env {
@@ -70,33 +48,23 @@ impl Drop for Env {
 }
 
 impl Env {
-    fn addr(&self, i: usize) -> String {
-        format!("{}:{PORT}", self.cluster.host(i).ip)
-    }
-
     /// Runs `f` with a Control client of a controller that answers, from host 0's network.
     fn control<T: Send>(
         &self,
         f: impl AsyncFnOnce(&mut Control) -> Result<T, tonic::Status> + Send,
     ) -> Result<T, tonic::Status> {
-        let addrs: Vec<String> = (0..3).map(|i| self.addr(i)).collect();
         self.cluster.host(0).run(|| {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a runtime");
             rt.block_on(async {
-                let connector =
-                    MtlsConnector::new(client_config(&self.ca, &self.admin).expect("tls"))
-                        .with_connect_timeout(Duration::from_millis(500));
                 // The first controller that answers a status call serves the request (a
                 // follower forwards writes to the leader).
                 let mut last = tonic::Status::unavailable("no controller answered");
-                for a in &addrs {
-                    let mut c = Control::new(connector.channel(a).expect("an address"))
-                        .max_decoding_message_size(64 << 20);
-                    match tokio::time::timeout(Duration::from_secs(1), c.status(v1::Empty {}))
-                        .await
+                for a in &self.cp.addrs {
+                    let mut c = self.cp.client(a).expect("a client");
+                    match tokio::time::timeout(Duration::from_secs(1), c.status(v1::Empty {})).await
                     {
                         Ok(Ok(s)) if s.get_ref().leader_id.is_some() => return f(&mut c).await,
                         Ok(Err(e)) => last = e,
@@ -241,66 +209,15 @@ impl Env {
 
     /// Joins the agent of host `i` and starts its daemon.
     fn start_agent(&mut self, i: usize, labels: &[&str]) {
-        let host = self.cluster.host(i);
-        let agent = TestAgent::new(bin("berth-agent"), bin("berth-monitor")).in_netns(host.ns.clone());
-        agent.busybox_image("busybox:1");
-        let join_addr = format!("{}:{}", self.cluster.host(0).ip, PORT + 1);
-        agent.ok([
-            "join",
-            "--token",
-            &self.token,
-            "--join-addr",
-            &join_addr,
-            "--hostname",
-            &host.name,
-        ]);
-        // A mount namespace of the host's own, held by a sleeper: the agent (and every
-        // restart of it) enters it, so its containers' mounts live and die with the host.
-        host.spawn(
-            "mounts",
-            "unshare",
-            &["--mount", "--propagation", "private", "sleep", "100000"],
-        );
-        let holder = wait_pid_child(host.pid("mounts").expect("the sleeper runs"));
-        let mnt = format!("--mount=/proc/{holder}/ns/mnt");
-        let state = agent.state_dir.to_str().expect("utf8").to_owned();
-        let monitor = agent.monitor_bin.to_str().expect("utf8").to_owned();
-        let agent_bin = agent.agent_bin.to_str().expect("utf8").to_owned();
-        let mut args = vec![
-            mnt.as_str(),
-            "--",
-            agent_bin.as_str(),
-            "--state-dir",
-            state.as_str(),
-            "--cgroup-parent",
-            agent.cgroup_parent.as_str(),
-            "--monitor",
-            monitor.as_str(),
-            "node",
-            "--stop-timeout-s",
-            "1",
-        ];
+        let mut args = vec!["--stop-timeout-s", "1"];
         for l in labels {
             args.extend(["--label", l]);
         }
-        host.spawn("agent", "nsenter", &args);
+        let agent = self
+            .cp
+            .start_agent(&self.cluster, i, &args)
+            .expect("an agent");
         self.agents.insert(i, agent);
-    }
-}
-
-/// The process `unshare` became (it execs its command: the pid is the sleeper's), once it
-/// has entered its new mount namespace.
-fn wait_pid_child(pid: u32) -> u32 {
-    let own = std::fs::read_link("/proc/self/ns/mnt").expect("own mount ns");
-    let until = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
-            && ns != own
-        {
-            return pid;
-        }
-        assert!(Instant::now() < until, "unshare never entered a mount namespace");
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -316,60 +233,21 @@ fn busybox_service(name: &str, replicas: u32, command: &[&str]) -> v1::ServiceSp
 
 fn start_env() -> Env {
     let cluster = Cluster::new(HOSTS);
-    let dirs: Vec<PathBuf> = (0..3).map(|i| cluster.host(i).dir.join("ctl")).collect();
-    let addr = |i: usize| format!("{}:{PORT}", cluster.host(i).ip);
-    let out = ok(Command::new(bin("berth-controller"))
-        .args(["init", "--data-dir"])
-        .arg(&dirs[0])
-        .args(["--id", "1", "--advertise", &addr(0)]));
-    let token = out
-        .lines()
-        .find_map(|l| l.strip_prefix("agent join token:"))
-        .map(|t| t.trim().to_owned())
-        .expect("init prints the agent join token");
-    for i in 1..3 {
-        ok(Command::new(bin("berth-controller"))
-            .args(["init-member", "--from"])
-            .arg(&dirs[0])
-            .arg("--data-dir")
-            .arg(&dirs[i])
-            .args(["--id", &(i + 1).to_string(), "--advertise", &addr(i)]));
-    }
-    let bootstrap = (0..3)
-        .map(|i| format!("{}={}", i + 1, addr(i)))
-        .collect::<Vec<_>>()
-        .join(",");
-    for (i, d) in dirs.iter().enumerate() {
-        let dir = d.to_str().expect("utf8");
-        // Heartbeats every 250 ms, a node down after 3 missed: the test waits less.
-        let mut args = vec![
-            "run",
-            "--data-dir",
-            dir,
-            "--agent-heartbeat-ms",
-            "250",
-        ];
-        if i == 0 {
-            args.extend(["--bootstrap", &bootstrap]);
-        }
-        cluster.host(i).spawn("controller", bin("berth-controller"), &args);
-    }
-    let read = |p: &str| std::fs::read_to_string(dirs[0].join(p)).expect(p);
+    // Heartbeats every 250 ms, a node down after 3 missed: the test waits less.
+    let cp = ControlPlane::start(&cluster, 3, &[], &["--agent-heartbeat-ms", "250"])
+        .expect("three controllers");
     Env {
         agents: BTreeMap::new(),
-        ca: read("ca/ca.pem"),
-        admin: IssuedCert {
-            cert_pem: read("admin/admin.pem"),
-            key_pem: read("admin/admin.key"),
-        },
-        token,
         cluster,
+        cp,
     }
 }
 
 #[test]
 fn services_run_spread_scale_heal_and_follow_nodes_across_hosts() {
-    if !berth_tests::require_root_and_busybox("services_run_spread_scale_heal_and_follow_nodes_across_hosts") {
+    if !berth_tests::require_root_and_busybox(
+        "services_run_spread_scale_heal_and_follow_nodes_across_hosts",
+    ) {
         return;
     }
     let mut env = start_env();
@@ -384,7 +262,10 @@ fn services_run_spread_scale_heal_and_follow_nodes_across_hosts() {
     let took = env.wait_for("6 replicas running 2/2/2", || {
         env.running_by_host("web") == BTreeMap::from([(3, 2), (4, 2), (5, 2)])
     });
-    eprintln!("apply to 6 running replicas on 3 hosts: {:.2} s", took.as_secs_f64());
+    eprintln!(
+        "apply to 6 running replicas on 3 hosts: {:.2} s",
+        took.as_secs_f64()
+    );
     assert_eq!(
         env.containers_by_host("web"),
         BTreeMap::from([(3, 2), (4, 2), (5, 2)])
@@ -399,7 +280,13 @@ fn services_run_spread_scale_heal_and_follow_nodes_across_hosts() {
     let busybox = berth_tests::busybox().expect("busybox");
     let out = env.agents[&host]
         .host_cmd(&busybox)
-        .args(["wget", "-q", "-O", "-", &format!("http://{}:8080/hostname", t.address)])
+        .args([
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &format!("http://{}:8080/hostname", t.address),
+        ])
         .output()
         .expect("wget");
     assert!(
@@ -462,18 +349,25 @@ fn services_run_spread_scale_heal_and_follow_nodes_across_hosts() {
     // Restarted, the agent stops its stale containers: no task runs twice.
     env.cluster.heal();
     env.cluster.host(victim).restart("agent");
-    env.wait_for("the stale containers stopped after the agent's restart", || {
-        !env.containers_by_host("web").contains_key(&victim)
-            && env.containers_by_host("web").values().sum::<usize>() == 3
-            && env.running_by_host("web").values().sum::<usize>() == 3
-    });
+    env.wait_for(
+        "the stale containers stopped after the agent's restart",
+        || {
+            !env.containers_by_host("web").contains_key(&victim)
+                && env.containers_by_host("web").values().sum::<usize>() == 3
+                && env.running_by_host("web").values().sum::<usize>() == 3
+        },
+    );
     env.wait_for("the global service back on the restarted host", || {
         env.running_by_host("everywhere").len() == 4
     });
 
     // The controller leader killed during a scale: the cluster converges, no slot twice.
     let leader = env
-        .control(async |c| c.status(v1::Empty {}).await.map(|s| s.into_inner().leader_id))
+        .control(async |c| {
+            c.status(v1::Empty {})
+                .await
+                .map(|s| s.into_inner().leader_id)
+        })
         .expect("a status")
         .expect("a leader") as usize
         - 1;
@@ -490,8 +384,7 @@ fn services_run_spread_scale_heal_and_follow_nodes_across_hosts() {
             })
             .map(|t| t.slot)
             .collect();
-        slots == (1..=6).collect()
-            && env.containers_by_host("web").values().sum::<usize>() == 6
+        slots == (1..=6).collect() && env.containers_by_host("web").values().sum::<usize>() == 6
     });
     env.cluster.host(leader).restart("controller");
 

@@ -17,34 +17,17 @@
 //! Prints a Markdown report for `docs/benchmarks.md`.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use berth_agent::node::hollow::{FleetOptions, HollowFleet};
-use berth_controller::pki::{IssuedCert, client_config};
-use berth_controller::transport::MtlsConnector;
 use berth_proto::v1;
 use berth_tests::cluster::Cluster;
+use berth_tests::control_plane::{Control as Client, ControlPlane};
 use futures::StreamExt;
 
-const PORT: u16 = 7443;
 const REPLICAS: u32 = 100;
 const CLIENTS: usize = 16;
-type Client = v1::control_client::ControlClient<tonic::transport::Channel>;
-
-fn bin() -> PathBuf {
-    berth_tests::target_dir().join("berth-controller")
-}
-
-fn run(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd.output()?;
-    if !out.status.success() {
-        bail!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 /// `--runs 1000:20000,5000:100000`.
 fn runs() -> anyhow::Result<Vec<(usize, usize)>> {
@@ -89,45 +72,6 @@ fn rss_mib(pid: u32) -> f64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-struct Creds {
-    ca: String,
-    admin: IssuedCert,
-}
-
-impl Creds {
-    fn load(dir: &std::path::Path) -> anyhow::Result<Self> {
-        let read = |p: &str| std::fs::read_to_string(dir.join(p)).with_context(|| p.to_string());
-        Ok(Self {
-            ca: read("ca/ca.pem")?,
-            admin: IssuedCert {
-                cert_pem: read("admin/admin.pem")?,
-                key_pem: read("admin/admin.key")?,
-            },
-        })
-    }
-
-    fn client(&self, addr: &str) -> anyhow::Result<Client> {
-        let connector = MtlsConnector::new(client_config(&self.ca, &self.admin)?);
-        Ok(Client::new(connector.channel(addr)?).max_decoding_message_size(256 << 20))
-    }
-}
-
-async fn leader(creds: &Creds, addrs: &[String]) -> anyhow::Result<u64> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(mut c) = creds.client(&addrs[0])
-            && let Ok(s) = c.status(v1::Empty {}).await
-            && let Some(l) = s.into_inner().leader_id
-        {
-            return Ok(l);
-        }
-        if Instant::now() > deadline {
-            bail!("no leader");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Counts the distinct tasks placed on a node (and how many are running) as the leader's
@@ -187,42 +131,10 @@ fn main() -> anyhow::Result<()> {
 
 fn one_run(nodes: usize, tasks: usize) -> anyhow::Result<String> {
     let c = Cluster::new(4);
-    let dirs: Vec<PathBuf> = (0..3).map(|i| c.host(i).dir.join("ctl")).collect();
-    let addr = |i: usize| format!("{}:{PORT}", c.host(i).ip);
-    let out = run(Command::new(bin())
-        .args(["init", "--data-dir"])
-        .arg(&dirs[0])
-        .args(["--id", "1", "--advertise", &addr(0)])
-        // Room for a /24 per node beyond the default range's 256.
-        .args(["--node-range", "10.0.0.0/8"]))?;
-    let token = out
-        .lines()
-        .find_map(|l| l.strip_prefix("agent join token:"))
-        .map(|t| t.trim().to_owned())
-        .context("no agent join token printed")?;
-    for i in 1..3 {
-        run(Command::new(bin())
-            .args(["init-member", "--from"])
-            .arg(&dirs[0])
-            .arg("--data-dir")
-            .arg(&dirs[i])
-            .args(["--id", &(i + 1).to_string(), "--advertise", &addr(i)]))?;
-    }
-    let bootstrap = (0..3)
-        .map(|i| format!("{}={}", i + 1, addr(i)))
-        .collect::<Vec<_>>()
-        .join(",");
-    for (i, d) in dirs.iter().enumerate() {
-        let dir = d.to_str().context("utf8")?;
-        let mut args = vec!["run", "--data-dir", dir];
-        if i == 0 {
-            args.extend(["--bootstrap", &bootstrap]);
-        }
-        c.host(i).spawn("controller", bin(), &args);
-    }
-    let creds = Creds::load(&dirs[0])?;
-    let addrs: Vec<String> = (0..3).map(addr).collect();
-    let join_addr = format!("{}:{}", c.host(0).ip, PORT + 1);
+    // Room for a /24 per node beyond the default range's 256.
+    let cp = ControlPlane::start(&c, 3, &["--node-range", "10.0.0.0/8"], &[])?;
+    let addrs = cp.addrs.clone();
+    let (join_addr, token) = (cp.join_addr.clone(), cp.token.clone());
     let services = tasks.div_ceil(REPLICAS as usize);
     let total = services * REPLICAS as usize;
     let fleet_ip = c.host(3).ip;
@@ -231,7 +143,7 @@ fn one_run(nodes: usize, tasks: usize) -> anyhow::Result<String> {
             .enable_all()
             .build()?;
         rt.block_on(async {
-            let leader_id = leader(&creds, &addrs).await?;
+            let leader_id = cp.leader(Duration::from_secs(30)).await?;
             let leader_addr = addrs[leader_id as usize - 1].clone();
             let mut opts = FleetOptions::new(nodes, join_addr.clone(), token.clone());
             opts.address = fleet_ip.into();
@@ -254,14 +166,14 @@ fn one_run(nodes: usize, tasks: usize) -> anyhow::Result<String> {
             let started = Instant::now();
             let (tx, placed_rx) = tokio::sync::oneshot::channel();
             let watcher = tokio::spawn(watch_placements(
-                creds.client(&leader_addr)?,
+                cp.client(&leader_addr)?,
                 total,
                 started,
                 tx,
             ));
             let names: Vec<String> = (0..services).map(|i| format!("svc-{i:05}")).collect();
             let mut applies = futures::stream::iter(names.into_iter().map(|name| {
-                let client = creds.client(&leader_addr);
+                let client = cp.client(&leader_addr);
                 async move {
                     client?
                         .apply_service(v1::ApplyServiceRequest {
