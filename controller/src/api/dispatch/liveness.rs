@@ -1,4 +1,6 @@
-//! Node liveness on the leader: a background check, every heartbeat period, that ends the
+//! Node liveness on the leader: a background check, every heartbeat period and as soon as a
+//! session's heartbeats stop (sessions are looked at every tenth of a period, at most every
+//! 100 ms, so that a node is marked down within that of its deadline), that ends the
 //! sessions whose heartbeats stopped and reconciles the nodes' committed status with what
 //! the leader's memory says:
 //!
@@ -117,9 +119,11 @@ pub(crate) fn decide(
 /// The check's loop; runs for the member's life, acting only while it leads.
 pub(crate) async fn run(inner: Arc<Inner>) {
     let period = inner.settings.heartbeat_period;
-    let mut tick = tokio::time::interval(period);
+    let mut tick = tokio::time::interval(sessions_interval(period));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deadline = inner.settings.deadline();
     let mut leader_since: Option<Instant> = None;
+    let mut next_check = Instant::now();
     loop {
         tick.tick().await;
         if !inner.is_leader() {
@@ -132,28 +136,36 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         }
         let now = Instant::now();
         let since = *leader_since.get_or_insert(now);
-        if let Err(e) = check(&inner, now, since).await {
+        // Looking at the sessions is a walk of memory; the check reads every node record,
+        // so it runs once a period unless a session just ended.
+        let heard = {
+            let mut sessions = inner.sessions();
+            let expired = sessions.expire(now, deadline);
+            if expired.is_empty() && now < next_check {
+                continue;
+            }
+            Heard {
+                live: sessions.live(),
+                expired,
+                in_grace: now.saturating_duration_since(since) < deadline.saturating_mul(2),
+            }
+        };
+        next_check = now + period;
+        if let Err(e) = check(&inner, heard).await {
             warn!(error = %e, "node liveness check failed; retrying next period");
         }
     }
 }
 
-/// One check.
-async fn check(
-    inner: &Inner,
-    now: Instant,
-    leader_since: Instant,
-) -> Result<(), super::DispatchError> {
+/// How often the sessions are looked at: a tenth of the heartbeat period, between 5 and
+/// 100 ms.
+fn sessions_interval(period: Duration) -> Duration {
+    (period / 10).clamp(Duration::from_millis(5), Duration::from_millis(100))
+}
+
+/// One check, with what the session table said.
+async fn check(inner: &Inner, heard: Heard) -> Result<(), super::DispatchError> {
     let deadline = inner.settings.deadline();
-    let heard = {
-        let mut sessions = inner.sessions();
-        let expired = sessions.expire(now, deadline);
-        Heard {
-            live: sessions.live(),
-            expired,
-            in_grace: now.saturating_duration_since(leader_since) < deadline.saturating_mul(2),
-        }
-    };
     for e in &heard.expired {
         info!(node = %e.node, ?deadline, "heartbeats stopped: session ended");
     }
@@ -192,6 +204,15 @@ mod tests {
     use crate::state::{Availability, NodeResources};
 
     const S: i128 = 1_000_000_000;
+
+    #[test]
+    fn sessions_are_looked_at_ten_times_a_period_within_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(sessions_interval(ms(1000)), ms(100));
+        assert_eq!(sessions_interval(ms(250)), ms(25));
+        assert_eq!(sessions_interval(ms(20)), ms(5));
+        assert_eq!(sessions_interval(ms(5000)), ms(100));
+    }
 
     fn node(id: &str, status: NodeStatus, last_seen: Option<i128>) -> Node {
         Node {
