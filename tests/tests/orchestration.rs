@@ -145,6 +145,20 @@ impl Env {
         .unwrap_or_default()
     }
 
+    /// The hosts whose nodes are ready (registered, heartbeating).
+    fn ready_hosts(&self) -> BTreeSet<usize> {
+        self.control(async |c| {
+            c.list_nodes(v1::ListNodesRequest::default())
+                .await
+                .map(|r| r.into_inner().nodes)
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.status == v1::NodeStatus::Ready as i32)
+        .filter_map(|n| n.hostname.strip_prefix('h')?.parse().ok())
+        .collect()
+    }
+
     /// Node id → host index, from the hostnames the agents joined with (`h3`, …).
     fn hosts_by_node(&self) -> BTreeMap<String, usize> {
         self.control(async |c| {
@@ -192,6 +206,25 @@ impl Env {
                 .count();
             if n > 0 {
                 out.insert(*i, n);
+            }
+        }
+        out
+    }
+
+    /// The running containers of `service` on every agent host: id → pid.
+    fn running_containers(&self, service: &str) -> BTreeMap<String, i64> {
+        let mut out = BTreeMap::new();
+        for a in self.agents.values() {
+            let listed: serde_json::Value =
+                serde_json::from_str(&a.ok(["ps", "-o", "json"])).expect("ps json");
+            for c in listed.as_array().expect("a list") {
+                if c["Name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(&format!("{service}.")))
+                    && let (Some(id), Some(pid)) = (c["Id"].as_str(), c["State"]["Pid"].as_i64())
+                {
+                    out.insert(id.to_owned(), pid);
+                }
             }
         }
         out
@@ -254,7 +287,9 @@ fn services_run_spread_scale_heal_and_follow_nodes_across_hosts() {
     env.start_agent(3, &["disk=ssd"]);
     env.start_agent(4, &[]);
     env.start_agent(5, &[]);
-    env.wait_for("three agents registered", || env.hosts_by_node().len() == 3);
+    env.wait_for("three agents registered", || {
+        env.ready_hosts() == BTreeSet::from([3, 4, 5])
+    });
 
     // Six replicas of a web server: 2/2/2, running, answering.
     let web = busybox_service("web", 6, &["httpd", "-f", "-p", "8080", "-h", "/etc"]);
@@ -371,6 +406,8 @@ fn services_run_spread_scale_heal_and_follow_nodes_across_hosts() {
         .expect("a status")
         .expect("a leader") as usize
         - 1;
+    let kept = env.running_containers("web");
+    assert_eq!(kept.len(), 3, "{kept:?}");
     env.scale("web", 6);
     env.cluster.host(leader).kill("controller");
     env.scale("web", 6);
@@ -386,6 +423,16 @@ fn services_run_spread_scale_heal_and_follow_nodes_across_hosts() {
             .collect();
         slots == (1..=6).collect() && env.containers_by_host("web").values().sum::<usize>() == 6
     });
+    // The agents followed the new leader without restarting a task: the three containers
+    // that ran before still run, with the same processes.
+    let after = env.running_containers("web");
+    for (id, pid) in &kept {
+        assert_eq!(
+            after.get(id),
+            Some(pid),
+            "container {id} was restarted or stopped"
+        );
+    }
     env.cluster.host(leader).restart("controller");
 
     // A failing container: restarted twice on failure, then given up on.

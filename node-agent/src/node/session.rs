@@ -14,6 +14,8 @@
 //!   controller first.
 //!
 //! Reconnections wait 50 ms, doubling to 1 s, with jitter; a registration resets the wait.
+//! Moving on to another controller waits only the first step until a whole round of the
+//! list has failed, so a node finds a new leader as soon as it is elected.
 //! The session never gives up while it runs. A reconnection never restarts a task: the
 //! worker reconciles the new full set with what runs. Reports whose call failed are sent
 //! again on the next session.
@@ -274,6 +276,7 @@ pub async fn run_node<E: Executor>(
         reports,
         shutdown,
         backoff: Backoff::new(),
+        moves: 0,
     };
     tokio::join!(worker, session.run());
     Ok(())
@@ -356,12 +359,21 @@ impl Backoff {
 
     /// The next wait: between half and all of the current step; the step doubles.
     fn next(&mut self) -> Duration {
+        let step = self.current;
+        self.current = (self.current * 2).min(BACKOFF_MAX);
+        self.jittered(step)
+    }
+
+    /// The shortest wait (between half and all of the first step); the step stays.
+    fn short(&mut self) -> Duration {
+        self.jittered(BACKOFF_MIN)
+    }
+
+    fn jittered(&mut self, step: Duration) -> Duration {
         // xorshift64
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 7;
         self.seed ^= self.seed << 17;
-        let step = self.current;
-        self.current = (self.current * 2).min(BACKOFF_MAX);
         let half = step / 2;
         let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX).max(1);
         half + Duration::from_nanos(self.seed % nanos)
@@ -395,6 +407,8 @@ struct Session<E> {
     reports: Arc<Reports>,
     shutdown: watch::Receiver<bool>,
     backoff: Backoff,
+    /// Controllers moved on to since the last registration or the last full round.
+    moves: usize,
 }
 
 impl<E: Executor> Session<E> {
@@ -434,12 +448,13 @@ impl<E: Executor> Session<E> {
                 // `connection` registers again itself.
                 Outcome::Register => Target::Same,
             };
+            let same = matches!(target, Target::Same);
             self.leader = match target {
                 Target::Leader(l) if l != addr => Some(l),
                 Target::Same => Some(addr.clone()),
                 Target::Leader(_) | Target::Next => None,
             };
-            let wait = self.backoff.next();
+            let wait = self.wait_before(same);
             debug!(controller = %addr, next = ?self.leader, ?wait, "reconnecting");
             tokio::select! {
                 () = stopped(&mut self.shutdown) => break,
@@ -448,6 +463,24 @@ impl<E: Executor> Session<E> {
         }
         self.probe().set_registered(false);
         debug!("session stopped");
+    }
+
+    /// How long to wait before the next connection. Moving on to another controller (one
+    /// named as the leader, or the next of the list) waits the shortest step until a whole
+    /// round of the list has failed, so that after a leader change the node finds the new
+    /// leader within a few tens of milliseconds of its election; retrying the same
+    /// controller, or a new round, backs off.
+    fn wait_before(&mut self, same: bool) -> Duration {
+        if same {
+            return self.backoff.next();
+        }
+        self.moves += 1;
+        if self.moves < self.controllers.len() {
+            self.backoff.short()
+        } else {
+            self.moves = 0;
+            self.backoff.next()
+        }
     }
 
     /// Registers on `addr` (again after a NOT_FOUND) and runs sessions until the
@@ -522,6 +555,7 @@ impl<E: Executor> Session<E> {
                 warn!(subnet = %reg.subnet, "the controller gave no usable subnet");
             }
             self.backoff.reset();
+            self.moves = 0;
             self.probe()
                 .counters
                 .sessions_started
@@ -713,6 +747,16 @@ mod tests {
         assert!(waits[7] >= Duration::from_millis(500) && waits[7] <= BACKOFF_MAX);
         b.reset();
         assert!(b.next() <= BACKOFF_MIN);
+        b.next();
+        let short = b.short();
+        assert!(
+            short >= BACKOFF_MIN / 2 && short <= BACKOFF_MIN,
+            "{short:?}"
+        );
+        assert!(
+            b.next() > BACKOFF_MIN,
+            "short() leaves the step where it was"
+        );
     }
 
     #[test]

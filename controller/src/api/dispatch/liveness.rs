@@ -12,9 +12,11 @@
 //!   [`super::SessionSettings`]) older than its last heartbeat, so heartbeats cost no Raft
 //!   write.
 //!
-//! A new leader knows no session. It gives the nodes twice the deadline from its election to
-//! register before it marks a READY node without a session down (a session that expires
-//! meanwhile is marked down at once).
+//! A new leader knows no session. It gives the nodes [`grace`] from its election — twice the
+//! deadline, and at least 5 s: a node finds the new leader only once its own calls to the old
+//! one fail, which can take its connect timeout (3 s) — to register before it marks a READY
+//! node without a session down (a session that expires meanwhile is marked down at once).
+//! Marking a live node down would replace every task it runs.
 //!
 //! [`decide`] is pure (records and the session table's view in, marks out); [`run`] is the
 //! shell that reads the store and commits the marks through the proposer.
@@ -147,7 +149,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             Heard {
                 live: sessions.live(),
                 expired,
-                in_grace: now.saturating_duration_since(since) < deadline.saturating_mul(2),
+                in_grace: now.saturating_duration_since(since) < grace(deadline),
             }
         };
         next_check = now + period;
@@ -155,6 +157,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             warn!(error = %e, "node liveness check failed; retrying next period");
         }
     }
+}
+
+/// How long a new leader waits for the nodes to register before it marks one down.
+fn grace(deadline: Duration) -> Duration {
+    deadline.saturating_mul(2).max(Duration::from_secs(5))
 }
 
 /// How often the sessions are looked at: a tenth of the heartbeat period, between 5 and
@@ -204,6 +211,12 @@ mod tests {
     use crate::state::{Availability, NodeResources};
 
     const S: i128 = 1_000_000_000;
+
+    #[test]
+    fn a_new_leader_waits_at_least_five_seconds() {
+        assert_eq!(grace(Duration::from_millis(750)), Duration::from_secs(5));
+        assert_eq!(grace(Duration::from_secs(3)), Duration::from_secs(6));
+    }
 
     #[test]
     fn sessions_are_looked_at_ten_times_a_period_within_bounds() {
