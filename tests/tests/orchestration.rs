@@ -95,8 +95,7 @@ impl Env {
                 for a in &addrs {
                     let mut c = Control::new(connector.channel(a).expect("an address"))
                         .max_decoding_message_size(64 << 20);
-                    match tokio::time::timeout(Duration::from_secs(1), c.status(v1::Empty {}))
-                        .await
+                    match tokio::time::timeout(Duration::from_secs(1), c.status(v1::Empty {})).await
                     {
                         Ok(Ok(s)) if s.get_ref().leader_id.is_some() => return f(&mut c).await,
                         Ok(Err(e)) => last = e,
@@ -242,7 +241,8 @@ impl Env {
     /// Joins the agent of host `i` and starts its daemon.
     fn start_agent(&mut self, i: usize, labels: &[&str]) {
         let host = self.cluster.host(i);
-        let agent = TestAgent::new(bin("berth-agent"), bin("berth-monitor")).in_netns(host.ns.clone());
+        let agent =
+            TestAgent::new(bin("berth-agent"), bin("berth-monitor")).in_netns(host.ns.clone());
         agent.busybox_image("busybox:1");
         let join_addr = format!("{}:{}", self.cluster.host(0).ip, PORT + 1);
         agent.ok([
@@ -299,7 +299,10 @@ fn wait_pid_child(pid: u32) -> u32 {
         {
             return pid;
         }
-        assert!(Instant::now() < until, "unshare never entered a mount namespace");
+        assert!(
+            Instant::now() < until,
+            "unshare never entered a mount namespace"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -342,17 +345,13 @@ fn start_env() -> Env {
     for (i, d) in dirs.iter().enumerate() {
         let dir = d.to_str().expect("utf8");
         // Heartbeats every 250 ms, a node down after 3 missed: the test waits less.
-        let mut args = vec![
-            "run",
-            "--data-dir",
-            dir,
-            "--agent-heartbeat-ms",
-            "250",
-        ];
+        let mut args = vec!["run", "--data-dir", dir, "--agent-heartbeat-ms", "250"];
         if i == 0 {
             args.extend(["--bootstrap", &bootstrap]);
         }
-        cluster.host(i).spawn("controller", bin("berth-controller"), &args);
+        cluster
+            .host(i)
+            .spawn("controller", bin("berth-controller"), &args);
     }
     let read = |p: &str| std::fs::read_to_string(dirs[0].join(p)).expect(p);
     Env {
@@ -369,7 +368,9 @@ fn start_env() -> Env {
 
 #[test]
 fn services_run_spread_scale_heal_and_follow_nodes_across_hosts() {
-    if !berth_tests::require_root_and_busybox("services_run_spread_scale_heal_and_follow_nodes_across_hosts") {
+    if !berth_tests::require_root_and_busybox(
+        "services_run_spread_scale_heal_and_follow_nodes_across_hosts",
+    ) {
         return;
     }
     let mut env = start_env();
@@ -384,7 +385,10 @@ fn services_run_spread_scale_heal_and_follow_nodes_across_hosts() {
     let took = env.wait_for("6 replicas running 2/2/2", || {
         env.running_by_host("web") == BTreeMap::from([(3, 2), (4, 2), (5, 2)])
     });
-    eprintln!("apply to 6 running replicas on 3 hosts: {:.2} s", took.as_secs_f64());
+    eprintln!(
+        "apply to 6 running replicas on 3 hosts: {:.2} s",
+        took.as_secs_f64()
+    );
     assert_eq!(
         env.containers_by_host("web"),
         BTreeMap::from([(3, 2), (4, 2), (5, 2)])
@@ -399,7 +403,13 @@ fn services_run_spread_scale_heal_and_follow_nodes_across_hosts() {
     let busybox = berth_tests::busybox().expect("busybox");
     let out = env.agents[&host]
         .host_cmd(&busybox)
-        .args(["wget", "-q", "-O", "-", &format!("http://{}:8080/hostname", t.address)])
+        .args([
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &format!("http://{}:8080/hostname", t.address),
+        ])
         .output()
         .expect("wget");
     assert!(
@@ -462,18 +472,25 @@ fn services_run_spread_scale_heal_and_follow_nodes_across_hosts() {
     // Restarted, the agent stops its stale containers: no task runs twice.
     env.cluster.heal();
     env.cluster.host(victim).restart("agent");
-    env.wait_for("the stale containers stopped after the agent's restart", || {
-        !env.containers_by_host("web").contains_key(&victim)
-            && env.containers_by_host("web").values().sum::<usize>() == 3
-            && env.running_by_host("web").values().sum::<usize>() == 3
-    });
+    env.wait_for(
+        "the stale containers stopped after the agent's restart",
+        || {
+            !env.containers_by_host("web").contains_key(&victim)
+                && env.containers_by_host("web").values().sum::<usize>() == 3
+                && env.running_by_host("web").values().sum::<usize>() == 3
+        },
+    );
     env.wait_for("the global service back on the restarted host", || {
         env.running_by_host("everywhere").len() == 4
     });
 
     // The controller leader killed during a scale: the cluster converges, no slot twice.
     let leader = env
-        .control(async |c| c.status(v1::Empty {}).await.map(|s| s.into_inner().leader_id))
+        .control(async |c| {
+            c.status(v1::Empty {})
+                .await
+                .map(|s| s.into_inner().leader_id)
+        })
         .expect("a status")
         .expect("a leader") as usize
         - 1;
@@ -490,8 +507,7 @@ fn services_run_spread_scale_heal_and_follow_nodes_across_hosts() {
             })
             .map(|t| t.slot)
             .collect();
-        slots == (1..=6).collect()
-            && env.containers_by_host("web").values().sum::<usize>() == 6
+        slots == (1..=6).collect() && env.containers_by_host("web").values().sum::<usize>() == 6
     });
     env.cluster.host(leader).restart("controller");
 
