@@ -35,8 +35,8 @@ use crate::pki::{
     SubjectName, client_config, join_server_config, server_config,
 };
 use crate::raft::{
-    GrpcNetworkFactory, KvReader, NodeId, RaftService, RaftSettings, StoreError, TypeConfig,
-    open_store, raft_config,
+    GrpcNetworkFactory, KvReader, NodeId, RaftRuntime, RaftService, RaftSettings, StoreError,
+    TypeConfig, open_store, raft_config,
 };
 use crate::state::ClusterInfo;
 use crate::transport::{MtlsConnector, MtlsListener, TransportError};
@@ -244,6 +244,9 @@ pub struct Member {
     servers: Vec<JoinHandle<Result<(), TransportError>>>,
     /// Background tasks (the token seeder, the request to be added), aborted on stop.
     tasks: Vec<JoinHandle<()>>,
+    /// The runtime of the Raft node and of the other members' connections; `None` once
+    /// stopped.
+    raft_rt: Option<RaftRuntime>,
 }
 
 impl std::fmt::Debug for Member {
@@ -413,8 +416,15 @@ impl Member {
             what: "raft settings",
             reason: e.to_string(),
         })?;
-        let raft = Raft::new(id, config, network, log, sm)
+        // openraft spawns its core, and the core its replication streams and storage tasks,
+        // on the runtime it is started on: its own (see `raft::runtime`).
+        let raft_rt = RaftRuntime::new()
+            .map_err(|e| MemberError::Raft(format!("cannot start the Raft runtime: {e}")))?;
+        let raft = raft_rt
+            .handle()
+            .spawn(Raft::new(id, config, network, log, sm))
             .await
+            .map_err(|e| MemberError::Raft(e.to_string()))?
             .map_err(|e| MemberError::Raft(e.to_string()))?;
         let listener = MtlsListener::bind(p.listen, server_config(&p.ca_pem, &p.cert)?).await?;
         let addr = listener.local_addr();
@@ -476,9 +486,17 @@ impl Member {
         }
         let (stop, stopped) = oneshot::channel::<()>();
         stops.push(stop);
-        servers.push(tokio::spawn(listener.serve(router, async {
-            let _ = stopped.await;
-        })));
+        // Other controllers' connections (Raft, forwarded calls) are served on the Raft
+        // runtime, by the same services.
+        let peers = router.clone();
+        servers.push(tokio::spawn(listener.serve_split(
+            router,
+            peers,
+            raft_rt.handle(),
+            async {
+                let _ = stopped.await;
+            },
+        )));
         info!(id, %addr, join_addr = ?join_addr, "controller member running");
         Ok(Member {
             id,
@@ -489,6 +507,7 @@ impl Member {
             stop: stops,
             servers,
             tasks,
+            raft_rt: Some(raft_rt),
         })
     }
 
@@ -512,6 +531,9 @@ impl Member {
             if let Ok(Err(e)) = server.await {
                 result = Err(e.into());
             }
+        }
+        if let Some(rt) = self.raft_rt.take() {
+            rt.shutdown().await;
         }
         result
     }

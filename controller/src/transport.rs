@@ -242,10 +242,50 @@ impl MtlsListener {
     /// The connections that passed the handshake. A background task accepts and handshakes;
     /// it stops, closing the listener, when the stream is dropped.
     pub fn incoming(self) -> ReceiverStream<Result<MtlsStream, io::Error>> {
-        incoming(self, |addr, certs| {
-            let identity = peer_identity_from_certs(certs).map_err(|e| e.to_string())?;
-            Ok(PeerInfo { addr, identity })
-        })
+        incoming(self, read_peer_info)
+    }
+
+    /// Serves like [`serve`](Self::serve), except that the connections of other controllers
+    /// (their certificate's role) are served by `peers` on the runtime `peer_rt`: the Raft
+    /// RPCs a member receives then never wait behind thousands of agents' sessions on the
+    /// main runtime, so heartbeats keep flowing under load. The handshakes still run on the
+    /// current runtime; a member's connections to another are few and long-lived. Both
+    /// servers stop on `shutdown`.
+    pub async fn serve_split(
+        self,
+        router: Router,
+        peers: Router,
+        peer_rt: tokio::runtime::Handle,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), TransportError> {
+        let addr = self.addr;
+        info!(%addr, "serving gRPC over mutual TLS (controllers on the Raft runtime)");
+        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+        let (peer_tx, peer_rx) = mpsc::channel(ACCEPT_QUEUE);
+        let split = Split {
+            to: peer_tx,
+            wants: |p: &PeerInfo| p.identity.role == Role::Controller,
+        };
+        tokio::spawn(accept_loop(self, tx, read_peer_info, Some(split)));
+        let (stop_peers, peers_stopped) = tokio::sync::oneshot::channel::<()>();
+        let peer_server = peer_rt.spawn(peers.serve_with_incoming_shutdown(
+            ReceiverStream::new(peer_rx),
+            async {
+                let _ = peers_stopped.await;
+            },
+        ));
+        let result = router
+            .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
+            .await
+            .map_err(|source| TransportError::Serve { addr, source });
+        let _ = stop_peers.send(());
+        let peer_result = match peer_server.await {
+            Ok(r) => r.map_err(|source| TransportError::Serve { addr, source }),
+            // The runtime was shut down under it: nothing left to serve.
+            Err(_) => Ok(()),
+        };
+        info!(%addr, "stopped serving");
+        result.and(peer_result)
     }
 
     /// Serves `router` to clients with or without a certificate (the listener's
@@ -274,12 +314,27 @@ impl MtlsListener {
 /// certificates it presented (verified by the handshake); an error drops the connection.
 type ReadPeer<P> = fn(SocketAddr, Option<&[CertificateDer<'_>]>) -> Result<P, String>;
 
+/// The peer of the main listener: the identity its certificate names.
+fn read_peer_info(
+    addr: SocketAddr,
+    certs: Option<&[CertificateDer<'_>]>,
+) -> Result<PeerInfo, String> {
+    let identity = peer_identity_from_certs(certs).map_err(|e| e.to_string())?;
+    Ok(PeerInfo { addr, identity })
+}
+
+/// Where the accept loop sends the connections of some peers instead.
+struct Split<P> {
+    to: mpsc::Sender<Result<TlsServerStream<P>, io::Error>>,
+    wants: fn(&P) -> bool,
+}
+
 fn incoming<P: Send + 'static + std::fmt::Display>(
     listener: MtlsListener,
     read_peer: ReadPeer<P>,
 ) -> ReceiverStream<Result<TlsServerStream<P>, io::Error>> {
     let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
-    tokio::spawn(accept_loop(listener, tx, read_peer));
+    tokio::spawn(accept_loop(listener, tx, read_peer, None));
     ReceiverStream::new(rx)
 }
 
@@ -287,8 +342,10 @@ async fn accept_loop<P: Send + 'static + std::fmt::Display>(
     listener: MtlsListener,
     tx: mpsc::Sender<Result<TlsServerStream<P>, io::Error>>,
     read_peer: ReadPeer<P>,
+    split: Option<Split<P>>,
 ) {
     let acceptor = TlsAcceptor::from(listener.config);
+    let split = split.map(Arc::new);
     loop {
         let accepted = tokio::select! {
             () = tx.closed() => break,
@@ -304,10 +361,15 @@ async fn accept_loop<P: Send + 'static + std::fmt::Display>(
         };
         let acceptor = acceptor.clone();
         let tx = tx.clone();
+        let split = split.clone();
         tokio::spawn(async move {
             match handshake(&acceptor, tcp, addr, read_peer).await {
                 Ok(stream) => {
                     debug!(peer = %stream.peer, "TLS client accepted");
+                    let tx = match split.as_deref() {
+                        Some(s) if (s.wants)(&stream.peer) => &s.to,
+                        _ => &tx,
+                    };
                     // Fails only when the server stopped; the connection is then dropped.
                     let _ = tx.send(Ok(stream)).await;
                 }

@@ -12,7 +12,7 @@
 //! | `container.proto` | [`v1::ContainerSpec`] and [`v1::ContainerStatus`], what an agent runs and reports |
 //! | `info.proto` | the `Info` service: [`v1::info_client::InfoClient`], [`v1::info_server::Info`] |
 //! | `cluster.proto` | the cluster state's wire form: [`v1::Service`], [`v1::Task`], [`v1::Node`] and their parts |
-//! | `raft.proto` | the `Raft` service between controllers (openraft's messages as JSON): [`v1::raft_client::RaftClient`], [`v1::raft_server::Raft`] |
+//! | `raft.proto` | the `Raft` service between controllers (openraft's messages; log entries in binary, [`v1::RaftEntry`]): [`v1::raft_client::RaftClient`], [`v1::raft_server::Raft`] |
 //! | `control.proto` | the client-facing `Control` service (services, tasks, nodes, Raft status, membership, token rotation): [`v1::control_client::ControlClient`], [`v1::control_server::Control`] |
 //! | `join.proto` | the `Join` service a node with a join token calls on a controller's join listener to get its certificate: [`v1::join_client::JoinClient`], [`v1::join_server::Join`] |
 
@@ -22,6 +22,10 @@
 mod version;
 
 pub use version::{API_VERSION, GIT_COMMIT, VERSION, version_info};
+
+/// The protobuf runtime the messages are generated for, so that users can encode and decode
+/// them (`prost::Message`) without naming a version of their own.
+pub use prost;
 
 /// Version 1 of the API, package `berth.v1`, as generated from `proto/berth/v1/*.proto`.
 ///

@@ -21,6 +21,7 @@ mod pass;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -280,9 +281,30 @@ fn drain(feed: &mut tokio::sync::broadcast::Receiver<StoreEvent>, view: &mut Vie
     }
 }
 
+/// The last timestamp [`new_task_id`] used, so that ids made by this process only grow.
+static LAST_TASK_STAMP: AtomicU64 = AtomicU64::new(0);
+
+/// A new task id, 32 lowercase hex digits: a timestamp (Unix nanoseconds, strictly growing
+/// within the process) then 64 random bits. Ids sort by creation, so new `tasks/<id>` keys
+/// go to the end of the store's B-tree and of every ordered map keyed by them instead of
+/// landing on random pages; the random half keeps ids of two leaders (clocks apart) unique.
+/// The first 12 digits, which name a task's container on its node with the service and
+/// slot, change every 65 µs, and a slot's tasks are made by different passes.
 fn new_task_id() -> String {
-    // The OS generator does not fail on Linux; a time-based id keeps the pass going if it did.
-    random_id().unwrap_or_else(|_| format!("{:032x}", now_wall()))
+    task_id_at(u64::try_from(now_wall()).unwrap_or(0))
+}
+
+fn task_id_at(now: u64) -> String {
+    let prev = LAST_TASK_STAMP
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last.saturating_add(1)))
+        })
+        .unwrap_or(0);
+    let stamp = now.max(prev.saturating_add(1));
+    // The OS generator does not fail on Linux; the stamp alone keeps the pass going if it did.
+    let random = random_id().unwrap_or_default();
+    let random = random.get(..16).unwrap_or("0000000000000000");
+    format!("{stamp:016x}{random}")
 }
 
 fn to_op(w: Write) -> Result<Op, OrchestratorError> {

@@ -500,3 +500,18 @@ async fn the_leader_places_scales_and_moves_tasks_off_a_silent_node() {
     assert!(reason.contains("no suitable node"), "{reason}");
     eprintln!("pending db task: {reason}");
 }
+
+#[test]
+fn task_ids_sort_by_creation_and_are_valid_identity_ids() {
+    let a = super::task_id_at(5);
+    // The same instant (or a clock that went back) still gives a larger id.
+    let b = super::task_id_at(5);
+    let c = super::new_task_id();
+    assert!(a < b && b < c, "{a} {b} {c}");
+    for id in [&a, &b, &c] {
+        assert_eq!(id.len(), 32, "{id}");
+        crate::pki::Identity::new(Role::Agent, id.as_str()).unwrap();
+    }
+    // The random halves differ.
+    assert_ne!(a[16..], b[16..]);
+}

@@ -25,13 +25,12 @@ use std::thread::JoinHandle;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{StorageIOError, Vote};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::Deserialize;
 
 use super::log_cache::LogCache;
 use super::types::{Entry, LogId, NodeId, RaftStorageError, TypeConfig};
-use super::{DbContext, StoreError, blocking, decode, encode};
+use super::{DbContext, StoreError, blocking, codec, decode, encode};
 
-/// Log entries: index → JSON of the entry.
+/// Log entries: index → the entry in binary ([`codec`]; JSON from earlier versions is read).
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
 /// Single records: [`VOTE`], [`COMMITTED`], [`LAST_PURGED`] → JSON.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("log_meta");
@@ -138,10 +137,9 @@ impl Debug for RedbLogStore {
     }
 }
 
-/// Only the log id of a stored entry, to read it without keeping the payload.
-#[derive(Deserialize)]
-struct EntryLogId {
-    log_id: LogId,
+/// A stored entry, decoded.
+fn decode_entry(bytes: &[u8]) -> Result<Entry, StoreError> {
+    codec::decode_entry(bytes).map_err(|source| StoreError::Entry { source })
 }
 
 impl RedbLogStore {
@@ -203,7 +201,7 @@ impl RedbLogStore {
         let mut entries = Vec::new();
         for item in table.range::<u64>(range).ctx("read log range")? {
             let (_, value) = item.ctx("read log entry")?;
-            entries.push(decode("log entry", value.value())?);
+            entries.push(decode_entry(value.value())?);
         }
         Ok(entries)
     }
@@ -218,7 +216,10 @@ impl RedbLogStore {
             };
         let table = txn.open_table(LOGS).ctx("open log table")?;
         let last = match table.last().ctx("read last log entry")? {
-            Some((_, value)) => Some(decode::<EntryLogId>("log entry", value.value())?.log_id),
+            Some((_, value)) => Some(
+                codec::decode_log_id(value.value())
+                    .map_err(|source| StoreError::Entry { source })?,
+            ),
             None => None,
         };
         Ok(LogState {
@@ -316,7 +317,7 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
             {
                 let mut table = txn.open_table(LOGS).ctx("open log table")?;
                 for entry in &entries {
-                    let bytes = encode("log entry", entry)?;
+                    let bytes = codec::encode_entry(entry);
                     table
                         .insert(entry.log_id.index, bytes.as_slice())
                         .ctx("write log entry")?;

@@ -17,8 +17,9 @@
 //! [`log_store`]), the vote commits durably. The state machine applies without fsync and makes
 //! its state durable at least every [`SM_SYNC_INTERVAL`] and with every snapshot; after a crash
 //! it is at some earlier applied index, and openraft re-applies the rest from the durable log
-//! (the log is purged only up to a snapshot, which is durable). Records are JSON; byte values are
-//! hex strings inside JSON. Blocking redb work runs on tokio's blocking pool.
+//! (the log is purged only up to a snapshot, which is durable). Log entries are binary
+//! ([`codec`]: protobuf, values as raw bytes); the other records and snapshots are JSON, with
+//! byte values as hex strings inside JSON. Blocking redb work runs on tokio's blocking pool.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,10 +27,12 @@ use std::sync::Arc;
 use openraft::{Config, ConfigError, SnapshotPolicy};
 
 mod apply;
+pub mod codec;
 mod log_cache;
 pub mod log_store;
 pub mod network;
 pub mod proposer;
+pub mod runtime;
 pub mod service;
 mod snapshot;
 pub mod state_machine;
@@ -47,6 +50,7 @@ mod tests;
 pub use log_store::RedbLogStore;
 pub use network::{GrpcNetwork, GrpcNetworkFactory};
 pub use proposer::{ProposeError, Proposer};
+pub use runtime::RaftRuntime;
 pub use service::{MAX_RAFT_MESSAGE_BYTES, RaftService};
 pub use state_machine::{Change, KvReader, RedbSnapshotBuilder, RedbStateMachine, StoreEvent};
 pub use types::{Command, CommandResponse, Expect, NodeId, Op, TypeConfig};
@@ -94,6 +98,12 @@ pub enum StoreError {
         what: &'static str,
         /// The cause.
         source: serde_json::Error,
+    },
+    /// A stored log entry could not be decoded.
+    #[error("Raft store: log entry: {source}")]
+    Entry {
+        /// The cause.
+        source: codec::CodecError,
     },
     /// The log's flusher thread could not be started.
     #[error("Raft store: cannot start the log flusher thread: {0}")]

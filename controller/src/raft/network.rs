@@ -2,8 +2,9 @@
 //!
 //! [`GrpcNetworkFactory`] keeps one lazily connected tonic channel per target member (the
 //! address is the target's `BasicNode.addr`, `host:port`), and hands openraft a
-//! [`GrpcNetwork`] per replication stream over it. Requests travel as JSON in
-//! `berth.v1.Raft` (see [`super::service`]); the remote's `Result<Response, RaftError>` comes
+//! [`GrpcNetwork`] per replication stream over it. Requests travel in `berth.v1.Raft` (see
+//! [`super::service`]): AppendEntries in binary ([`super::codec`]), the others as JSON; the
+//! remote's `Result<Response, RaftError>` comes
 //! back intact, so a higher vote or a fatal error reaches openraft as
 //! [`RPCError::RemoteError`], exactly as openraft would see it in-process.
 //!
@@ -35,11 +36,11 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::{AnyError, BasicNode, EntryPayload};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use super::codec;
 use super::service::MAX_RAFT_MESSAGE_BYTES;
 use super::types::{Command, Entry, NodeId, Op, TypeConfig};
 use crate::transport::MtlsConnector;
@@ -114,17 +115,16 @@ pub struct GrpcNetwork {
 }
 
 impl GrpcNetwork {
-    /// Sends `rpc` with `call` and decodes the remote's result.
-    async fn call<Req, Resp, E, F, Fut>(
+    /// Sends `payload` (the encoded request) with `call` and decodes the remote's result.
+    async fn call<Resp, E, F, Fut>(
         &self,
         kind: RPCTypes,
-        rpc: &Req,
+        payload: Result<Vec<u8>, String>,
         entries: usize,
         option: &RPCOption,
         call: F,
     ) -> Result<Resp, RpcError<E>>
     where
-        Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
         F: FnOnce(RaftClient<Channel>, RaftRequest) -> Fut,
@@ -137,8 +137,10 @@ impl GrpcNetwork {
                 return Err(RPCError::Unreachable(Unreachable::new(&e)));
             }
         };
-        let payload =
-            serde_json::to_vec(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let payload = payload.map_err(|e| {
+            let e = AnyError::error(format!("cannot encode the {kind:?} request: {e}"));
+            RPCError::Network(NetworkError::new(&e))
+        })?;
         // A request of several entries over the target (or the limit) is split; a lone entry
         // goes whole if it fits the message limit, which leaves room for the protobuf field
         // header around the payload.
@@ -194,17 +196,17 @@ impl GrpcNetwork {
 
 /// Maps a gRPC failure: no connection (`UNAVAILABLE`, or a transport error such as a refused
 /// TLS handshake) is unreachable, anything else a network error.
-/// An upper estimate of an entry's size in JSON: its keys, its values hex-encoded (twice their
-/// size) and a margin per operation and per entry.
-fn estimated_json_bytes(entry: &Entry) -> usize {
+/// An upper estimate of an entry's encoded size: its keys, its values and a margin per
+/// operation and per entry.
+fn estimated_bytes(entry: &Entry) -> usize {
     let ops_bytes = |ops: &[Op]| -> usize {
         ops.iter()
             .map(|op| {
                 let value = match op {
-                    Op::Put { value, .. } => 2 * value.len(),
+                    Op::Put { value, .. } => value.len(),
                     Op::Delete { .. } => 0,
                 };
-                op.key().len() + value + 96
+                op.key().len() + value + 32
             })
             .sum()
     };
@@ -215,7 +217,7 @@ fn estimated_json_bytes(entry: &Entry) -> usize {
         }
         EntryPayload::Blank | EntryPayload::Membership(_) => 512,
     };
-    payload + 256
+    payload + 64
 }
 
 /// When `entries` (several) are estimated over `target` bytes: how many of the first fit
@@ -226,7 +228,7 @@ fn entries_that_fit(entries: &[Entry], target: usize) -> Option<usize> {
     }
     let mut total = 0;
     for (i, entry) in entries.iter().enumerate() {
-        total += estimated_json_bytes(entry);
+        total += estimated_bytes(entry);
         if total > target {
             return Some(i.max(1));
         }
@@ -267,7 +269,7 @@ impl RaftNetwork<TypeConfig> for GrpcNetwork {
         }
         self.call(
             RPCTypes::AppendEntries,
-            &rpc,
+            codec::encode_append(&rpc).map_err(|e| e.to_string()),
             entries,
             &option,
             |mut client, req| async move { client.append_entries(req).await },
@@ -282,7 +284,7 @@ impl RaftNetwork<TypeConfig> for GrpcNetwork {
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcError<InstallSnapshotError>> {
         self.call(
             RPCTypes::InstallSnapshot,
-            &rpc,
+            serde_json::to_vec(&rpc).map_err(|e| e.to_string()),
             0,
             &option,
             |mut client, req| async move { client.install_snapshot(req).await },
@@ -297,7 +299,7 @@ impl RaftNetwork<TypeConfig> for GrpcNetwork {
     ) -> Result<VoteResponse<NodeId>, RpcError> {
         self.call(
             RPCTypes::Vote,
-            &rpc,
+            serde_json::to_vec(&rpc).map_err(|e| e.to_string()),
             0,
             &option,
             |mut client, req| async move { client.vote(req).await },
@@ -328,22 +330,22 @@ mod tests {
     fn the_estimate_bounds_the_encoded_size_and_splits_before_encoding() {
         for bytes in [0, 10, 1000, 100_000] {
             let e = entry(1, bytes);
-            let encoded = serde_json::to_vec(&e).unwrap().len();
-            let estimate = estimated_json_bytes(&e);
+            let encoded = codec::encode_entry(&e).len();
+            let estimate = estimated_bytes(&e);
             assert!(
                 estimate >= encoded,
                 "{estimate} < {encoded} for {bytes} bytes"
             );
-            assert!(estimate < encoded + 1024, "{estimate} far above {encoded}");
+            assert!(estimate < encoded + 256, "{estimate} far above {encoded}");
         }
-        // 100 KB values are 200 KB in JSON: one fits 256 KiB, two do not.
-        let big: Vec<Entry> = (1..=5).map(|i| entry(i, 100_000)).collect();
+        // 150 KB values: one fits 256 KiB, two do not.
+        let big: Vec<Entry> = (1..=5).map(|i| entry(i, 150_000)).collect();
         assert_eq!(entries_that_fit(&big, APPEND_TARGET_BYTES), Some(1));
         let small: Vec<Entry> = (1..=8).map(|i| entry(i, 1000)).collect();
         assert_eq!(entries_that_fit(&small, APPEND_TARGET_BYTES), None);
         // A lone entry is never split, whatever its size.
         assert_eq!(entries_that_fit(&big[..1], 10), None);
-        let mixed = vec![entry(1, 1000), entry(2, 1000), entry(3, 200_000)];
+        let mixed = vec![entry(1, 1000), entry(2, 1000), entry(3, 300_000)];
         assert_eq!(entries_that_fit(&mixed, APPEND_TARGET_BYTES), Some(2));
     }
 }

@@ -1,8 +1,9 @@
 //! The `berth.v1.Raft` gRPC service: receives openraft's messages from the other members.
 //!
-//! Each call decodes the JSON of openraft's request, hands it to the local
-//! [`openraft::Raft`] and answers with the JSON of `Result<Response, RaftError>` exactly as
-//! openraft returned it (see [`super::network`] for the other end). Only callers whose
+//! Each call decodes openraft's request (AppendEntries in binary, [`super::codec`], or JSON;
+//! the others JSON), hands it to the local [`openraft::Raft`] and answers with the JSON of
+//! `Result<Response, RaftError>` exactly as openraft returned it (see [`super::network`] for
+//! the other end). Only callers whose
 //! certificate names the `controller` role may call it; the connection must come through
 //! [`crate::transport::MtlsListener`], which puts the caller's identity into the request.
 //!
@@ -17,14 +18,16 @@ use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
+use super::codec;
 use super::types::{MAX_BATCH_BYTES, TypeConfig};
 use crate::pki::Role;
 use crate::transport::authorize_peer;
 
 /// The largest Raft message accepted or sent, in bytes. One log entry may carry a batch of
-/// [`MAX_BATCH_BYTES`] of keys and values, and values are hex in JSON (twice their size), so
-/// a single entry must fit in twice that plus room for keys and framing; a request of several
-/// entries that exceeds it is split by openraft (see `PayloadTooLarge` in the network).
+/// [`MAX_BATCH_BYTES`] of keys and values, and a member of an earlier version sends values hex
+/// in JSON (twice their size), so a single entry must fit in twice that plus room for keys and
+/// framing; a request of several entries that exceeds it is split by openraft (see
+/// `PayloadTooLarge` in the network). Snapshot chunks are JSON arrays of numbers.
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 2 * MAX_BATCH_BYTES + 16 * 1024 * 1024;
 
 /// The roles allowed to call the Raft service.
@@ -56,15 +59,20 @@ impl RaftService {
     }
 }
 
-/// Checks the caller and decodes the request's payload as `what`.
+/// Checks the caller and decodes the request's payload (JSON) as `what`.
 fn accept<T: DeserializeOwned>(
     request: &Request<RaftRequest>,
     what: &'static str,
 ) -> Result<T, Status> {
-    let caller = authorize_peer(request, ALLOWED)?;
-    debug!(%caller, rpc = what, "Raft RPC");
+    check_caller(request, what)?;
     serde_json::from_slice(&request.get_ref().payload)
         .map_err(|e| Status::invalid_argument(format!("cannot parse the {what} payload: {e}")))
+}
+
+fn check_caller(request: &Request<RaftRequest>, what: &'static str) -> Result<(), Status> {
+    let caller = authorize_peer(request, ALLOWED)?;
+    debug!(%caller, rpc = what, "Raft RPC");
+    Ok(())
 }
 
 /// Encodes openraft's result as the reply.
@@ -87,7 +95,10 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
-        let rpc = accept(&request, "AppendEntries")?;
+        check_caller(&request, "AppendEntries")?;
+        let rpc = codec::decode_append(&request.get_ref().payload).map_err(|e| {
+            Status::invalid_argument(format!("cannot parse the AppendEntries payload: {e}"))
+        })?;
         reply(self.raft.append_entries(rpc).await, "AppendEntries")
     }
 

@@ -56,7 +56,9 @@ pub struct Change {
 pub enum StoreEvent {
     /// The changes of one apply, in order.
     Applied(Arc<[Change]>),
-    /// The whole state was replaced (a snapshot was installed): read it again.
+    /// Read the whole state again: a snapshot replaced it, or the receiver subscribed while
+    /// entries were applied whose changes were not collected (no one watched when they
+    /// began).
     Reset,
 }
 
@@ -353,9 +355,15 @@ impl RaftStateMachine<TypeConfig> for RedbStateMachine {
         })
         .await
         .map_err(|e| StorageIOError::write_state_machine(&e))?;
-        if !changes.is_empty() {
-            // No receiver left meanwhile is not an error.
-            let _ = self.changes.send(StoreEvent::Applied(changes.into()));
+        if watched {
+            if !changes.is_empty() {
+                // No receiver left meanwhile is not an error.
+                let _ = self.changes.send(StoreEvent::Applied(changes.into()));
+            }
+        } else if self.changes.receiver_count() > 0 {
+            // Someone subscribed while these entries were applied without collecting their
+            // changes: whatever it read may miss them, so it must read again.
+            let _ = self.changes.send(StoreEvent::Reset);
         }
         Ok(responses)
     }

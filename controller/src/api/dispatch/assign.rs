@@ -1,31 +1,35 @@
 //! The `Assignments` stream: each node's tasks, the full set first, then changes.
 //!
 //! How changes are noticed: one [`Hub`] per member keeps an index of every task's
-//! assignment (what the node must do: service, slot, spec version, desired state, the spec),
-//! built from the member's local store. It rescans `tasks/` and `services/` when openraft's
-//! metrics say the applied log index moved (a watch channel openraft feeds after every apply
-//! on this member), at most once per [`MIN_SCAN_INTERVAL`] and at least every [`POLL`], and
-//! only while some stream is open. A rescan decodes only the records whose store version
-//! changed (and the tasks of a service whose record changed), so its cost is one key-range
-//! read plus the changes. It then publishes each node's new set on that node's watch
-//! channel, only if it changed; each stream diffs the set it last sent against the new one.
-//! Watch channels keep only the newest set, so a slow stream never queues up changes: it
-//! sends the difference to whatever is newest when it gets to it.
+//! assignment (what the node must do: service, slot, spec version, desired state, the spec)
+//! and each node's set of them. It follows the state machine's change feed
+//! ([`KvReader::subscribe`]): each applied write of a task or a service updates the index in
+//! place (a service's change re-derives the spec of its own tasks only), so the cost of a
+//! change does not grow with the number of tasks. The index is loaded from a listing of
+//! `services/` and `tasks/` when the first stream opens, and again when the feed says it
+//! lagged or a snapshot was installed; a listing is diffed against the index by store
+//! versions, so a reload publishes only what changed. While no stream is open the hub
+//! drops the feed (so the state machine need not collect changes for it) and reloads when
+//! one opens.
 //!
-//! Why not a feed of applied keys out of the state machine: it would need the state
-//! machine's apply path changed and a resynchronisation path for lagging readers and
-//! installed snapshots; diffing versions of the store is robust to all of that (a snapshot is
-//! just a larger diff) and cheap at the cluster sizes berth aims at.
+//! The changed nodes' new sets are published on per-node watch channels, at most once per
+//! [`MIN_SCAN_INTERVAL`] (the changes meanwhile are taken together); each stream diffs the set
+//! it last sent against the new one. Watch channels keep only the newest set, so a slow
+//! stream never queues up changes: it sends the difference to whatever is newest when it
+//! gets to it.
 //!
-//! The first message of a stream waits until the index has scanned at least the log index
-//! the leader had applied after confirming its leadership, so it includes every task
-//! committed before the stream was opened.
+//! The first message of a stream waits until the index has caught up with at least the log
+//! index the leader had applied after confirming its leadership, so it includes every task
+//! committed before the stream was opened. (The state machine sends an apply's changes to the
+//! feed before openraft counts the entries applied, so once the hub has taken everything the
+//! feed holds, it has seen every change up to the applied index it read before.)
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use berth_proto::v1::{Assignment, AssignmentsUpdate};
+use tokio::sync::broadcast::{self, error::TryRecvError};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -36,13 +40,14 @@ use super::error::DispatchError;
 use super::session::Ended;
 use crate::api::control::ControlError;
 use crate::api::store::READ_TIMEOUT;
-use crate::raft::{KvReader, blocking};
-use crate::state::wire::assignment_to_wire;
+use crate::raft::{Change, KvReader, StoreEvent, blocking};
+use crate::state::wire::{assignment_to_wire, spec_at, spec_to_wire};
 use crate::state::{ObservedState, Service, Task, keys};
 
-/// The shortest time between two rescans.
-pub const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(20);
-/// The longest time without a rescan check while streams are open.
+/// The shortest time between two publications of changed sets: changes meanwhile are
+/// taken together.
+pub const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(5);
+/// The longest time without a check of the subscribers while the feed is quiet.
 pub const POLL: Duration = Duration::from_secs(1);
 /// How many messages a stream buffers before it waits for its agent.
 const STREAM_BUFFER: usize = 8;
@@ -60,12 +65,15 @@ struct Cached {
     assignment: Arc<Assignment>,
 }
 
-/// The nodes' assignment sets, kept up to date from listings of the store. Pure: the
-/// caller lists the records.
+/// The nodes' assignment sets, kept up to date from the store's changes or listings. Pure:
+/// the caller reads the records.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     services: HashMap<String, (u64, Service)>,
+    /// By store key.
     tasks: HashMap<String, Cached>,
+    /// Each service's tasks' store keys.
+    by_service: HashMap<String, HashSet<String>>,
     sets: HashMap<String, BTreeMap<String, Arc<Assignment>>>,
 }
 
@@ -80,64 +88,36 @@ pub(crate) struct Updated {
 
 impl Index {
     /// Brings the index to `services` and `tasks`, each a full listing of its prefix as
-    /// `(key, version, value)`.
+    /// `(key, version, value)`: records whose version the index holds are not decoded.
     pub(crate) fn update(
         &mut self,
         services: Vec<(String, u64, Vec<u8>)>,
         tasks: Vec<(String, u64, Vec<u8>)>,
     ) -> Updated {
         let mut out = Updated::default();
-        let mut changed_services = HashSet::new();
-        let mut next_services = HashMap::with_capacity(services.len());
+        let mut seen = HashSet::with_capacity(services.len());
         for (key, version, bytes) in services {
             let name = key.strip_prefix(keys::SERVICES).unwrap_or(&key).to_owned();
-            match self.services.remove(&name) {
-                Some((v, s)) if v == version => {
-                    next_services.insert(name, (v, s));
-                }
-                _ => match serde_json::from_slice::<Service>(&bytes) {
-                    Ok(s) => {
-                        changed_services.insert(name.clone());
-                        next_services.insert(name, (version, s));
-                    }
-                    Err(e) => out.corrupt.push((key, e.to_string())),
-                },
+            seen.insert(name.clone());
+            if self.services.get(&name).is_none_or(|(v, _)| *v != version) {
+                self.put_service(&key, name, version, &bytes, &mut out);
             }
         }
-        changed_services.extend(self.services.drain().map(|(name, _)| name));
-        self.services = next_services;
-
+        let gone: Vec<String> = self
+            .services
+            .keys()
+            .filter(|n| !seen.contains(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.remove_service(&name, &mut out);
+        }
         let mut seen = HashSet::with_capacity(tasks.len());
         for (key, version, bytes) in tasks {
-            seen.insert(key.clone());
-            if let Some(c) = self.tasks.get(&key)
-                && c.version == version
-                && !changed_services.contains(&c.service)
-            {
-                continue;
+            if self.tasks.get(&key).is_none_or(|c| c.version != version) {
+                self.put_task(&key, version, &bytes, &mut out);
             }
-            let task = match serde_json::from_slice::<Task>(&bytes) {
-                Ok(t) => t,
-                Err(e) => {
-                    out.corrupt.push((key, e.to_string()));
-                    continue;
-                }
-            };
-            let service = self.services.get(&task.service).map(|(_, s)| s);
-            let cached = Cached {
-                version,
-                id: task.id.clone(),
-                // A pending task is not the node's yet, even when it names the node (a global
-                // service's task that does not fit there).
-                node: task
-                    .node
-                    .clone()
-                    .filter(|_| task.observed != ObservedState::Pending),
-                service: task.service.clone(),
-                assignment: Arc::new(assignment_to_wire(&task, service)),
-            };
-            let old = self.tasks.insert(key, cached.clone());
-            self.place(old.as_ref(), Some(&cached), &mut out.changed);
+            seen.insert(key);
         }
         let gone: Vec<String> = self
             .tasks
@@ -146,10 +126,146 @@ impl Index {
             .cloned()
             .collect();
         for key in gone {
-            let old = self.tasks.remove(&key);
-            self.place(old.as_ref(), None, &mut out.changed);
+            self.remove_task(&key, &mut out);
         }
         out
+    }
+
+    /// Applies changes of the store, in log order. A change the index already holds (its
+    /// record is at that version or later, as after a reload) is skipped.
+    pub(crate) fn apply<'a>(&mut self, changes: impl IntoIterator<Item = &'a Change>) -> Updated {
+        let mut out = Updated::default();
+        for c in changes {
+            if let Some(name) = c.key.strip_prefix(keys::SERVICES) {
+                if self.services.get(name).is_some_and(|(v, _)| *v >= c.index) {
+                    continue;
+                }
+                match &c.value {
+                    Some(bytes) => {
+                        self.put_service(&c.key, name.to_owned(), c.index, bytes, &mut out)
+                    }
+                    None => self.remove_service(name, &mut out),
+                }
+            } else if c.key.starts_with(keys::TASKS) {
+                if self.tasks.get(&c.key).is_some_and(|t| t.version >= c.index) {
+                    continue;
+                }
+                match &c.value {
+                    Some(bytes) => self.put_task(&c.key, c.index, bytes, &mut out),
+                    None => self.remove_task(&c.key, &mut out),
+                }
+            }
+        }
+        out
+    }
+
+    fn put_service(
+        &mut self,
+        key: &str,
+        name: String,
+        version: u64,
+        bytes: &[u8],
+        out: &mut Updated,
+    ) {
+        match serde_json::from_slice::<Service>(bytes) {
+            Ok(s) => {
+                self.services.insert(name.clone(), (version, s));
+                self.respec(&name, out);
+            }
+            Err(e) => out.corrupt.push((key.to_owned(), e.to_string())),
+        }
+    }
+
+    fn remove_service(&mut self, name: &str, out: &mut Updated) {
+        if self.services.remove(name).is_some() {
+            self.respec(name, out);
+        }
+    }
+
+    /// Gives the tasks of service `name` the spec they run as the index now knows it.
+    fn respec(&mut self, name: &str, out: &mut Updated) {
+        let Some(keys) = self.by_service.get(name) else {
+            return;
+        };
+        let service = self.services.get(name).map(|(_, s)| s);
+        let mut specs = HashMap::new();
+        let mut moved = Vec::new();
+        for key in keys {
+            let Some(c) = self.tasks.get(key) else {
+                continue;
+            };
+            let spec = specs
+                .entry(c.assignment.spec_version)
+                .or_insert_with(|| {
+                    service
+                        .and_then(|s| spec_at(s, c.assignment.spec_version))
+                        .map(spec_to_wire)
+                })
+                .clone();
+            if c.assignment.spec == spec {
+                continue;
+            }
+            let mut next = c.clone();
+            next.assignment = Arc::new(Assignment {
+                spec,
+                ..(*c.assignment).clone()
+            });
+            moved.push((key.clone(), next));
+        }
+        for (key, next) in moved {
+            let old = self.tasks.insert(key, next.clone());
+            self.place(old.as_ref(), Some(&next), &mut out.changed);
+        }
+    }
+
+    fn put_task(&mut self, key: &str, version: u64, bytes: &[u8], out: &mut Updated) {
+        let task = match serde_json::from_slice::<Task>(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                out.corrupt.push((key.to_owned(), e.to_string()));
+                return;
+            }
+        };
+        let service = self.services.get(&task.service).map(|(_, s)| s);
+        let cached = Cached {
+            version,
+            id: task.id.clone(),
+            // A pending task is not the node's yet, even when it names the node (a global
+            // service's task that does not fit there).
+            node: task
+                .node
+                .clone()
+                .filter(|_| task.observed != ObservedState::Pending),
+            service: task.service.clone(),
+            assignment: Arc::new(assignment_to_wire(&task, service)),
+        };
+        let old = self.tasks.insert(key.to_owned(), cached.clone());
+        if let Some(o) = &old
+            && o.service != cached.service
+        {
+            self.unlink(&o.service, key);
+        }
+        self.by_service
+            .entry(cached.service.clone())
+            .or_default()
+            .insert(key.to_owned());
+        self.place(old.as_ref(), Some(&cached), &mut out.changed);
+    }
+
+    fn remove_task(&mut self, key: &str, out: &mut Updated) {
+        if let Some(old) = self.tasks.remove(key) {
+            self.unlink(&old.service, key);
+            self.place(Some(&old), None, &mut out.changed);
+        }
+    }
+
+    fn unlink(&mut self, service: &str, key: &str) {
+        if let Some(keys) = self.by_service.get_mut(service) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_service.remove(service);
+            }
+        }
     }
 
     /// Moves a task from where `old` had it to where `new` has it.
@@ -265,14 +381,28 @@ impl Hub {
         !st.subscribers.is_empty()
     }
 
-    /// Rescans the store (which has applied at least `applied`) and publishes the sets
-    /// that changed.
-    async fn scan(&self, reader: &KvReader, applied: u64) -> Result<(), ControlError> {
+    /// Reloads the index from a listing of the store (which has applied at least
+    /// `applied`) and publishes the sets that changed.
+    async fn reload(&self, reader: &KvReader, applied: u64) -> Result<(), ControlError> {
         let reader = reader.clone();
         let (services, tasks) =
             blocking(move || Ok((reader.list(keys::SERVICES)?, reader.list(keys::TASKS)?))).await?;
         let mut st = self.state();
         let updated = st.index.update(services, tasks);
+        self.publish(st, &updated, applied);
+        Ok(())
+    }
+
+    /// Applies the changes of `events` (each [`StoreEvent::Applied`]) and publishes the sets
+    /// that changed; the store has applied at least `applied` and every change up to it is
+    /// in `events` or was before.
+    fn apply(&self, events: &[Arc<[Change]>], applied: u64) {
+        let mut st = self.state();
+        let updated = st.index.apply(events.iter().flat_map(|e| e.iter()));
+        self.publish(st, &updated, applied);
+    }
+
+    fn publish(&self, st: MutexGuard<'_, HubState>, updated: &Updated, applied: u64) {
         for (key, why) in &updated.corrupt {
             warn!(%key, %why, "a stored record does not decode; left out of assignments");
         }
@@ -287,30 +417,77 @@ impl Hub {
             *s = (*s).max(applied);
             moved
         });
-        Ok(())
     }
 }
 
-/// The hub's loop: rescans while streams are open; runs for the member's life.
+/// What the hub's loop woke up for.
+enum Woken {
+    /// An event of the feed (or why there was none).
+    Feed(Result<StoreEvent, broadcast::error::RecvError>),
+    /// Something else: a new stream, applied entries, the poll timer.
+    Other,
+    /// The Raft node stopped.
+    Stopped,
+}
+
+/// The hub's loop: follows the change feed while streams are open; runs for the member's
+/// life.
 pub(crate) async fn run(inner: Arc<Inner>) {
     let mut metrics = inner.raft.metrics();
-    let mut last: Option<u64> = None;
+    // The feed, while streams are open; `None`: the index must be reloaded first.
+    let mut feed: Option<broadcast::Receiver<StoreEvent>> = None;
     loop {
-        tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { return },
-            () = inner.hub.wake.notified() => {}
-            () = tokio::time::sleep(POLL) => {}
-        }
+        let woken = match feed.as_mut() {
+            Some(rx) => tokio::select! {
+                ev = rx.recv() => Woken::Feed(ev),
+                () = inner.hub.wake.notified() => Woken::Other,
+                () = tokio::time::sleep(POLL) => Woken::Other,
+            },
+            None => tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { Woken::Stopped } else { Woken::Other },
+                () = inner.hub.wake.notified() => Woken::Other,
+                () = tokio::time::sleep(POLL) => Woken::Other,
+            },
+        };
         if !inner.hub.has_subscribers() {
+            feed = None;
+            if matches!(woken, Woken::Stopped) {
+                return;
+            }
             continue;
         }
+        // Every change up to this index is in the feed already (see the module's doc).
         let applied = applied_index(&inner);
-        if last == Some(applied) {
-            continue;
+        let mut events = Vec::new();
+        let mut reload = feed.is_none();
+        match woken {
+            Woken::Feed(Ok(StoreEvent::Applied(changes))) => events.push(changes),
+            Woken::Feed(Ok(StoreEvent::Reset) | Err(broadcast::error::RecvError::Lagged(_))) => {
+                reload = true;
+            }
+            Woken::Feed(Err(broadcast::error::RecvError::Closed)) | Woken::Stopped => return,
+            Woken::Other => {}
         }
-        match inner.hub.scan(&inner.reader, applied).await {
-            Ok(()) => last = Some(applied),
-            Err(e) => warn!(error = %e, "cannot scan the tasks for assignments; retrying"),
+        if let Some(rx) = feed.as_mut() {
+            while !reload {
+                match rx.try_recv() {
+                    Ok(StoreEvent::Applied(changes)) => events.push(changes),
+                    Ok(StoreEvent::Reset) | Err(TryRecvError::Lagged(_)) => reload = true,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Closed) => return,
+                }
+            }
+        }
+        if reload {
+            // Subscribed before the listing: whatever it misses comes through the feed.
+            feed = Some(inner.reader.subscribe());
+            let applied = applied_index(&inner);
+            if let Err(e) = inner.hub.reload(&inner.reader, applied).await {
+                warn!(error = %e, "cannot list the tasks for assignments; retrying");
+                feed = None;
+            }
+        } else {
+            inner.hub.apply(&events, applied);
         }
         tokio::time::sleep(MIN_SCAN_INTERVAL).await;
     }
@@ -545,6 +722,57 @@ mod tests {
         let u = index.update(vec![], tasks());
         assert_eq!(changed(&u), ["n1"]);
         assert!(index.set("n1")["t1"].spec.is_none());
+    }
+
+    fn change(r: (String, u64, Vec<u8>)) -> Change {
+        Change {
+            key: r.0,
+            index: r.1,
+            value: Some(r.2),
+            existed: true,
+        }
+    }
+
+    #[test]
+    fn changes_of_the_feed_update_the_index_in_place() {
+        let mut index = Index::default();
+        let u = index.apply(&[
+            change(service(1)),
+            change(task("t1", Some("n1"), ObservedState::Assigned, 102)),
+            change(task("t2", None, ObservedState::Pending, 103)),
+        ]);
+        assert_eq!(changed(&u), ["n1"]);
+        assert_eq!(index.set("n1")["t1"].spec.as_ref().unwrap().image, "web:1");
+        // A change the index already holds (as after a reload) is skipped.
+        let u = index.apply(&[change(task("t1", Some("n2"), ObservedState::Assigned, 102))]);
+        assert_eq!(u, Updated::default());
+        // Placed; then the node's report is no change of its assignment.
+        let u = index.apply(&[
+            change(task("t2", Some("n2"), ObservedState::Assigned, 104)),
+            change(task("t1", Some("n1"), ObservedState::Running, 105)),
+        ]);
+        assert_eq!(changed(&u), ["n2"]);
+        // A new spec version leaves the tasks on version 1 as they are; removing the
+        // service takes their spec away.
+        assert_eq!(index.apply(&[change(service(2))]), Updated::default());
+        let removed = |key: String, index: u64| Change {
+            key,
+            index,
+            value: None,
+            existed: true,
+        };
+        let u = index.apply(&[removed(keys::service("web"), 200)]);
+        assert_eq!(changed(&u), ["n1", "n2"]);
+        assert!(index.set("n1")["t1"].spec.is_none());
+        let u = index.apply(&[removed(keys::task("t1"), 201)]);
+        assert_eq!(changed(&u), ["n1"]);
+        assert!(index.set("n1").is_empty());
+        // A listing agrees with what the changes built.
+        let u = index.update(
+            vec![],
+            vec![task("t2", Some("n2"), ObservedState::Assigned, 104)],
+        );
+        assert_eq!(u, Updated::default());
     }
 
     #[test]
