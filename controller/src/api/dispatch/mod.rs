@@ -33,7 +33,8 @@ use tonic::{Request, Response, Status};
 use tracing::debug;
 
 use crate::api::control::ControlError;
-use crate::api::store::{self, WRITE_TIMEOUT, Written};
+use crate::api::linearizer::Linearizer;
+use crate::api::store::{WRITE_TIMEOUT, Written};
 use crate::pki::Role;
 use crate::raft::{CommandResponse, KvReader, NodeId, Op, Proposer, TypeConfig, blocking};
 use crate::transport::authorize_peer;
@@ -82,6 +83,8 @@ pub(crate) struct Inner {
     /// Subnets being written by registrations in flight.
     reserved: Mutex<BTreeSet<Ipv4Net>>,
     hub: assign::Hub,
+    /// Leadership confirmations shared by concurrent registrations and streams.
+    linearizer: Linearizer,
 }
 
 /// Serves the `Dispatcher` API of one member.
@@ -138,6 +141,7 @@ impl DispatchService {
         Ok(Self {
             inner: Arc::new(Inner {
                 proposer: Proposer::start(raft.clone()),
+                linearizer: Linearizer::new(raft.clone()),
                 raft,
                 reader,
                 id,
@@ -216,7 +220,8 @@ impl Inner {
 
     /// Confirms leadership and waits until everything committed before is applied.
     async fn linearize(&self) -> Result<(), DispatchError> {
-        store::linearize(&self.raft)
+        self.linearizer
+            .linearize()
             .await
             .map_err(|e| self.lift(e.into()))
     }
