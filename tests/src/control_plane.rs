@@ -113,7 +113,7 @@ impl ControlPlane {
     /// from the network namespace of the thread that uses it).
     pub fn client(&self, addr: &str) -> anyhow::Result<Control> {
         let connector = MtlsConnector::new(client_config(&self.ca, &self.admin)?)
-            .with_connect_timeout(Duration::from_millis(500));
+            .with_connect_timeout(Duration::from_secs(5));
         Ok(Control::new(connector.channel(addr)?).max_decoding_message_size(256 << 20))
     }
 

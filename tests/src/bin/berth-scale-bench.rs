@@ -11,7 +11,7 @@
 //! tasks are replaced and running elsewhere.
 //!
 //! ```text
-//! cargo build --release --bins && ./target/release/berth-scale-bench [--runs 1000:20000,5000:100000]
+//! cargo build --release --bins && ./target/release/berth-scale-bench [--runs 1000:20000,5000:100000] [--heartbeat-ms MS]
 //! ```
 //!
 //! Prints a Markdown report for `docs/benchmarks.md`.
@@ -118,8 +118,8 @@ fn main() -> anyhow::Result<()> {
     let nofile = raise_nofile()?;
     let mut report = format!(
         "### Orchestrator at scale (hollow nodes in one process, 3 controllers; services of {REPLICAS} replicas, {CLIENTS} clients applying)\n\n\
-         | nodes | tasks | all assigned and committed | placements/s | all running on their nodes | leader RSS MiB | follower RSS MiB | node loss: replacements running |\n\
-         |---|---|---|---|---|---|---|---|\n"
+         | nodes | tasks | all assigned and committed | placements/s | all running on their nodes | leader RSS MiB | follower RSS MiB | node loss: replacements running | re-registrations, errors |\n\
+         |---|---|---|---|---|---|---|---|---|\n"
     );
     for (nodes, tasks) in runs()? {
         report += &one_run(nodes, tasks)?;
@@ -132,7 +132,14 @@ fn main() -> anyhow::Result<()> {
 fn one_run(nodes: usize, tasks: usize) -> anyhow::Result<String> {
     let c = Cluster::new(4);
     // Room for a /24 per node beyond the default range's 256.
-    let cp = ControlPlane::start(&c, 3, &["--node-range", "10.0.0.0/8"], &[])?;
+    // `--heartbeat-ms MS`: the agents' heartbeat period the controllers ask for (default
+    // theirs, 1 s); a node is down after 3 missed.
+    let heartbeat = std::env::args().skip_while(|a| a != "--heartbeat-ms").nth(1);
+    let run_args: Vec<&str> = heartbeat
+        .iter()
+        .flat_map(|ms| ["--agent-heartbeat-ms", ms.as_str()])
+        .collect();
+    let cp = ControlPlane::start(&c, 3, &["--node-range", "10.0.0.0/8"], &run_args)?;
     let addrs = cp.addrs.clone();
     let (join_addr, token) = (cp.join_addr.clone(), cp.token.clone());
     let services = tasks.div_ceil(REPLICAS as usize);
@@ -227,6 +234,15 @@ fn one_run(nodes: usize, tasks: usize) -> anyhow::Result<String> {
                 fleet.status()
             );
 
+            // Sessions beyond one per node: nodes that lost theirs (marked down, their tasks
+            // replaced) — a run that had any was disturbed by overload.
+            let status = fleet.status();
+            let churn = format!(
+                "{}, {}",
+                status.sessions_started.saturating_sub(nodes as u64),
+                status.errors
+            );
+
             // Node loss: stop one hollow node's session; time until its tasks run elsewhere.
             let victim = &fleet.nodes[0];
             let lost = victim.executor.running() as i64;
@@ -245,7 +261,7 @@ fn one_run(nodes: usize, tasks: usize) -> anyhow::Result<String> {
             let replaced = killed.elapsed();
             fleet.stop().await;
             Ok(format!(
-                "| {nodes} | {total} | {:.2} s | {:.0} | {:.2} s | {leader_rss:.0} | {follower_rss:.0} | {:.2} s ({lost} tasks) |\n",
+                "| {nodes} | {total} | {:.2} s | {:.0} | {:.2} s | {leader_rss:.0} | {follower_rss:.0} | {:.2} s ({lost} tasks) | {churn} |\n",
                 placed.as_secs_f64(),
                 total as f64 / placed.as_secs_f64(),
                 running.as_secs_f64(),
