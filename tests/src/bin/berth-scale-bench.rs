@@ -131,14 +131,16 @@ fn main() -> anyhow::Result<()> {
 
 fn one_run(nodes: usize, tasks: usize) -> anyhow::Result<String> {
     let c = Cluster::new(4);
-    // Room for a /24 per node beyond the default range's 256.
     // `--heartbeat-ms MS`: the agents' heartbeat period the controllers ask for (default
     // theirs, 1 s); a node is down after 3 missed.
-    let heartbeat = std::env::args().skip_while(|a| a != "--heartbeat-ms").nth(1);
+    let heartbeat = std::env::args()
+        .skip_while(|a| a != "--heartbeat-ms")
+        .nth(1);
     let run_args: Vec<&str> = heartbeat
         .iter()
         .flat_map(|ms| ["--agent-heartbeat-ms", ms.as_str()])
         .collect();
+    // Room for a /24 per node beyond the default range's 256.
     let cp = ControlPlane::start(&c, 3, &["--node-range", "10.0.0.0/8"], &run_args)?;
     let addrs = cp.addrs.clone();
     let (join_addr, token) = (cp.join_addr.clone(), cp.token.clone());
