@@ -6,7 +6,7 @@ pub mod control;
 pub mod dispatch;
 pub mod info;
 pub mod join;
-mod linearizer;
+pub(crate) mod linearizer;
 pub(crate) mod store;
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
+use crate::api::linearizer::Linearizer;
 use crate::pki::{CaFingerprint, Role};
 use crate::raft::{KvReader, NodeId, Proposer, TypeConfig};
 use crate::transport::{MtlsConnector, authorize_peer};
@@ -61,6 +62,8 @@ pub struct ControlService {
     raft: Raft<TypeConfig>,
     /// Writes go through it, grouped with concurrent ones.
     proposer: Proposer,
+    /// Linearizable reads go through it, sharing leadership rounds with concurrent ones.
+    linearizer: Linearizer,
     reader: KvReader,
     connector: MtlsConnector,
     id: NodeId,
@@ -89,6 +92,7 @@ impl ControlService {
     ) -> Self {
         Self {
             proposer: Proposer::start(raft.clone()),
+            linearizer: Linearizer::new(raft.clone()),
             raft,
             reader,
             connector,

@@ -2,7 +2,8 @@
 //! read the local store, decide with [`crate::state`], write one batch through Raft. A member
 //! that is not the leader answers [`ControlError::NotLeader`] and the handler forwards the call.
 //!
-//! Reads confirm the leadership first (`ensure_linearizable`, a heartbeat round to a quorum).
+//! Reads confirm the leadership first (`ensure_linearizable`, a heartbeat round to a quorum,
+//! shared by concurrent reads: `api/linearizer.rs`).
 //! Writes do not: they are optimistic. The local copy may lag the leader's latest commits by
 //! an instant, but every write carries the version it read (`Expect`), so a write decided on a
 //! stale read fails its check in the state machine and is decided again on a fresh read (once
@@ -40,7 +41,7 @@ impl ControlService {
     /// Makes sure this member is the leader and has applied everything committed before
     /// the call, so that a read of the local store is linearizable.
     async fn linearize(&self) -> Result<(), ControlError> {
-        store::linearize(&self.raft).await
+        self.linearizer.linearize().await
     }
 
     /// Linearizes unless the caller accepts a stale read.
