@@ -145,8 +145,9 @@ impl Env {
         .unwrap_or_default()
     }
 
-    /// The hosts whose nodes are ready (registered, heartbeating).
-    fn ready_hosts(&self) -> BTreeSet<usize> {
+    /// The nodes, each with its host index (from the hostnames the agents joined with:
+    /// `h3`, …).
+    fn nodes(&self) -> Vec<(usize, v1::Node)> {
         self.control(async |c| {
             c.list_nodes(v1::ListNodesRequest::default())
                 .await
@@ -154,22 +155,22 @@ impl Env {
         })
         .unwrap_or_default()
         .into_iter()
-        .filter(|n| n.status == v1::NodeStatus::Ready as i32)
-        .filter_map(|n| n.hostname.strip_prefix('h')?.parse().ok())
+        .filter_map(|n| Some((n.hostname.strip_prefix('h')?.parse().ok()?, n)))
         .collect()
     }
 
-    /// Node id → host index, from the hostnames the agents joined with (`h3`, …).
+    /// The hosts whose nodes are ready (registered, heartbeating).
+    fn ready_hosts(&self) -> BTreeSet<usize> {
+        self.nodes()
+            .into_iter()
+            .filter(|(_, n)| n.status == v1::NodeStatus::Ready as i32)
+            .map(|(h, _)| h)
+            .collect()
+    }
+
+    /// Node id → host index.
     fn hosts_by_node(&self) -> BTreeMap<String, usize> {
-        self.control(async |c| {
-            c.list_nodes(v1::ListNodesRequest::default())
-                .await
-                .map(|r| r.into_inner().nodes)
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|n| Some((n.id, n.hostname.strip_prefix('h')?.parse().ok()?)))
-        .collect()
+        self.nodes().into_iter().map(|(h, n)| (n.id, h)).collect()
     }
 
     /// The service's tasks meant to run and running, by host.
@@ -187,47 +188,41 @@ impl Env {
         out
     }
 
-    /// How many containers of `service` run on each agent host, as the hosts' own agents
-    /// list them (`berth-agent ps`).
-    fn containers_by_host(&self, service: &str) -> BTreeMap<usize, usize> {
-        let mut out = BTreeMap::new();
+    /// The running containers of `service` (`berth-agent ps -o json` objects), with the
+    /// agent host that lists them.
+    fn containers(&self, service: &str) -> Vec<(usize, serde_json::Value)> {
+        let prefix = format!("{service}.");
+        let mut out = Vec::new();
         for (i, a) in &self.agents {
             let listed: serde_json::Value =
                 serde_json::from_str(&a.ok(["ps", "-o", "json"])).expect("ps json");
-            let n = listed
-                .as_array()
-                .expect("a list")
-                .iter()
-                .filter(|c| {
-                    c["Name"]
-                        .as_str()
-                        .is_some_and(|n| n.starts_with(&format!("{service}.")))
-                })
-                .count();
-            if n > 0 {
-                out.insert(*i, n);
-            }
+            out.extend(
+                listed
+                    .as_array()
+                    .expect("a list")
+                    .iter()
+                    .filter(|c| c["Name"].as_str().is_some_and(|n| n.starts_with(&prefix)))
+                    .map(|c| (*i, c.clone())),
+            );
+        }
+        out
+    }
+
+    /// How many containers of `service` run on each agent host.
+    fn containers_by_host(&self, service: &str) -> BTreeMap<usize, usize> {
+        let mut out = BTreeMap::new();
+        for (h, _) in self.containers(service) {
+            *out.entry(h).or_default() += 1;
         }
         out
     }
 
     /// The running containers of `service` on every agent host: id → pid.
     fn running_containers(&self, service: &str) -> BTreeMap<String, i64> {
-        let mut out = BTreeMap::new();
-        for a in self.agents.values() {
-            let listed: serde_json::Value =
-                serde_json::from_str(&a.ok(["ps", "-o", "json"])).expect("ps json");
-            for c in listed.as_array().expect("a list") {
-                if c["Name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with(&format!("{service}.")))
-                    && let (Some(id), Some(pid)) = (c["Id"].as_str(), c["State"]["Pid"].as_i64())
-                {
-                    out.insert(id.to_owned(), pid);
-                }
-            }
-        }
-        out
+        self.containers(service)
+            .into_iter()
+            .filter_map(|(_, c)| Some((c["Id"].as_str()?.to_owned(), c["State"]["Pid"].as_i64()?)))
+            .collect()
     }
 
     fn wait_for(&self, what: &str, mut check: impl FnMut() -> bool) -> Duration {
