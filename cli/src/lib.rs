@@ -16,7 +16,7 @@
 //!
 //! [`args`] defines the command line; [`cmd`] has one file per command; [`output`]
 //! renders results as text or JSON; [`error`] holds the error type and its one-line
-//! rendering.
+//! rendering; [`servicefile`] reads service files into the specs sent to the cluster.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -26,6 +26,7 @@ pub mod cmd;
 pub mod error;
 pub mod exit;
 pub mod output;
+pub mod servicefile;
 
 pub use args::Cli;
 pub use cmd::run;

@@ -1,0 +1,93 @@
+//! A [`ServiceModel`] to the [`v1::ServiceSpec`] sent to the controller. What the spec has
+//! no place for yet (health checks, update policies, volumes, `expose`, `depends_on`,
+//! `stop_grace_period`, a port's host address and mode) stays in the model; the parser has
+//! warned about each of those that changes behaviour.
+
+use berth_proto::v1;
+
+use super::model::{Mode, Protocol, RestartCondition, ServiceModel};
+
+fn millis(d: Option<std::time::Duration>) -> u64 {
+    d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The spec of `m`. Port ranges become one port each.
+pub fn to_spec(m: &ServiceModel) -> v1::ServiceSpec {
+    let (global, replicas) = match m.deploy.mode {
+        Mode::Global => (true, 0),
+        Mode::Replicated { replicas } => (false, replicas),
+    };
+    let mut ports = Vec::new();
+    for p in &m.ports {
+        let protocol = match p.protocol {
+            Protocol::Tcp => v1::Protocol::Tcp,
+            Protocol::Udp => v1::Protocol::Udp,
+        };
+        for (i, target) in (p.target.start..=p.target.end).enumerate() {
+            let published = p
+                .published
+                .map_or(0, |r| u32::from(r.start) + u32::try_from(i).unwrap_or(0));
+            ports.push(v1::ServicePort {
+                target: target.into(),
+                published,
+                protocol: protocol.into(),
+            });
+        }
+    }
+    let r = &m.deploy.resources;
+    let restart = m.deploy.restart_policy.map(|p| v1::ServiceRestartPolicy {
+        condition: match p.condition {
+            RestartCondition::None => v1::RestartCondition::None,
+            RestartCondition::OnFailure => v1::RestartCondition::OnFailure,
+            RestartCondition::Any => v1::RestartCondition::Any,
+        }
+        .into(),
+        delay_ms: millis(p.delay),
+        max_attempts: p.max_attempts.unwrap_or(0),
+        window_ms: millis(p.window),
+    });
+    v1::ServiceSpec {
+        name: m.name.clone(),
+        image: m.image.clone(),
+        entrypoint: m.entrypoint.clone().unwrap_or_default(),
+        has_entrypoint: m.entrypoint.is_some(),
+        command: m.command.clone().unwrap_or_default(),
+        env: m
+            .environment
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+        global,
+        replicas,
+        ports,
+        links: m
+            .links
+            .iter()
+            .map(|l| v1::ServiceLink {
+                service: l.service.clone(),
+                alias: l.alias.clone(),
+            })
+            .collect(),
+        resources: Some(v1::ServiceResources {
+            cpus_limit: r.limits.cpus.unwrap_or(0.0),
+            memory_limit: r.limits.memory.unwrap_or(0),
+            cpus_reserved: r.reservations.cpus.unwrap_or(0.0),
+            memory_reserved: r.reservations.memory.unwrap_or(0),
+        }),
+        constraints: m.deploy.placement.constraints.clone(),
+        labels: m
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        restart,
+        max_replicas_per_node: m.deploy.placement.max_replicas_per_node.unwrap_or(0),
+        preferences: m
+            .deploy
+            .placement
+            .preferences
+            .iter()
+            .map(|k| format!("spread: node.labels.{k}"))
+            .collect(),
+    }
+}
