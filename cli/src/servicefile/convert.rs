@@ -68,7 +68,7 @@ pub fn to_spec(m: &ServiceModel) -> v1::ServiceSpec {
                 alias: l.alias.clone(),
             })
             .collect(),
-        resources: Some(v1::ServiceResources {
+        resources: (*r != Default::default()).then(|| v1::ServiceResources {
             cpus_limit: r.limits.cpus.unwrap_or(0.0),
             memory_limit: r.limits.memory.unwrap_or(0),
             cpus_reserved: r.reservations.cpus.unwrap_or(0.0),

@@ -166,15 +166,15 @@ impl Ctx<'_> {
                 Some("a task may not reserve more than it may use".into()),
             );
         };
-        if let (Some(lim), Some(res)) = (l.cpus, r.cpus) {
-            if res > lim {
-                above("cpus", res.to_string(), lim.to_string());
-            }
+        if let (Some(lim), Some(res)) = (l.cpus, r.cpus)
+            && res > lim
+        {
+            above("cpus", res.to_string(), lim.to_string());
         }
-        if let (Some(lim), Some(res)) = (l.memory, r.memory) {
-            if res > lim {
-                above("memory", format!("{res} bytes"), format!("{lim} bytes"));
-            }
+        if let (Some(lim), Some(res)) = (l.memory, r.memory)
+            && res > lim
+        {
+            above("memory", format!("{res} bytes"), format!("{lim} bytes"));
         }
     }
 

@@ -96,10 +96,10 @@ pub fn format_duration(d: Duration) -> String {
     if nanos == 0 {
         return "0s".to_owned();
     }
-    if nanos % 1_000_000_000 != 0 {
-        return if nanos % 1_000_000 == 0 {
+    if !nanos.is_multiple_of(1_000_000_000) {
+        return if nanos.is_multiple_of(1_000_000) {
             format!("{}ms", nanos / 1_000_000)
-        } else if nanos % 1_000 == 0 {
+        } else if nanos.is_multiple_of(1_000) {
             format!("{}us", nanos / 1_000)
         } else {
             format!("{nanos}ns")

@@ -32,9 +32,9 @@ impl Ctx<'_> {
                     Kind::Syntax,
                     e.at,
                     "",
-                    format!("invalid YAML: {}", e.message),
+                    format!("invalid YAML: {}", strip_location(&e.message)),
                     "here",
-                    Some("check the indentation and the quoting around this place".into()),
+                    Some("check the indentation here, and that every `[`, `{` and quote before it is closed".into()),
                 );
                 return None;
             }
@@ -165,5 +165,13 @@ impl Ctx<'_> {
             }
             _ => {}
         }
+    }
+}
+
+/// The parser's message without its trailing " at line N, column M" (the snippet shows it).
+fn strip_location(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(i) if message[i..].contains(", column ") => &message[..i],
+        _ => message,
     }
 }

@@ -187,23 +187,24 @@ pub fn parse(
     let no_services = merged.is_empty();
     let services: Vec<ServiceModel> = read.into_iter().map(|(m, _)| m).collect();
     let mut findings = std::mem::take(&mut ctx.findings);
-    if no_services && findings.iter().all(|f| f.severity != Severity::Error) {
-        if let Some(first) = ctx.sources.first() {
-            findings.push(Finding {
-                severity: Severity::Error,
-                kind: Kind::Missing,
-                file: first.name().to_owned(),
-                line: 0,
-                column: 0,
-                key: "services".into(),
-                message: "the service files define no service".into(),
-                label: String::new(),
-                help: Some("add a service under `services:`".into()),
-                source: None,
-                span: (0, 0).into(),
-                order: (usize::MAX, 0),
-            });
-        }
+    if no_services
+        && findings.iter().all(|f| f.severity != Severity::Error)
+        && let Some(first) = ctx.sources.first()
+    {
+        findings.push(Finding {
+            severity: Severity::Error,
+            kind: Kind::Missing,
+            file: first.name().to_owned(),
+            line: 0,
+            column: 0,
+            key: "services".into(),
+            message: "the service files define no service".into(),
+            label: String::new(),
+            help: Some("add a service under `services:`".into()),
+            source: None,
+            span: (0, 0).into(),
+            order: (usize::MAX, 0),
+        });
     }
     findings.sort_by_key(|f| f.order);
     let (errors, warnings): (Vec<Finding>, Vec<Finding>) = findings

@@ -100,7 +100,7 @@ fn parse_short(text: &str) -> Result<Port, PortError> {
     };
     let (published, target) = match rest.split_once(':') {
         None => (None, port_range(rest)?),
-        Some((p, t)) if p.is_empty() => (None, port_range(t)?),
+        Some(("", t)) => (None, port_range(t)?),
         Some((p, t)) => (Some(port_range(p)?), port_range(t)?),
     };
     Ok(Port {
@@ -113,17 +113,17 @@ fn parse_short(text: &str) -> Result<Port, PortError> {
 }
 
 fn check_lengths(port: &Port) -> Result<(), PortError> {
-    if let Some(p) = port.published {
-        if p.len() != port.target.len() {
-            return Err(port_err(
-                format!(
-                    "the published range has {} ports and the target range {}; berth needs ranges of equal length",
-                    p.len(),
-                    port.target.len()
-                ),
-                "",
-            ));
-        }
+    if let Some(p) = port.published
+        && p.len() != port.target.len()
+    {
+        return Err(port_err(
+            format!(
+                "the published range has {} ports and the target range {}; berth needs ranges of equal length",
+                p.len(),
+                port.target.len()
+            ),
+            "",
+        ));
     }
     Ok(())
 }
@@ -131,6 +131,22 @@ fn check_lengths(port: &Port) -> Result<(), PortError> {
 const SHORT_HELP: &str = "write [[HOST_IP:]PUBLISHED:]TARGET[/PROTOCOL] with ports in 1–65535, e.g. \"8080:80\", \"127.0.0.1:53:53/udp\", \"8000-8010:8000-8010\"";
 
 impl Ctx<'_> {
+    fn host_ip_warning(&mut self, at: super::node::At, key: &str, ip: IpAddr) {
+        self.warn(
+            Kind::NotApplied,
+            at,
+            key,
+            format!(
+                "`{key}`: the host address {ip} is parsed but not yet applied by this berth version"
+            ),
+            "not applied yet",
+            Some(
+                "the port is published on every address of the node; use a firewall to restrict it"
+                    .into(),
+            ),
+        );
+    }
+
     fn port_error(&mut self, node: &Node, key: &str, e: PortError) {
         let at = self.narrow(node.at, &e.part);
         self.error(
@@ -158,7 +174,13 @@ impl Ctx<'_> {
                         continue;
                     };
                     match parse_short(&text).and_then(|p| check_lengths(&p).map(|()| p)) {
-                        Ok(p) => Some(p),
+                        Ok(p) => {
+                            if let Some(ip) = p.host_ip {
+                                let at = self.narrow(item.at, &ip.to_string());
+                                self.host_ip_warning(at, &key, ip);
+                            }
+                            Some(p)
+                        }
                         Err(e) => {
                             self.port_error(item, &key, e);
                             None
@@ -201,7 +223,10 @@ impl Ctx<'_> {
                 "host_ip" => {
                     let ip = self.string(v, &path);
                     match ip.as_deref().map(str::parse::<IpAddr>) {
-                        Some(Ok(ip)) => port.host_ip = Some(ip),
+                        Some(Ok(ip)) => {
+                            port.host_ip = Some(ip);
+                            self.host_ip_warning(v.at, &path, ip);
+                        }
                         Some(Err(_)) => {
                             self.error(
                                 Kind::Invalid,

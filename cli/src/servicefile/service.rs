@@ -22,6 +22,8 @@ pub(crate) struct Refs<'n> {
     pub links: Vec<&'n Node>,
     /// Each `depends_on` entry's node (the name), by position.
     pub depends_on: Vec<&'n Node>,
+    /// The `ports` key.
+    pub ports: Option<&'n Node>,
 }
 
 fn is_host_value(s: &str) -> bool {
@@ -81,8 +83,10 @@ impl Ctx<'_> {
             name,
             links: Vec::new(),
             depends_on: Vec::new(),
+            ports: None,
         };
         let mut image: Option<String> = None;
+        let mut image_given = false;
         let mut build: Option<&Node> = None;
         let mut env_file: Vec<(String, String)> = Vec::new();
         let mut environment: Vec<(String, String)> = Vec::new();
@@ -92,6 +96,7 @@ impl Ctx<'_> {
             let path = format!("{prefix}.{key}");
             match key.as_str() {
                 "image" => {
+                    image_given = true;
                     if let Some(i) = self.string(v, &path) {
                         if i.trim().is_empty() || i.chars().any(char::is_whitespace) {
                             self.error(
@@ -113,18 +118,7 @@ impl Ctx<'_> {
                 "env_file" => env_file = self.env_files(v, &path),
                 "ports" => {
                     m.ports = self.ports(v, &path);
-                    if let Some(p) = m.ports.iter().find(|p| p.host_ip.is_some()) {
-                        let ip = p.host_ip.map(|ip| ip.to_string()).unwrap_or_default();
-                        let at = self.narrow(v.at, &ip);
-                        self.warn(
-                            Kind::NotApplied,
-                            at,
-                            &path,
-                            format!("`{path}`: the host address {ip} is parsed but not yet applied by this berth version"),
-                            "not applied yet",
-                            Some("the port is published on every address of the node; use a firewall to restrict it".into()),
-                        );
-                    }
+                    refs.ports = Some(k);
                 }
                 "expose" => m.expose = self.expose(v, &path),
                 "links" => {
@@ -224,7 +218,7 @@ impl Ctx<'_> {
                     );
                 }
             }
-            (None, Some(b)) => self.error(
+            (None, Some(b)) if !image_given => self.error(
                 Kind::Unsupported,
                 b.at,
                 &format!("{prefix}.build"),
@@ -232,7 +226,7 @@ impl Ctx<'_> {
                 "berth does not build images",
                 Some("berth does not build images: build it and import it with `berth image import`, then set `image:`".into()),
             ),
-            (None, None) => self.error(
+            (None, None) if !image_given => self.error(
                 Kind::Missing,
                 name.at,
                 &prefix,
@@ -240,6 +234,7 @@ impl Ctx<'_> {
                 "no image",
                 Some("add `image:` with the image to run, e.g. `image: redis:7`".into()),
             ),
+            (None, _) => {}
         }
         m.environment = merge_env(env_file, environment);
         let ok = self.error_count() == errors_before;
@@ -257,6 +252,10 @@ impl Ctx<'_> {
     fn words(&mut self, node: &Node, key: &str) -> Option<Vec<String>> {
         match &node.value {
             Value::Null => None,
+            Value::Map(_) => {
+                self.type_error(node, key, "a string or a list of strings");
+                None
+            }
             Value::Seq(_) => self
                 .string_or_list(node, key)
                 .map(|l| l.into_iter().map(|(s, _)| s).collect()),
@@ -281,7 +280,7 @@ impl Ctx<'_> {
     }
 
     /// Looks a variable up for `KEY` without a value; warns when it is not set.
-    fn from_env(&mut self, at: &Node, key: &str, var: &str) -> Option<String> {
+    fn env_var(&mut self, at: &Node, key: &str, var: &str) -> Option<String> {
         let v = self.env.get(var).cloned();
         if v.is_none() {
             self.warn(
@@ -323,7 +322,7 @@ impl Ctx<'_> {
                         continue;
                     }
                     let value = match &v.value {
-                        Value::Null => self.from_env(v, &path, &var),
+                        Value::Null => self.env_var(v, &path, &var),
                         _ => self.string(v, &path),
                     };
                     out.extend(value.map(|value| (var, value)));
@@ -344,7 +343,7 @@ impl Ctx<'_> {
                     }
                     let value = match value {
                         Some(v) => Some(v),
-                        None => self.from_env(item, &path, &var),
+                        None => self.env_var(item, &path, &var),
                     };
                     out.extend(value.map(|value| (var, value)));
                 }
@@ -427,7 +426,7 @@ impl Ctx<'_> {
                 Ok(entries) => {
                     for (var, value) in entries {
                         let value = match value {
-                            None => self.from_env(item, &path, &var),
+                            None => self.env_var(item, &path, &var),
                             Some(v) => match interpolate(&v, self.env) {
                                 Ok(r) => Some(r.text),
                                 Err(e) => {

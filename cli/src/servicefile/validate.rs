@@ -97,7 +97,7 @@ impl Ctx<'_> {
                 if !published.insert((port, p.protocol)) {
                     self.error(
                         Kind::Port,
-                        refs.name.at,
+                        refs.ports.map_or(refs.name.at, |n| n.at),
                         &format!("{prefix}.ports"),
                         format!(
                             "service `{}` publishes port {port}/{} twice",
@@ -186,10 +186,10 @@ impl Ctx<'_> {
                     .filter(|l| l.service != m.name)
                     .map(|l| (l.service.as_str(), "links"));
                 for (t, key) in deps.chain(links) {
-                    if let Some(&j) = index.get(t) {
-                        if !e.iter().any(|(k, _)| *k == j) {
-                            e.push((j, key));
-                        }
+                    if let Some(&j) = index.get(t)
+                        && !e.iter().any(|(k, _)| *k == j)
+                    {
+                        e.push((j, key));
                     }
                 }
                 e
