@@ -564,3 +564,11 @@ fn garbage_never_panics() {
     let bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nservices: {}\n";
     parse_and_render(bomb);
 }
+
+#[test]
+fn keys_left_empty_count_as_not_given() {
+    let p = ok("services:\n  web:\n    image: busybox\n    ports:\n    environment:\n    command:\n    deploy:\n");
+    assert!(p.services[0].ports.is_empty());
+    assert_eq!(p.services[0].command, None);
+    assert_eq!(errors("services:\n  web:\n    image:\n")[0].0, Kind::Type);
+}

@@ -94,6 +94,10 @@ impl Ctx<'_> {
         for (k, v) in entries {
             let key = k.key_name();
             let path = format!("{prefix}.{key}");
+            // `ports:` with nothing after it is no ports, as in Compose.
+            if matches!(v.value, Value::Null) && key != "image" {
+                continue;
+            }
             match key.as_str() {
                 "image" => {
                     image_given = true;
