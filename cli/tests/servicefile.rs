@@ -567,8 +567,22 @@ fn garbage_never_panics() {
 
 #[test]
 fn keys_left_empty_count_as_not_given() {
-    let p = ok("services:\n  web:\n    image: busybox\n    ports:\n    environment:\n    command:\n    deploy:\n");
+    let p = ok(
+        "services:\n  web:\n    image: busybox\n    ports:\n    environment:\n    command:\n    deploy:\n",
+    );
     assert!(p.services[0].ports.is_empty());
     assert_eq!(p.services[0].command, None);
     assert_eq!(errors("services:\n  web:\n    image:\n")[0].0, Kind::Type);
+}
+
+#[test]
+fn a_restart_policy_without_delay_waits_five_seconds_as_in_swarm() {
+    let p = ok(
+        "services:\n  web:\n    image: busybox\n    deploy:\n      restart_policy:\n        condition: none\n",
+    );
+    let r = to_spec(&p.services[0]).restart.expect("a policy");
+    assert_eq!(
+        (r.condition, r.delay_ms, r.max_attempts, r.window_ms),
+        (1, 5_000, 0, 0)
+    );
 }

@@ -7,6 +7,9 @@ use berth_proto::v1;
 
 use super::model::{Mode, Protocol, RestartCondition, ServiceModel};
 
+/// The restart delay when `restart_policy` gives none: Swarm's, and the cluster's default.
+pub const DEFAULT_RESTART_DELAY_MS: u64 = 5_000;
+
 fn millis(d: Option<std::time::Duration>) -> u64 {
     d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
@@ -42,7 +45,9 @@ pub fn to_spec(m: &ServiceModel) -> v1::ServiceSpec {
             RestartCondition::Any => v1::RestartCondition::Any,
         }
         .into(),
-        delay_ms: millis(p.delay),
+        delay_ms: p
+            .delay
+            .map_or(DEFAULT_RESTART_DELAY_MS, |d| millis(Some(d))),
         max_attempts: p.max_attempts.unwrap_or(0),
         window_ms: millis(p.window),
     });

@@ -15,6 +15,22 @@
 //! does not give are kept). `name:` is the last file's.
 //!
 //! The reference, key by key, is `docs/service-file.md`.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use berth_cli::servicefile::{Fs, RenderStyle, Source, parse, render, to_spec};
+//!
+//! let env: BTreeMap<String, String> = [("TAG".to_owned(), "1.2".to_owned())].into();
+//! let file = Source::new("app.yaml", ".", "services:\n  web:\n    image: web:${TAG}\n    ports: [\"8080:80\"]\n");
+//! match parse(&[file], &env, &Fs) {
+//!     Ok(parsed) => {
+//!         eprint!("{}", render(&parsed.warnings, RenderStyle::PLAIN));
+//!         let specs: Vec<_> = parsed.services.iter().map(to_spec).collect();
+//!         assert_eq!(specs[0].image, "web:1.2");
+//!     }
+//!     Err(e) => panic!("{}", render(&e.errors, RenderStyle::PLAIN)),
+//! }
+//! ```
 
 mod convert;
 mod ctx;
