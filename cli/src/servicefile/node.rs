@@ -226,21 +226,18 @@ fn convert(raw: Spanned<Raw>, src: usize, text: &str) -> Node {
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
     };
+    // The source text of a plain scalar (not quoted, tagged or an alias): what the user
+    // wrote, `0x1F` or `1.10`.
+    let plain = || {
+        source().filter(|s| {
+            !s.starts_with(['"', '\'', '*', '&', '!', '|', '>']) && !s.contains(['\n', '#'])
+        })
+    };
     let value = match raw.value {
         Raw::Null => Value::Null,
-        Raw::Bool(b) => Value::Bool(b, source().unwrap_or_else(|| b.to_string())),
-        Raw::Int(n) => Value::Int(
-            n,
-            source()
-                .filter(|s| s.parse::<i128>().is_ok())
-                .unwrap_or_else(|| n.to_string()),
-        ),
-        Raw::Float(n) => Value::Float(
-            n,
-            source()
-                .filter(|s| !s.starts_with(['"', '\'', '*', '&', '!']))
-                .unwrap_or_else(|| n.to_string()),
-        ),
+        Raw::Bool(b) => Value::Bool(b, plain().unwrap_or_else(|| b.to_string())),
+        Raw::Int(n) => Value::Int(n, plain().unwrap_or_else(|| n.to_string())),
+        Raw::Float(n) => Value::Float(n, plain().unwrap_or_else(|| n.to_string())),
         Raw::Str(s) => Value::Str(s),
         Raw::Seq(items) => Value::Seq(items.into_iter().map(|i| convert(i, src, text)).collect()),
         Raw::Map(entries) => Value::Map(
@@ -287,10 +284,13 @@ pub(crate) fn parse_yaml(text: &str, src: usize) -> Result<Node, SyntaxError> {
                     at
                 },
             );
-            Err(SyntaxError {
-                message: e.without_snippet().to_string(),
-                at,
-            })
+            let message = e.without_snippet().to_string();
+            let message = if message.contains("multiple YAML documents") {
+                "a service file holds one YAML document (no `---` between services); split it into files and give each with its own -f".to_owned()
+            } else {
+                message
+            };
+            Err(SyntaxError { message, at })
         }
     }
 }
@@ -319,6 +319,11 @@ mod tests {
         assert_eq!((replicas.at.line, replicas.at.column), (3, 15));
         assert_eq!(&text[replicas.at.offset..][..replicas.at.len], "70000");
         assert_eq!(body[1].1.scalar_text(), Some("1.10"));
+        let root = parse_yaml("a: 0x1F\nb: !!int 7\nc: 1e3 # n\n", 0).expect("valid");
+        let m = map(&root);
+        assert_eq!(m[0].1.scalar_text(), Some("0x1F"));
+        assert_eq!(m[1].1.scalar_text(), Some("7"));
+        assert_eq!(m[2].1.scalar_text(), Some("1e3"));
     }
 
     #[test]
@@ -346,6 +351,9 @@ mod tests {
         assert!(e.at.line >= 2, "{e:?}");
         let e = parse_yaml("a: 1\na: 2\n", 0).expect_err("duplicate");
         assert_eq!(e.at.line, 2, "{e:?}");
+        let e = parse_yaml("a: 1\n---\nb: 2\n", 0).expect_err("two documents");
+        assert!(e.message.contains("one YAML document"), "{e:?}");
+        assert_eq!(e.at.line, 3, "{e:?}");
     }
 
     #[test]
