@@ -38,6 +38,7 @@ mod deploy;
 mod diag;
 mod duration;
 mod envfile;
+mod environment;
 mod file;
 mod interpolate;
 mod keys;
