@@ -10,6 +10,10 @@ use berth_controller::cmd::{self, Cli};
 use berth_controller::telemetry;
 use clap::Parser;
 
+/// jemalloc rather than glibc's malloc: see the workspace `Cargo.toml`.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     // Usage errors, `--help` and `--version` are printed by clap, which exits (2 / 0).
     let cli = Cli::parse();

@@ -35,6 +35,9 @@ const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
 /// Single records: [`VOTE`], [`COMMITTED`], [`LAST_PURGED`] → JSON.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("log_meta");
 
+/// redb's page cache for the log (its default is 1 GiB): the entries read right after their
+/// append come from the [`LogCache`]; the database serves followers catching up and restarts.
+const LOG_CACHE_BYTES: usize = 32 * 1024 * 1024;
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
@@ -145,10 +148,13 @@ fn decode_entry(bytes: &[u8]) -> Result<Entry, StoreError> {
 impl RedbLogStore {
     /// Opens or creates the log database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(LOG_CACHE_BYTES)
+            .create(path)
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
         let txn = db.begin_write().ctx("begin write")?;
         txn.open_table(LOGS).ctx("create log table")?;
         txn.open_table(META).ctx("create log meta table")?;

@@ -35,14 +35,14 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{AnyError, BasicNode, EntryPayload};
+use openraft::{AnyError, BasicNode};
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::codec;
 use super::service::MAX_RAFT_MESSAGE_BYTES;
-use super::types::{Command, Entry, NodeId, Op, TypeConfig};
+use super::types::{Entry, NodeId, TypeConfig, estimated_bytes};
 use crate::transport::MtlsConnector;
 
 /// The error of a Raft RPC whose remote side may answer with `RaftError<NodeId, E>`.
@@ -194,32 +194,6 @@ impl GrpcNetwork {
     }
 }
 
-/// Maps a gRPC failure: no connection (`UNAVAILABLE`, or a transport error such as a refused
-/// TLS handshake) is unreachable, anything else a network error.
-/// An upper estimate of an entry's encoded size: its keys, its values and a margin per
-/// operation and per entry.
-fn estimated_bytes(entry: &Entry) -> usize {
-    let ops_bytes = |ops: &[Op]| -> usize {
-        ops.iter()
-            .map(|op| {
-                let value = match op {
-                    Op::Put { value, .. } => value.len(),
-                    Op::Delete { .. } => 0,
-                };
-                op.key().len() + value + 32
-            })
-            .sum()
-    };
-    let payload = match &entry.payload {
-        EntryPayload::Normal(Command::Batch(ops)) => ops_bytes(ops),
-        EntryPayload::Normal(Command::Group(batches)) => {
-            batches.iter().map(|ops| ops_bytes(ops) + 16).sum()
-        }
-        EntryPayload::Blank | EntryPayload::Membership(_) => 512,
-    };
-    payload + 64
-}
-
 /// When `entries` (several) are estimated over `target` bytes: how many of the first fit
 /// (at least one).
 fn entries_that_fit(entries: &[Entry], target: usize) -> Option<usize> {
@@ -236,6 +210,8 @@ fn entries_that_fit(entries: &[Entry], target: usize) -> Option<usize> {
     None
 }
 
+/// Maps a gRPC failure: no connection (`UNAVAILABLE`, or a transport error such as a refused
+/// TLS handshake) is unreachable, anything else a network error.
 fn status_error<E: std::error::Error>(status: &Status) -> RpcError<E> {
     let transport = std::error::Error::source(status)
         .is_some_and(|source| source.is::<tonic::transport::Error>());
@@ -310,10 +286,11 @@ impl RaftNetwork<TypeConfig> for GrpcNetwork {
 
 #[cfg(test)]
 mod tests {
-    use openraft::{CommittedLeaderId, LogId};
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
 
     use super::*;
     use crate::raft::Expect;
+    use crate::raft::types::{Command, Op};
 
     fn entry(index: u64, value_bytes: usize) -> Entry {
         Entry {

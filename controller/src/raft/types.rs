@@ -7,6 +7,7 @@
 
 use std::io::Cursor;
 
+use openraft::EntryPayload;
 use serde::{Deserialize, Serialize};
 
 openraft::declare_raft_types!(
@@ -275,4 +276,28 @@ pub(crate) mod bytes {
             Ok(out)
         }
     }
+}
+
+/// An upper estimate of an entry's encoded size: its keys, its values and a margin per
+/// operation and per entry.
+pub(crate) fn estimated_bytes(entry: &Entry) -> usize {
+    let ops_bytes = |ops: &[Op]| -> usize {
+        ops.iter()
+            .map(|op| {
+                let value = match op {
+                    Op::Put { value, .. } => value.len(),
+                    Op::Delete { .. } => 0,
+                };
+                op.key().len() + value + 32
+            })
+            .sum()
+    };
+    let payload = match &entry.payload {
+        EntryPayload::Normal(Command::Batch(ops)) => ops_bytes(ops),
+        EntryPayload::Normal(Command::Group(batches)) => {
+            batches.iter().map(|ops| ops_bytes(ops) + 16).sum()
+        }
+        EntryPayload::Blank | EntryPayload::Membership(_) => 512,
+    };
+    payload + 64
 }
