@@ -17,10 +17,10 @@ fn mounts_under(dir: &std::path::Path) -> Vec<String> {
     for e in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
         if let Ok(mi) = std::fs::read_to_string(e.path().join("mountinfo")) {
             for l in mi.lines() {
-                if let Some(mp) = l.split(' ').nth(4) {
-                    if mp.starts_with(&needle) {
-                        found.push(format!("pid {}: {mp}", e.file_name().to_string_lossy()));
-                    }
+                if let Some(mp) = l.split(' ').nth(4)
+                    && mp.starts_with(&needle)
+                {
+                    found.push(format!("pid {}: {mp}", e.file_name().to_string_lossy()));
                 }
             }
         }

@@ -220,10 +220,11 @@ pub fn find_program(name: &str, env: &[String]) -> Result<PathBuf, (i32, SetupEr
         .unwrap_or(DEFAULT_PATH);
     for d in path.split(':').filter(|d| !d.is_empty()) {
         let p = Path::new(d).join(name);
-        if let Ok(m) = fs::metadata(&p) {
-            if m.is_file() && nix::unistd::access(&p, AccessFlags::X_OK).is_ok() {
-                return Ok(p);
-            }
+        if let Ok(m) = fs::metadata(&p)
+            && m.is_file()
+            && nix::unistd::access(&p, AccessFlags::X_OK).is_ok()
+        {
+            return Ok(p);
         }
     }
     Err((

@@ -181,15 +181,15 @@ impl Follower {
     pub fn poll(&mut self) -> io::Result<Vec<Record>> {
         let mut out = Vec::new();
         self.drain(&mut out)?;
-        if let Ok(m) = fs::metadata(&self.path) {
-            if m.ino() != self.ino {
-                // Rotated: the old file is complete; continue with the new one from its start.
-                self.drain(&mut out)?;
-                self.reader = BufReader::new(File::open(&self.path)?);
-                self.ino = m.ino();
-                self.partial.clear();
-                self.drain(&mut out)?;
-            }
+        if let Ok(m) = fs::metadata(&self.path)
+            && m.ino() != self.ino
+        {
+            // Rotated: the old file is complete; continue with the new one from its start.
+            self.drain(&mut out)?;
+            self.reader = BufReader::new(File::open(&self.path)?);
+            self.ino = m.ino();
+            self.partial.clear();
+            self.drain(&mut out)?;
         }
         Ok(out)
     }

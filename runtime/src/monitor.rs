@@ -83,10 +83,10 @@ struct Notifier(Option<File>);
 
 impl Notifier {
     fn send(&mut self, line: &str) {
-        if let Some(f) = &mut self.0 {
-            if f.write_all(format!("{line}\n").as_bytes()).is_err() {
-                self.0 = None;
-            }
+        if let Some(f) = &mut self.0
+            && f.write_all(format!("{line}\n").as_bytes()).is_err()
+        {
+            self.0 = None;
         }
     }
 }
@@ -254,10 +254,10 @@ pub fn run(args: MonitorArgs) -> i32 {
                 let trash = move_aside(&spec, &dir);
                 crate::timing::mark("monitor: directory moved aside");
                 notify.send(&format!("exited {code}"));
-                if let Some(t) = trash {
-                    if let Err(e) = std::fs::remove_dir_all(&t) {
-                        eprintln!("container {}: remove {}: {e}", spec.id, t.display());
-                    }
+                if let Some(t) = trash
+                    && let Err(e) = std::fs::remove_dir_all(&t)
+                {
+                    eprintln!("container {}: remove {}: {e}", spec.id, t.display());
                 }
             } else {
                 let _ = state.store(&dir.state());
@@ -295,10 +295,10 @@ pub fn run(args: MonitorArgs) -> i32 {
 
 /// Removes the container's directory when it was started with auto-remove.
 fn finish(spec: &ContainerSpec, dir: &ContainerDir) {
-    if spec.auto_remove {
-        if let Some(t) = move_aside(spec, dir) {
-            let _ = std::fs::remove_dir_all(t);
-        }
+    if spec.auto_remove
+        && let Some(t) = move_aside(spec, dir)
+    {
+        let _ = std::fs::remove_dir_all(t);
     }
 }
 

@@ -98,12 +98,12 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, UserEr
     }
 
     let mut groups = Vec::new();
-    if group_part.is_none() {
-        if let Some(name) = &name {
-            for (_, id, members) in group_entries(group) {
-                if members.contains(&name.as_str()) && id != gid && !groups.contains(&id) {
-                    groups.push(id);
-                }
+    if group_part.is_none()
+        && let Some(name) = &name
+    {
+        for (_, id, members) in group_entries(group) {
+            if members.contains(&name.as_str()) && id != gid && !groups.contains(&id) {
+                groups.push(id);
             }
         }
     }

@@ -107,18 +107,18 @@ impl View {
                 self.tasks
                     .insert(id.to_owned(), Versioned { version, value });
             }
-        } else if let Some(id) = key.strip_prefix(keys::NODES) {
-            if let Some(value) = decode::<Node>(key, bytes) {
-                // Only a change that can move tasks counts: `last_seen` alone does not.
-                let relevant = self.nodes.get(id).is_none_or(|old| {
-                    let mut old = old.value.clone();
-                    old.last_seen = value.last_seen;
-                    old != value
-                });
-                self.nodes_changed |= relevant;
-                self.nodes
-                    .insert(id.to_owned(), Versioned { version, value });
-            }
+        } else if let Some(id) = key.strip_prefix(keys::NODES)
+            && let Some(value) = decode::<Node>(key, bytes)
+        {
+            // Only a change that can move tasks counts: `last_seen` alone does not.
+            let relevant = self.nodes.get(id).is_none_or(|old| {
+                let mut old = old.value.clone();
+                old.last_seen = value.last_seen;
+                old != value
+            });
+            self.nodes_changed |= relevant;
+            self.nodes
+                .insert(id.to_owned(), Versioned { version, value });
         }
     }
 

@@ -178,7 +178,7 @@ mod tests {
             (c.map.len(), c.bytes)
         };
         assert!(bytes <= CAPACITY_BYTES, "{bytes} bytes held");
-        assert!(held < 100 && held >= 32, "{held} entries held");
+        assert!((32..100).contains(&held), "{held} entries held");
         assert_eq!(
             indexes(cache.get((Bound::Included(n), Bound::Included(n)))),
             Some(vec![n])

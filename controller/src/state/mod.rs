@@ -157,20 +157,20 @@ pub fn apply_service(
 ) -> Result<Applied, StateError> {
     validate_spec(&spec)?;
     let actual = current.map_or(0, |s| s.version);
-    if let Some(e) = expected {
-        if e != actual {
-            return Err(match current {
-                None => StateError::NoSuchService {
-                    service: spec.name,
-                    expected: e,
-                },
-                Some(_) => StateError::StaleVersion {
-                    service: spec.name,
-                    expected: e,
-                    actual,
-                },
-            });
-        }
+    if let Some(e) = expected
+        && e != actual
+    {
+        return Err(match current {
+            None => StateError::NoSuchService {
+                service: spec.name,
+                expected: e,
+            },
+            Some(_) => StateError::StaleVersion {
+                service: spec.name,
+                expected: e,
+                actual,
+            },
+        });
     }
     let Some(cur) = current else {
         return Ok(Applied::Created(Service {

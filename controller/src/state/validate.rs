@@ -126,13 +126,13 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), StateError> {
             format!("{:?} is not an image reference", spec.image),
         ));
     }
-    if let ServiceMode::Replicated { replicas } = spec.mode {
-        if replicas > MAX_REPLICAS {
-            return Err(bad(
-                "replicas",
-                format!("{replicas} is more than the {MAX_REPLICAS} a service may have"),
-            ));
-        }
+    if let ServiceMode::Replicated { replicas } = spec.mode
+        && replicas > MAX_REPLICAS
+    {
+        return Err(bad(
+            "replicas",
+            format!("{replicas} is more than the {MAX_REPLICAS} a service may have"),
+        ));
     }
     for e in &spec.env {
         match e.split_once('=') {
@@ -180,27 +180,27 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), StateError> {
         ("cpus limit", r.cpus_limit),
         ("cpus reservation", r.cpus_reserved),
     ] {
-        if let Some(c) = v {
-            if !c.is_finite() || c <= 0.0 {
-                return Err(bad("resources", format!("{field} {c} must be more than 0")));
-            }
+        if let Some(c) = v
+            && (!c.is_finite() || c <= 0.0)
+        {
+            return Err(bad("resources", format!("{field} {c} must be more than 0")));
         }
     }
-    if let (Some(l), Some(res)) = (r.cpus_limit, r.cpus_reserved) {
-        if res > l {
-            return Err(bad(
-                "resources",
-                format!("cpus reservation {res} is above the limit {l}"),
-            ));
-        }
+    if let (Some(l), Some(res)) = (r.cpus_limit, r.cpus_reserved)
+        && res > l
+    {
+        return Err(bad(
+            "resources",
+            format!("cpus reservation {res} is above the limit {l}"),
+        ));
     }
-    if let (Some(l), Some(res)) = (r.memory_limit, r.memory_reserved) {
-        if res > l {
-            return Err(bad(
-                "resources",
-                format!("memory reservation {res} is above the limit {l}"),
-            ));
-        }
+    if let (Some(l), Some(res)) = (r.memory_limit, r.memory_reserved)
+        && res > l
+    {
+        return Err(bad(
+            "resources",
+            format!("memory reservation {res} is above the limit {l}"),
+        ));
     }
     for c in &spec.constraints {
         check_constraint(c).map_err(|reason| bad("constraints", reason))?;

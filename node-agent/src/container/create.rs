@@ -57,12 +57,12 @@ impl ContainerManager {
             ));
         }
         validate_limits(&opts.limits)?;
-        if let Some(name) = &opts.name {
-            if !valid_name(name) {
-                return Err(ContainerError::InvalidOption(format!(
-                    "invalid container name {name:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128 characters"
-                )));
-            }
+        if let Some(name) = &opts.name
+            && !valid_name(name)
+        {
+            return Err(ContainerError::InvalidOption(format!(
+                "invalid container name {name:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128 characters"
+            )));
         }
         let image = self.images.resolve(&opts.image)?;
         let cfg = &image.config;

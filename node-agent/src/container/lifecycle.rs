@@ -455,10 +455,10 @@ impl ContainerManager {
         }
         self.forget_links(&info.spec);
         let dir = self.dir(&info.spec.id);
-        if let Err(e) = fs::remove_dir_all(dir.root()) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                errors.push(format!("remove {}: {e}", dir.root().display()));
-            }
+        if let Err(e) = fs::remove_dir_all(dir.root())
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            errors.push(format!("remove {}: {e}", dir.root().display()));
         }
         self.release_name(&info.spec.name, &info.spec.id);
         if errors.is_empty() {

@@ -164,12 +164,11 @@ impl ContainerManager {
 
     /// Resolves a full id, a unique id prefix or a name to a container id.
     pub fn resolve(&self, reference: &str) -> Result<String, ContainerError> {
-        if options::valid_name(reference) {
-            if let Ok(id) = fs::read_to_string(self.name_file(reference)) {
-                if self.containers_dir().join(id.trim()).is_dir() {
-                    return Ok(id.trim().to_string());
-                }
-            }
+        if options::valid_name(reference)
+            && let Ok(id) = fs::read_to_string(self.name_file(reference))
+            && self.containers_dir().join(id.trim()).is_dir()
+        {
+            return Ok(id.trim().to_string());
         }
         if reference.is_empty() || !reference.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(ContainerError::NotFound(reference.to_string()));

@@ -127,10 +127,10 @@ pub fn valid_name(s: &str) -> bool {
 
 /// Parses a signal given as `SIGTERM`, `TERM` or `15`.
 pub fn parse_signal(s: &str) -> Result<i32, ContainerError> {
-    if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
+    if let Ok(n) = s.parse::<i32>()
+        && (1..=64).contains(&n)
+    {
+        return Ok(n);
     }
     let upper = s.to_ascii_uppercase();
     let name = if upper.starts_with("SIG") {

@@ -406,10 +406,10 @@ impl NodeNet {
     /// Best-effort undo of [`NodeNet::wire`]: the veth and the address.
     fn unwire(&self, rt: &tokio::runtime::Runtime, host: &Links, id: &str) {
         let (host_name, _) = veth_names(id);
-        if matches!(self.veth_shared_with(id), Ok(None)) {
-            if let Err(e) = rt.block_on(host.delete(&host_name)) {
-                warn!(id, error = %e, "removing the veth of a failed attach");
-            }
+        if matches!(self.veth_shared_with(id), Ok(None))
+            && let Err(e) = rt.block_on(host.delete(&host_name))
+        {
+            warn!(id, error = %e, "removing the veth of a failed attach");
         }
         if let Err(e) = self.ipam.release(id) {
             warn!(id, error = %e, "releasing the address of a failed attach");

@@ -124,10 +124,10 @@ pub fn prime_attach_in_background() {
         .spawn(|| {
             let _ = nix::sys::signal::SigSet::all().thread_block();
             crate::timing::mark("prime: start");
-            if let Ok(own) = std::fs::read_to_string("/proc/self/cgroup") {
-                if let Some(procs) = own_procs_file(&own) {
-                    let _ = std::fs::write(procs, "0");
-                }
+            if let Ok(own) = std::fs::read_to_string("/proc/self/cgroup")
+                && let Some(procs) = own_procs_file(&own)
+            {
+                let _ = std::fs::write(procs, "0");
             }
             crate::timing::mark("prime: done");
         });
