@@ -600,3 +600,55 @@ fn a_hundred_containers_each_publishing_a_port_started_at_once() {
         wait_http(&a, &format!("127.0.0.1:{p}"));
     }
 }
+
+#[test]
+fn teardown_is_refused_while_a_container_runs_then_removes_rules_bridge_and_cgroup_parent() {
+    let test =
+        "teardown_is_refused_while_a_container_runs_then_removes_rules_bridge_and_cgroup_parent";
+    let Some(a) = common::agent_with_busybox(test) else {
+        return;
+    };
+    // The rules and chain declarations (a table iptables loaded is listed even when empty).
+    let rules = || -> Vec<String> {
+        iptables_rules(&a.netns)
+            .lines()
+            .filter(|l| l.starts_with("-A") || (l.starts_with(':') && l.ends_with(" -")))
+            .map(str::to_owned)
+            .collect()
+    };
+    let rules_before = rules();
+    let links_before = links_in(&a.netns);
+    a.ok([
+        "run", "-d", "--name", "web", "-p", "8080:80", "bb", "sh", "-c", WEB,
+    ]);
+    assert!(links_in(&a.netns).contains(&"berth0".to_string()));
+    assert!(iptables_rules(&a.netns).contains("BERTH-DNAT"));
+
+    let o = a.run(["teardown"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("1 running container") && err.contains("berth0"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        iptables_rules(&a.netns).contains("BERTH-DNAT"),
+        "nothing removed"
+    );
+
+    a.ok(["stop", "-t", "1", "web"]);
+    a.ok(["teardown"]);
+    assert_eq!(rules(), rules_before);
+    assert_eq!(links_in(&a.netns), links_before);
+    assert_eq!(a.cgroup_leftovers(), Vec::<std::path::PathBuf>::new());
+    // Idempotent, and the stopped container is kept: it starts again with a new network.
+    a.ok(["teardown"]);
+    a.ok(["start", "web"]);
+    let ip = container_ip(&a, "web");
+    let body = wait_http(&a, &format!("{ip}:80"));
+    assert!(body.starts_with("hello-from-"), "{body}");
+    a.ok(["rm", "-f", "web"]);
+    a.ok(["teardown"]);
+    assert_eq!(rules(), rules_before);
+    assert!(!iptables_rules(&a.netns).contains("BERTH"));
+}

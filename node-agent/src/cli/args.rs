@@ -81,6 +81,10 @@ pub enum Command {
     /// The node network.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Remove what the agent set up on this host — berth's iptables rules and chains, the
+    /// node bridge, the cgroup parent — once no container runs (refused while one does).
+    /// Images, volumes and stopped containers are kept.
+    Teardown,
     /// Join a cluster with an agent token: writes the node's identity (certificate, key,
     /// CA, controllers) under `<state-dir>/node/`.
     Join(JoinArgs),

@@ -138,6 +138,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         C::Serve(a) => crate::serve::serve(&m, a.poll_interval_ms),
         C::Events(a) => crate::serve::print_events(&m, a.follow),
         C::Network(a) => container_cmds::network(&m, a),
+        C::Teardown => {
+            m.teardown()?;
+            Ok(0)
+        }
         C::Join(_) | C::Hollow(_) | C::Node(_) => unreachable!("handled above"),
     }
 }

@@ -314,6 +314,25 @@ impl ContainerManager {
     /// Removes the network leftovers of containers that are gone (after an agent crash):
     /// live are the containers that run, or whose start holds its network lock.
     pub fn reconcile_network(&self) -> Result<crate::net::Reconciled, ContainerError> {
+        let live = self.network_users()?;
+        Ok(self.node_net()?.reconcile(&live)?)
+    }
+
+    /// Removes what the agent set up on the host — the node network (rules, chains, bridge)
+    /// and the cgroup parent — once no container runs; refused while one does. Containers
+    /// that are stopped keep their records (a later start sets the network up again).
+    pub fn teardown(&self) -> Result<(), ContainerError> {
+        let live = self.network_users()?;
+        self.node_net()?.remove(&live)?;
+        self.cgroups
+            .destroy(&self.cfg.cgroup_parent)
+            .map_err(berth_runtime::RuntimeError::from)?;
+        Ok(())
+    }
+
+    /// The containers that hold the node network: running, or starting (holding their
+    /// network lock). A stopped container's stale `network.json` is removed on the way.
+    fn network_users(&self) -> Result<HashSet<String>, ContainerError> {
         let mut live = HashSet::new();
         for id in self.ids()? {
             let dir = self.dir(&id);
@@ -330,7 +349,7 @@ impl ContainerManager {
                 let _ = fs::remove_file(dir.network());
             }
         }
-        Ok(self.node_net()?.reconcile(&live)?)
+        Ok(live)
     }
 }
 

@@ -177,6 +177,17 @@ pub enum NetError {
         /// How many containers hold an address.
         containers: usize,
     },
+    /// The network cannot be removed: containers still use it.
+    #[error(
+        "the node network (bridge {bridge}) is used by {containers} running container(s): \
+         stop and remove them first"
+    )]
+    InUse {
+        /// The bridge.
+        bridge: String,
+        /// How many containers run with an address.
+        containers: usize,
+    },
     /// The configuration is invalid.
     #[error("invalid node network configuration: {0}")]
     Config(String),
@@ -600,6 +611,38 @@ impl NodeNet {
             );
         }
         Ok(out)
+    }
+
+    /// Removes the node network: the leftovers of gone containers, every berth rule and
+    /// chain (the jumps in the built-in chains included), the bridge, and the address and
+    /// port records. Refused while a container of `live` runs. Idempotent: what is already
+    /// gone is skipped.
+    pub fn remove(&self, live: &HashSet<String>) -> Result<(), NetError> {
+        if !live.is_empty() {
+            return Err(NetError::InUse {
+                bridge: self.config.bridge.clone(),
+                containers: live.len(),
+            });
+        }
+        self.reconcile(live)?;
+        self.firewall.teardown(&self.config.rules())?;
+        runtime()?.block_on(async {
+            let host = Links::spawn()?;
+            if host.exists(&self.config.bridge).await? {
+                host.delete(&self.config.bridge).await?;
+            }
+            Ok::<_, LinkError>(())
+        })?;
+        for name in ["ipam.json", "ports.json"] {
+            let path = self.dir.join(name);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(NetError::io("remove", &path, e)),
+            }
+        }
+        info!(bridge = %self.config.bridge, "node network removed");
+        Ok(())
     }
 
     fn ports_path(&self) -> PathBuf {
