@@ -5,7 +5,8 @@
 //! For each `NODES:TASKS` pair (default `1000:20000` and `5000:100000`): the hollow nodes
 //! join and register; services of 100 replicas are applied (16 clients at once); the run
 //! times, from the first apply, until every task is **assigned and committed** (the
-//! placements seen on a `WatchEvents` stream of the leader) and until every task **runs** on
+//! placements seen on a `WatchEvents` stream of a follower: what it has applied is committed,
+//! and serving the stream costs the leader nothing) and until every task **runs** on
 //! its hollow node (reported back); and reads each controller's resident memory. Then one
 //! hollow node is stopped (its session ends, as if the node died) and the run times until its
 //! tasks are replaced and running elsewhere.
@@ -74,7 +75,7 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Counts the distinct tasks placed on a node (and how many are running) as the leader's
+/// Counts the distinct tasks placed on a node (and how many are running) as a member's
 /// events say, until `want` are placed, then until `want_running` run.
 async fn watch_placements(
     mut client: Client,
@@ -174,8 +175,10 @@ fn one_run(nodes: usize, tasks: usize) -> anyhow::Result<String> {
 
             let started = Instant::now();
             let (tx, placed_rx) = tokio::sync::oneshot::channel();
+            // A follower's stream: an event there is committed and applied on a member.
+            let follower_addr = addrs[leader_id as usize % addrs.len()].clone();
             let watcher = tokio::spawn(watch_placements(
-                cp.client(&leader_addr)?,
+                cp.client(&follower_addr)?,
                 total,
                 started,
                 tx,
