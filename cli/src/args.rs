@@ -23,6 +23,49 @@ pub struct Cli {
 pub enum Command {
     /// Print berth's version.
     Version(VersionArgs),
+    /// Start a single-node cluster on this host (one controller, one node agent) in the
+    /// background and wait until it is ready; starts only what is missing.
+    Up(UpArgs),
+    /// Stop the single-node cluster: its containers and host set-up removed, its data kept
+    /// (the next `up` brings the services back) unless `--purge`.
+    Down(DownArgs),
+}
+
+/// Where the single-node cluster lives (`up` and `down`).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct LocalArgs {
+    /// Its data directory.
+    #[arg(long, env = "BERTH_DATA_DIR", default_value = crate::local::DEFAULT_DATA_DIR)]
+    pub data_dir: std::path::PathBuf,
+    /// The controller's address (its join listener takes the next port).
+    #[arg(long, default_value = crate::local::DEFAULT_ADDR)]
+    pub addr: String,
+    /// The cgroup parent of the node's containers.
+    #[arg(long, env = "BERTH_CGROUP_PARENT", default_value = "berth")]
+    pub cgroup_parent: String,
+}
+
+/// `berth up`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct UpArgs {
+    /// Where the cluster lives.
+    #[command(flatten)]
+    pub local: LocalArgs,
+    /// How long to wait for the cluster to be ready, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+}
+
+/// `berth down`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct DownArgs {
+    /// Where the cluster lives.
+    #[command(flatten)]
+    pub local: LocalArgs,
+    /// Also remove the data directory (services, certificates, images): the next `up`
+    /// creates a new cluster.
+    #[arg(long)]
+    pub purge: bool,
 }
 
 /// `berth version`'s arguments.

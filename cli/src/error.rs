@@ -14,6 +14,9 @@ pub enum CliError {
     /// The result could not be written to standard output.
     #[error("cannot write the output")]
     Write(#[source] io::Error),
+    /// `up` or `down` failed.
+    #[error(transparent)]
+    Local(#[from] crate::local::LocalError),
 }
 
 /// `err` and its causes on one line, outermost first, separated by `": "`; this is

@@ -25,6 +25,7 @@ pub mod args;
 pub mod cmd;
 pub mod error;
 pub mod exit;
+pub mod local;
 pub mod output;
 pub mod servicefile;
 

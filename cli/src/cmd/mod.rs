@@ -1,5 +1,6 @@
 //! The commands, one file each, and [`run`], which dispatches to them.
 
+pub mod local;
 pub mod version;
 
 use std::io::Write;
@@ -11,6 +12,8 @@ use crate::error::CliError;
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
     match &cli.command {
         Command::Version(args) => version::run(args, out)?,
+        Command::Up(args) => local::up(args, out)?,
+        Command::Down(args) => local::down(args, out)?,
     }
     out.flush().map_err(CliError::Write)
 }

@@ -323,7 +323,19 @@ impl ContainerManager {
     /// that are stopped keep their records (a later start sets the network up again).
     pub fn teardown(&self) -> Result<(), ContainerError> {
         let live = self.network_users()?;
-        self.node_net()?.remove(&live)?;
+        // A node of a cluster runs with the subnet the controllers gave it, not the one
+        // configured here: tear down the network as its address table records it.
+        let net = match self.node_net() {
+            Err(ContainerError::Network(crate::net::NetError::Ipam(
+                crate::net::ipam::IpamError::SubnetMismatch { table, .. },
+            ))) => {
+                let mut config = self.config().network.clone();
+                config.subnet = table;
+                crate::net::NodeNet::open(&self.config().state_dir.join("net"), config)?
+            }
+            other => other?,
+        };
+        net.remove(&live)?;
         self.cgroups
             .destroy(&self.cfg.cgroup_parent)
             .map_err(berth_runtime::RuntimeError::from)?;

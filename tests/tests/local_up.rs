@@ -1,0 +1,250 @@
+//! `berth up` / `berth down`, the embedded single-node cluster, for real: the real `berth`,
+//! `berth-controller` and `berth-agent` binaries, run as root inside a throwaway network
+//! namespace, with a temporary data directory and a test-only cgroup parent.
+//!
+//! up starts a controller and a node and is ready; up again starts nothing; a service
+//! applied runs its containers; down removes them and every trace on the host (bridge,
+//! rules, cgroups, processes) but keeps the data; up brings the service back; down --purge
+//! removes the data.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use berth_controller::pki::{IssuedCert, client_config};
+use berth_controller::transport::MtlsConnector;
+use berth_proto::v1;
+use berth_tests::netns::NetNs;
+
+fn bin(name: &str) -> PathBuf {
+    berth_tests::target_dir().join(name)
+}
+
+struct Local {
+    ns: NetNs,
+    data: tempfile::TempDir,
+    cgroup_parent: String,
+}
+
+impl Local {
+    fn berth(&self, args: &[&str]) -> Output {
+        self.ns
+            .command(bin("berth"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .args(["--cgroup-parent", &self.cgroup_parent])
+            .output()
+            .expect("run berth")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.berth(args);
+        assert!(o.status.success(), "berth {args:?}: {}", show(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn agent(&self, args: &[&str]) -> String {
+        let o = self
+            .ns
+            .command(bin("berth-agent"))
+            .arg("--state-dir")
+            .arg(self.data.path().join("agent"))
+            .args(["--cgroup-parent", &self.cgroup_parent])
+            .args(args)
+            .output()
+            .expect("run berth-agent");
+        assert!(o.status.success(), "berth-agent {args:?}: {}", show(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn running(&self) -> usize {
+        self.agent(&["ps", "-q"]).split_whitespace().count()
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        ["controller.pid", "agent.pid"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(self.data.path().join(f)).ok())
+            .filter_map(|s| s.trim().parse().ok())
+            .collect()
+    }
+
+    fn control(&self) -> v1::control_client::ControlClient<tonic::transport::Channel> {
+        let read =
+            |p: &str| std::fs::read_to_string(self.data.path().join("controller").join(p)).unwrap();
+        let admin = IssuedCert {
+            cert_pem: read("admin/admin.pem"),
+            key_pem: read("admin/admin.key"),
+        };
+        let connector = MtlsConnector::new(client_config(&read("ca/ca.pem"), &admin).unwrap())
+            .with_connect_timeout(Duration::from_secs(5));
+        v1::control_client::ControlClient::new(connector.channel("127.0.0.1:7443").unwrap())
+    }
+
+    fn wait(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        // Whatever happened: stop everything and leave nothing behind.
+        let _ = self.berth(&["down", "--purge"]);
+        for pid in self.pids() {
+            // SAFETY: kill with a pid read from our own pid file and a signal number.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        for d in berth_tests::cgroup_dirs(&self.cgroup_parent) {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "{}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+}
+
+fn iptables_berth(ns: &NetNs) -> Vec<String> {
+    let out = ns.command("iptables-save").output().expect("iptables-save");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.to_lowercase().contains("berth"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn up_is_ready_and_idempotent_down_leaves_nothing_and_keeps_the_services() {
+    let test = "up_is_ready_and_idempotent_down_leaves_nothing_and_keeps_the_services";
+    if !berth_tests::require_root_and_busybox(test) {
+        return;
+    }
+    let local = Local {
+        ns: NetNs::new().expect("netns"),
+        data: tempfile::tempdir().expect("tempdir"),
+        cgroup_parent: format!("berth-test-up-{}", std::process::id()),
+    };
+
+    let out = local.ok(&["up"]);
+    assert!(
+        out.contains("created a cluster") && out.contains("berth is up (started"),
+        "{out}"
+    );
+    let pids = local.pids();
+    assert_eq!(pids.len(), 2, "two daemons: {pids:?}");
+    let out = local.ok(&["up"]);
+    assert!(out.contains("already up"), "{out}");
+    assert_eq!(local.pids(), pids, "nothing restarted");
+
+    // An image on the node, and a service of two replicas.
+    let rootfs = local.data.path().join("rootfs");
+    berth_tests::busybox_rootfs(&rootfs).expect("busybox rootfs");
+    local.agent(&[
+        "image",
+        "import-rootfs",
+        rootfs.to_str().unwrap(),
+        "busybox:1",
+        "--cmd",
+        "sh",
+    ]);
+    // A current-thread runtime inside the namespace: the connection is made from there.
+    local.ns.run(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            local
+                .control()
+                .apply_service(v1::ApplyServiceRequest {
+                    spec: Some(v1::ServiceSpec {
+                        name: "sleeper".into(),
+                        image: "busybox:1".into(),
+                        command: vec!["sleep".into(), "1000".into()],
+                        replicas: 2,
+                        ..Default::default()
+                    }),
+                    expected_version: None,
+                })
+                .await
+                .expect("apply")
+        })
+    });
+    local.wait("2 containers running", || local.running() == 2);
+    assert!(local.ns.links().contains(&"berth0".to_string()));
+    assert!(!iptables_berth(&local.ns).is_empty());
+
+    let out = local.ok(&["down"]);
+    assert!(
+        out.contains("2 container(s) removed") && out.contains("data kept"),
+        "{out}"
+    );
+    assert!(pids.iter().all(|p| !alive(*p)), "daemons stopped");
+    assert!(local.pids().is_empty(), "pid files removed");
+    assert_eq!(local.agent(&["ps", "-a", "-q"]).trim(), "");
+    assert!(
+        !local.ns.links().contains(&"berth0".to_string()),
+        "{:?}",
+        local.ns.links()
+    );
+    assert_eq!(iptables_berth(&local.ns), Vec::<String>::new());
+    let cgroups: Vec<PathBuf> = berth_tests::cgroup_dirs(&local.cgroup_parent)
+        .into_iter()
+        .filter(|d| d.exists())
+        .collect();
+    assert_eq!(cgroups, Vec::<PathBuf>::new());
+    assert!(local.data.path().join("controller/cluster.json").exists());
+
+    // The data kept: up brings the service back.
+    let out = local.ok(&["up"]);
+    assert!(
+        out.contains("berth is up (started") && !out.contains("created"),
+        "{out}"
+    );
+    local.wait("the service back", || local.running() == 2);
+
+    let out = local.ok(&["down", "--purge"]);
+    assert!(out.contains("removed"), "{out}");
+    assert!(!local.data.path().join("controller").exists());
+    assert_eq!(iptables_berth(&local.ns), Vec::<String>::new());
+}
+
+#[test]
+fn up_refuses_without_its_daemons_and_names_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    // A copy of `berth` alone: its daemons are not next to it.
+    let lonely = dir.path().join("berth");
+    std::fs::copy(bin("berth"), &lonely).unwrap();
+    let o = std::process::Command::new(&lonely)
+        .args(["up", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    if berth_tests::require_root("up_refuses_without_its_daemons_and_names_what_to_do") {
+        assert!(
+            err.contains("berth-controller not found") && err.contains("cargo build"),
+            "{err}"
+        );
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
