@@ -143,7 +143,8 @@ pub(crate) fn truncated(s: &str) -> String {
 }
 
 /// The node's record after a registration with `facts` at `now` (Unix nanoseconds): READY,
-/// heard from now, with `subnet`; its availability is kept (a new record is ACTIVE).
+/// heard from now, with `subnet`; its availability is kept (a new record is ACTIVE), and so are
+/// labels an administrator added (the agent's own labels are set over them).
 pub(crate) fn registered(
     current: Option<&Node>,
     id: &str,
@@ -155,7 +156,13 @@ pub(crate) fn registered(
         id: id.to_owned(),
         hostname: facts.hostname.clone(),
         address: facts.address.to_string(),
-        labels: facts.labels.clone(),
+        // Labels an administrator added (`UpdateNode`) stay; the agent's own are set again.
+        labels: current
+            .map(|n| n.labels.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .chain(facts.labels.clone())
+            .collect(),
         resources: facts.resources,
         status: NodeStatus::Ready,
         availability: current.map_or(Availability::Active, |n| n.availability),
