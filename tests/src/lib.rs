@@ -331,13 +331,13 @@ impl Drop for TestAgent {
         if let Ok(rd) = fs::read_dir(&containers) {
             for e in rd.filter_map(|e| e.ok()) {
                 let _ = fs::write(e.path().join("stop-requested"), b"");
-                if let Ok(s) = fs::read_to_string(e.path().join("state.json")) {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&s) {
-                        for key in ["monitor_pid", "pid"] {
-                            if let Some(pid) = v[key].as_i64() {
-                                // SAFETY: kill with a pid and a signal number.
-                                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                            }
+                if let Ok(s) = fs::read_to_string(e.path().join("state.json"))
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(&s)
+                {
+                    for key in ["monitor_pid", "pid"] {
+                        if let Some(pid) = v[key].as_i64() {
+                            // SAFETY: kill with a pid and a signal number.
+                            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
                         }
                     }
                 }

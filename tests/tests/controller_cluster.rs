@@ -59,10 +59,10 @@ fn agreed_leader(hosts: &[&Host], admin_dir: &Path, deadline: Duration) -> (u64,
             .iter()
             .map(|h| status(h, admin_dir).and_then(|s| s["leader_id"].as_u64()))
             .collect();
-        if let Some(Some(l)) = leaders.first() {
-            if leaders.iter().all(|x| *x == Some(*l)) {
-                return (*l, Instant::now());
-            }
+        if let Some(Some(l)) = leaders.first()
+            && leaders.iter().all(|x| *x == Some(*l))
+        {
+            return (*l, Instant::now());
         }
         assert!(Instant::now() < until, "no agreed leader: {leaders:?}");
         std::thread::sleep(Duration::from_millis(20));

@@ -105,10 +105,11 @@ async fn agreed_leader(creds: &Creds, addrs: &[String], not: Option<u64>) -> any
                 _ => None,
             });
         }
-        if let Some(Some(l)) = seen.first() {
-            if seen.iter().all(|x| *x == Some(*l)) && Some(*l) != not {
-                return Ok(*l);
-            }
+        if let Some(Some(l)) = seen.first()
+            && seen.iter().all(|x| *x == Some(*l))
+            && Some(*l) != not
+        {
+            return Ok(*l);
         }
         if Instant::now() > deadline {
             bail!("no agreed leader: {seen:?}");
