@@ -117,7 +117,7 @@ fn describe(code: Code, message: &str) -> String {
     match code {
         Code::InvalidArgument => format!("the cluster refused it: {message}; fix the spec"),
         Code::NotFound => format!("{message}; `berth ls` lists the services"),
-        Code::AlreadyExists => format!("{message}"),
+        Code::AlreadyExists => message.to_owned(),
         Code::FailedPrecondition => {
             format!("{message}; it changed meanwhile: read it again and retry")
         }

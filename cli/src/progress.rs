@@ -128,7 +128,7 @@ pub fn progress(service: &v1::Service, tasks: &[v1::Task]) -> Progress {
             (t.updated_at, name, state, reason)
         })
         .collect();
-    problems.sort_by(|a, b| b.0.cmp(&a.0));
+    problems.sort_by_key(|p| std::cmp::Reverse(p.0));
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     Progress {
         name: spec.name.clone(),

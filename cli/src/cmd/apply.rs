@@ -34,7 +34,7 @@ pub async fn run(g: &GlobalArgs, args: &ApplyArgs, io: &mut Io<'_>) -> Result<u8
                 async move { c.apply_service(request).await }
             })
             .await
-            .map_err(|e| {
+            .inspect_err(|_| {
                 if !applied.is_empty() {
                     io.note(&format!(
                         "applied before the error: {}\n",
@@ -45,7 +45,6 @@ pub async fn run(g: &GlobalArgs, args: &ApplyArgs, io: &mut Io<'_>) -> Result<u8
                             .join(", ")
                     ));
                 }
-                e
             })?;
         let service = response.service.unwrap_or_default();
         io.print(&format!(

@@ -24,6 +24,8 @@ pub async fn run(g: &GlobalArgs, args: &RmArgs, io: &mut Io<'_>) -> Result<u8, C
             .await;
         match result {
             Ok(_) => io.print(&format!("{name}: removed\n"))?,
+            // One service: its error is the command's.
+            Err(e) if args.services.len() == 1 => return Err(e.into()),
             Err(e) => {
                 io.note(&format!("error: {}\n", crate::error::render(&e)));
                 failed.push(name.clone());

@@ -125,12 +125,8 @@ impl From<ControlError> for Status {
             | ControlError::WriteTimeout(_) => Status::unavailable(message),
             ControlError::MissingSpec
             | ControlError::InvalidWrite(_)
-            | ControlError::InvalidNodeUpdate(_) => {
-                Status::invalid_argument(message)
-            }
-            ControlError::NotFound(_) | ControlError::NodeNotFound(_) => {
-                Status::not_found(message)
-            }
+            | ControlError::InvalidNodeUpdate(_) => Status::invalid_argument(message),
+            ControlError::NotFound(_) | ControlError::NodeNotFound(_) => Status::not_found(message),
             ControlError::State(
                 StateError::StaleVersion { .. } | StateError::NoSuchService { .. },
             ) => Status::failed_precondition(message),
