@@ -406,4 +406,20 @@ mod tests {
         down.status = NodeStatus::Down;
         assert!(!needs_no_write(&down, &again, 100));
     }
+
+    #[test]
+    fn a_registration_keeps_labels_an_administrator_added_under_the_agents_own() {
+        let facts = check_register(&request()).unwrap();
+        let net: Ipv4Net = "10.200.4.0/24".parse().unwrap();
+        let mut current = registered(None, "n1", &facts, net, 100);
+        current.labels.insert("zone".into(), "a".into());
+        for k in facts.labels.keys() {
+            current.labels.insert(k.clone(), "overridden".into());
+        }
+        let again = registered(Some(&current), "n1", &facts, net, 150);
+        assert_eq!(again.labels.get("zone").map(String::as_str), Some("a"));
+        for (k, v) in &facts.labels {
+            assert_eq!(again.labels.get(k), Some(v), "the agent's label {k} is set again");
+        }
+    }
 }
