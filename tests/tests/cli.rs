@@ -348,6 +348,57 @@ fn berth_applies_lists_scales_diffs_watches_and_removes() {
     );
     assert!(env.replicas().iter().all(|(n, _, _)| n != "bad"));
 
+    // A service that fits nowhere: apply gives up after its timeout with exit 3, naming
+    // the service and why its tasks wait; the service stays applied.
+    let nowhere = env.file(
+        "nowhere.yaml",
+        "services:\n  nowhere:\n    image: busybox:1\n    command: [\"sleep\", \"1000\"]\n    deploy:\n      placement:\n        constraints: [\"node.labels.zone==mars\"]\n",
+    );
+    let out = env.berth(&["apply", "-f", &nowhere, "--timeout", "2s"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    no_panic(&out);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("nowhere: 0/1 running") && stderr.contains("nowhere.1 pending"),
+        "{stderr}"
+    );
+    // --detach returns at once; `-f -` reads standard input.
+    let mut child = env
+        .command(&["apply", "--detach", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("berth apply runs");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(web(1).replace("web:", "stdin:").as_bytes())
+            .expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("berth apply ends");
+    assert_ok(&out, "apply --detach -f -");
+    assert_eq!(text(&out.stdout), "stdin: created (version 1)\n");
+    assert_ok(&env.berth(&["rm", "nowhere", "stdin"]), "rm nowhere stdin");
+
+    // Draining the node stops its tasks (there is no other node to move them to), and
+    // ps --all shows the ended one under its slot; activating it runs the slot again.
+    assert_ok(&env.berth(&["node", "drain", "h1"]), "node drain");
+    let node = env.json(&["node", "inspect", "h1", "-o", "json"]);
+    assert_eq!(node["availability"], "drain", "{node}");
+    env.wait_for("web has no running task on the drained node", || {
+        env.replicas() == vec![("web".to_owned(), 0, 1)]
+    });
+    assert_ok(&env.berth(&["node", "activate", "h1"]), "node activate");
+    env.wait_for("web runs again", || {
+        env.replicas() == vec![("web".to_owned(), 1, 1)]
+    });
+    let out = env.berth(&["ps", "--all", "web"]);
+    assert_ok(&out, "ps --all");
+    let ps = text(&out.stdout);
+    assert!(ps.contains(" \\_ web.1"), "{ps}");
+
     // rm.
     let out = env.berth(&["rm", "web"]);
     assert_ok(&out, "rm");
