@@ -115,7 +115,7 @@ impl ClientError {
 /// A gRPC error as a sentence saying what went wrong and what to do.
 fn describe(code: Code, message: &str) -> String {
     match code {
-        Code::InvalidArgument => format!("the cluster refused it: {message}; fix the spec"),
+        Code::InvalidArgument => format!("the cluster refused it: {message}"),
         Code::NotFound => format!("{message}; `berth ls` lists the services"),
         Code::AlreadyExists => message.to_owned(),
         Code::FailedPrecondition => {

@@ -203,6 +203,14 @@ fn berth_applies_lists_scales_diffs_watches_and_removes() {
     );
     let env = Env::start();
 
+    // version names the controller that answered.
+    let version = env.json(&["version", "-o", "json"]);
+    assert_eq!(
+        version["server"]["version"], version["client"]["version"],
+        "{version}"
+    );
+    assert_eq!(version["server"]["state"], "leader", "{version}");
+
     // The node registers.
     env.wait_for("the node is ready", || {
         env.json(&["node", "ls", "-o", "json"])

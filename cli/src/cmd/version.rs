@@ -1,9 +1,8 @@
 //! `berth version`: the version of this client, and of the controller that answers when
 //! a cluster is reachable.
 //!
-//! The JSON form nests the client's version under `client`; the server's, when known, is
-//! under `server`. The controllers' `Control` API does not report their version yet, so
-//! `server` gives the address and Raft role of the controller that answered.
+//! The JSON form nests the client's version under `client`; the controller's that
+//! answered, when one did, under `server` with its address and Raft role.
 
 use berth_proto::v1::{Empty, VersionInfo};
 use serde::Serialize;
@@ -38,6 +37,12 @@ pub struct ComponentVersion {
 /// The controller that answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServerInfo {
+    /// Its version ("unknown" from a controller too old to say).
+    pub version: String,
+    /// The git commit it was built from.
+    pub git_commit: String,
+    /// The API version it speaks.
+    pub api_version: String,
     /// Its address.
     pub addr: String,
     /// Its Raft id.
@@ -74,8 +79,8 @@ impl VersionReport {
             );
             if let Some(server) = &self.server {
                 s.push_str(&format!(
-                    "server: controller {} at {} ({})\n",
-                    server.id, server.addr, server.state
+                    "server: berth-controller {} (api {}), member {} at {} ({})\n",
+                    server.version, server.api_version, server.id, server.addr, server.state
                 ));
             }
             s
@@ -94,7 +99,18 @@ pub async fn run(g: &GlobalArgs, args: &VersionArgs, io: &mut Io<'_>) -> Result<
             .call("status", |mut c| async move { c.status(Empty {}).await })
             .await
     {
+        let v = status.version.unwrap_or_default();
+        let or_unknown = |s: String| {
+            if s.is_empty() {
+                "unknown".to_owned()
+            } else {
+                s
+            }
+        };
         report.server = Some(ServerInfo {
+            version: or_unknown(v.version),
+            git_commit: or_unknown(v.git_commit),
+            api_version: or_unknown(v.api_version),
             addr: client.addr.clone(),
             id: status.id,
             state: status.state,
@@ -132,13 +148,16 @@ mod tests {
     fn text_names_the_server_when_known() {
         let mut r = sample();
         r.server = Some(ServerInfo {
+            version: "1.2.4".into(),
+            git_commit: "4567cdef".into(),
+            api_version: "v1".into(),
             addr: "10.0.0.1:7443".into(),
             id: 1,
             state: "leader".into(),
         });
         assert_eq!(
             r.render(OutputFormat::Text).expect("renders"),
-            "berth 1.2.3 (api v1)\nserver: controller 1 at 10.0.0.1:7443 (leader)\n"
+            "berth 1.2.3 (api v1)\nserver: berth-controller 1.2.4 (api v1), member 1 at 10.0.0.1:7443 (leader)\n"
         );
     }
 

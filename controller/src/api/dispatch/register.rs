@@ -419,7 +419,11 @@ mod tests {
         let again = registered(Some(&current), "n1", &facts, net, 150);
         assert_eq!(again.labels.get("zone").map(String::as_str), Some("a"));
         for (k, v) in &facts.labels {
-            assert_eq!(again.labels.get(k), Some(v), "the agent's label {k} is set again");
+            assert_eq!(
+                again.labels.get(k),
+                Some(v),
+                "the agent's label {k} is set again"
+            );
         }
     }
 }
