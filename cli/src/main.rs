@@ -40,6 +40,10 @@ fn main() -> ExitCode {
     };
     match berth_cli::run(&cli, &mut io) {
         Ok(code) => ExitCode::from(code),
+        // A reader that stopped early (`berth events | head -1`) is not a failure.
+        Err(berth_cli::CliError::Write(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+            ExitCode::from(exit::OK)
+        }
         Err(err) => {
             // Nothing more can be done if standard error is gone too.
             let _ = writeln!(io.err, "error: {}", berth_cli::error::render(&err));

@@ -167,3 +167,22 @@ fn diff_errors_exit_2() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    let dir = Dir::new("pipe");
+    add(&dir, "a", "10.0.0.1:7443");
+    add(&dir, "b", "10.0.0.2:7443");
+    // A pipe whose reader is gone before berth writes.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["context", "ls"])
+        .env("BERTH_CONFIG", dir.config())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("ends");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+}

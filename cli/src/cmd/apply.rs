@@ -85,7 +85,8 @@ async fn wait(
     timeout: Duration,
     io: &mut Io<'_>,
 ) -> Result<u8, CliError> {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     // Events only wake the loop up early; without them it polls.
     let mut events = client
         .control()
@@ -102,6 +103,11 @@ async fn wait(
         let text = display.update(&now);
         io.note(&text);
         if now.iter().all(Progress::converged) {
+            io.note(&format!(
+                "{} service(s) running as declared after {:.1} s\n",
+                now.len(),
+                started.elapsed().as_secs_f64()
+            ));
             return Ok(exit::OK);
         }
         let left = deadline.saturating_duration_since(Instant::now());
