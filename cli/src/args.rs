@@ -26,6 +26,7 @@ pub struct Cli {
 
 /// Options every command takes: which cluster to talk to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Cluster options")]
 pub struct GlobalArgs {
     /// The context to use (default: the configuration's current context).
     #[arg(long, global = true, env = "BERTH_CONTEXT", value_name = "NAME")]

@@ -68,6 +68,11 @@ pub enum CliError {
         /// One paragraph per service not converged.
         details: String,
     },
+    /// `apply` was interrupted while waiting.
+    #[error(
+        "interrupted while waiting; the services were applied and the cluster goes on: `berth ps` shows their tasks"
+    )]
+    Interrupted,
     /// A node name matches no node (or several).
     #[error("{0}")]
     Node(String),
@@ -89,6 +94,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::NotConverged { .. } => exit::NOT_CONVERGED,
+            CliError::Interrupted => exit::INTERRUPTED,
             _ => exit::ERROR,
         }
     }

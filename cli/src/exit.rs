@@ -6,6 +6,7 @@
 //! | 1 | the command failed (`diff`: there are changes) |
 //! | 2 | the command line is wrong (`diff`: the comparison failed, as `diff(1)`) |
 //! | 3 | `apply` sent the services but they did not all run before `--timeout` |
+//! | 130 | `apply` was interrupted (Ctrl-C) while waiting; the services were applied |
 
 /// Success; `diff`: nothing would change.
 pub const OK: u8 = 0;
@@ -19,3 +20,5 @@ pub const DIFF_CHANGES: u8 = 1;
 pub const DIFF_FAILED: u8 = 2;
 /// `berth apply` sent the services, but they did not converge in time.
 pub const NOT_CONVERGED: u8 = 3;
+/// `berth apply` was interrupted while waiting (128 + SIGINT, as shells report it).
+pub const INTERRUPTED: u8 = 130;

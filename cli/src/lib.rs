@@ -7,7 +7,8 @@
 //! # Exit codes
 //!
 //! See [`exit`] (and `docs/cli.md`): 0 success, 1 failure (`diff`: changes), 2 a wrong
-//! command line (`diff`: the comparison failed), 3 `apply` timed out waiting.
+//! command line (`diff`: the comparison failed), 3 `apply` timed out waiting, 130 `apply`
+//! interrupted while waiting.
 //!
 //! # Layout
 //!

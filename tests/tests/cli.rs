@@ -370,6 +370,26 @@ fn berth_applies_lists_scales_diffs_watches_and_removes() {
         stderr.contains("nowhere: 0/1 running") && stderr.contains("nowhere.1 pending"),
         "{stderr}"
     );
+    // Ctrl-C while waiting: exit 130, the service stays applied.
+    let child = env
+        .command(&["apply", "-f", &nowhere])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("berth apply runs");
+    std::thread::sleep(Duration::from_millis(1500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let out = child.wait_with_output().expect("berth apply ends");
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("error: interrupted while waiting"),
+        "{}",
+        text(&out.stderr)
+    );
     // --detach returns at once; `-f -` reads standard input.
     let mut child = env
         .command(&["apply", "--detach", "-f", "-"])

@@ -78,8 +78,22 @@ async fn poll(client: &Client, services: &[v1::Service]) -> Result<Vec<Progress>
         .collect())
 }
 
-/// Waits until every service has converged, or `timeout`.
+/// Waits until every service has converged, or `timeout`, or Ctrl-C.
 async fn wait(
+    client: &Client,
+    services: &[v1::Service],
+    timeout: Duration,
+    io: &mut Io<'_>,
+) -> Result<u8, CliError> {
+    tokio::select! {
+        result = follow(client, services, timeout, io) => result,
+        // Without a handler (it cannot fail on Linux) Ctrl-C still ends the process.
+        Ok(()) = tokio::signal::ctrl_c() => Err(CliError::Interrupted),
+    }
+}
+
+/// Follows the services until every one has converged, or `timeout`.
+async fn follow(
     client: &Client,
     services: &[v1::Service],
     timeout: Duration,
