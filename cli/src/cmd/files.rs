@@ -9,7 +9,7 @@ use berth_proto::v1;
 
 use super::Io;
 use crate::error::CliError;
-use crate::servicefile::{self, Fs, Source};
+use crate::servicefile::{self, Fs, ServiceModel, Source};
 
 /// The files in `dir` a folder argument stands for.
 pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
@@ -85,11 +85,48 @@ pub fn read_specs(args: &[PathBuf], io: &mut Io) -> Result<Vec<v1::ServiceSpec>,
         let text = servicefile::render(&parsed.warnings, io.render_style());
         io.note(&text);
     }
-    parsed
-        .services
-        .iter()
+    apply_order(&parsed.services)
+        .into_iter()
         .map(|m| normalize(&servicefile::to_spec(m)))
         .collect()
+}
+
+/// The services in the order to apply them: each after the services it depends on or
+/// links to (when they are in the files), otherwise in file order. The parser has refused
+/// dependency cycles; a cycle through links alone is broken at file order.
+pub fn apply_order(services: &[ServiceModel]) -> Vec<&ServiceModel> {
+    let mut done: Vec<bool> = vec![false; services.len()];
+    let mut out = Vec::with_capacity(services.len());
+    fn visit<'a>(
+        i: usize,
+        services: &'a [ServiceModel],
+        done: &mut [bool],
+        visiting: &mut Vec<usize>,
+        out: &mut Vec<&'a ServiceModel>,
+    ) {
+        if done[i] || visiting.contains(&i) {
+            return;
+        }
+        visiting.push(i);
+        let m = &services[i];
+        let needs = m
+            .depends_on
+            .iter()
+            .map(|d| d.service.as_str())
+            .chain(m.links.iter().map(|l| l.service.as_str()));
+        for name in needs {
+            if let Some(j) = services.iter().position(|s| s.name == name) {
+                visit(j, services, done, visiting, out);
+            }
+        }
+        visiting.pop();
+        done[i] = true;
+        out.push(m);
+    }
+    for i in 0..services.len() {
+        visit(i, services, &mut done, &mut Vec::new(), &mut out);
+    }
+    out
 }
 
 /// `spec` as the cluster stores and returns it (defaults filled in), so that comparing it
@@ -118,6 +155,22 @@ mod tests {
         let files = yaml_files(&dir).expect("lists");
         assert_eq!(files, vec![dir.join("a.yaml"), dir.join("b.yml")]);
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn services_are_applied_after_what_they_need() {
+        let text = "services:\n  web:\n    image: web\n    links: [api]\n  api:\n    image: api\n    depends_on: [db]\n  db:\n    image: db\n  other:\n    image: other\n";
+        let parsed = servicefile::parse(
+            &[Source::new("a.yaml", ".", text)],
+            &Default::default(),
+            &Fs,
+        )
+        .expect("parses");
+        let order: Vec<&str> = apply_order(&parsed.services)
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(order, ["db", "api", "web", "other"]);
     }
 
     #[test]
