@@ -165,14 +165,17 @@ pub fn not_converged(all: &[Progress]) -> String {
 /// Draws the progress of several services on standard error.
 #[derive(Debug, Default)]
 pub struct Display {
-    terminal: bool,
+    /// On a terminal: its width (lines are cut to fit, so that redrawing in place moves up
+    /// exactly one row per line); `None`: not a terminal.
+    terminal: Option<usize>,
     /// The lines last drawn.
     last: Vec<String>,
 }
 
 impl Display {
-    /// A display for a terminal (redrawn in place) or not (a line per change).
-    pub fn new(terminal: bool) -> Self {
+    /// A display for a terminal of `width` columns (redrawn in place), or for a file or
+    /// pipe (`None`: a plain line per change).
+    pub fn new(terminal: Option<usize>) -> Self {
         Display {
             terminal,
             last: Vec::new(),
@@ -182,9 +185,22 @@ impl Display {
     /// The text to write to show `all` now (empty when nothing changed).
     pub fn update(&mut self, all: &[Progress]) -> String {
         let width = all.iter().map(|p| p.name.len()).max().unwrap_or(0);
-        let lines: Vec<String> = all.iter().map(|p| p.line(width)).collect();
+        let lines: Vec<String> = all
+            .iter()
+            .map(|p| {
+                let line = p.line(width);
+                match self.terminal {
+                    Some(cols) if line.chars().count() >= cols => {
+                        let mut cut: String = line.chars().take(cols.saturating_sub(2)).collect();
+                        cut.push('…');
+                        cut
+                    }
+                    _ => line,
+                }
+            })
+            .collect();
         let mut out = String::new();
-        if self.terminal {
+        if self.terminal.is_some() {
             if lines == self.last {
                 return out;
             }
@@ -309,7 +325,7 @@ mod tests {
     #[test]
     fn plain_display_prints_changed_lines_only() {
         let s = service(2, 3);
-        let mut d = Display::new(false);
+        let mut d = Display::new(None);
         let a = progress(&s, &[task(1, 3, Running, "")]);
         assert_eq!(d.update(std::slice::from_ref(&a)), "web  1/2 running\n");
         assert_eq!(d.update(std::slice::from_ref(&a)), "");
@@ -320,7 +336,7 @@ mod tests {
     #[test]
     fn terminal_display_redraws_in_place() {
         let s = service(2, 3);
-        let mut d = Display::new(true);
+        let mut d = Display::new(Some(80));
         let a = progress(&s, &[]);
         assert_eq!(
             d.update(std::slice::from_ref(&a)),
@@ -328,5 +344,13 @@ mod tests {
         );
         let b = progress(&s, &[task(1, 3, Running, "")]);
         assert_eq!(d.update(&[b]), "\x1b[1A\x1b[2Kweb  1/2 running\n");
+    }
+
+    #[test]
+    fn terminal_lines_are_cut_to_its_width() {
+        let s = service(2, 3);
+        let mut d = Display::new(Some(20));
+        let p = progress(&s, &[task(1, 3, Pending, "no node has 64 CPUs free")]);
+        assert_eq!(d.update(&[p]), "\x1b[2Kweb  0/2 running (…\n");
     }
 }

@@ -111,7 +111,13 @@ async fn follow(
         .await
         .ok()
         .map(tonic::Response::into_inner);
-    let mut display = Display::new(io.err_is_terminal);
+    let width = io
+        .env
+        .get("COLUMNS")
+        .and_then(|c| c.parse::<usize>().ok())
+        .filter(|c| *c > 10)
+        .unwrap_or(80);
+    let mut display = Display::new(io.err_is_terminal.then_some(width));
     loop {
         let now = poll(client, services).await?;
         let text = display.update(&now);
