@@ -1,5 +1,8 @@
 //! The command line: every command, argument and option of `berth`.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand};
 
 use crate::output::OutputFormat;
@@ -13,14 +16,61 @@ use crate::output::OutputFormat;
 )]
 #[command(propagate_version = true, subcommand_required = true)]
 pub struct Cli {
+    /// Where to connect.
+    #[command(flatten)]
+    pub global: GlobalArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// Options every command takes: which cluster to talk to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Cluster options")]
+pub struct GlobalArgs {
+    /// The context to use (default: the configuration's current context).
+    #[arg(long, global = true, env = "BERTH_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
+    /// The controllers to try, in order (host:port, comma-separated), instead of the
+    /// context's endpoints.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_ADDR",
+        value_name = "HOST:PORT,...",
+        value_delimiter = ','
+    )]
+    pub addr: Vec<String>,
+    /// The configuration file (default: ~/.berth/config).
+    #[arg(long, global = true, env = "BERTH_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
 /// The commands.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
+    /// Create or update the services of service files, and wait until they run.
+    Apply(ApplyArgs),
+    /// Show how service files differ from what the cluster runs (exit 1 when they do).
+    Diff(DiffArgs),
+    /// List the services.
+    Ls(ReadArgs),
+    /// List the tasks, of one service or of all.
+    Ps(PsArgs),
+    /// Show a service: its spec, version and history.
+    Inspect(InspectArgs),
+    /// Set the number of replicas of services: `berth scale web=5 api=3`.
+    Scale(ScaleArgs),
+    /// Remove services.
+    Rm(RmArgs),
+    /// Stream the cluster's events (services, tasks, nodes), one per line.
+    Events(EventsArgs),
+    /// Manage nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Manage the contexts of ~/.berth/config (which cluster to talk to).
+    #[command(subcommand)]
+    Context(ContextCommand),
     /// Print berth's version.
     Version(VersionArgs),
     /// Start a single-node cluster on this host (one controller, one node agent) in the
@@ -51,9 +101,9 @@ pub struct UpArgs {
     /// Where the cluster lives.
     #[command(flatten)]
     pub local: LocalArgs,
-    /// How long to wait for the cluster to be ready, in seconds.
-    #[arg(long, default_value_t = 30)]
-    pub timeout: u64,
+    /// How long to wait for the cluster to be ready (`30s`, `2m`).
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    pub timeout: Duration,
 }
 
 /// `berth down`'s arguments.
@@ -68,12 +118,235 @@ pub struct DownArgs {
     pub purge: bool,
 }
 
+/// The service files a command reads.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct FileArgs {
+    /// A service file, a folder (its *.yaml and *.yml files, sorted) or `-` for standard
+    /// input; several merge in order.
+    #[arg(short = 'f', long = "file", value_name = "FILE|DIR|-", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// `berth apply`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ApplyArgs {
+    /// The service files.
+    #[command(flatten)]
+    pub files: FileArgs,
+    /// Return once the cluster has accepted the services, without waiting for their tasks.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// How long to wait for the services to run (e.g. 30s, 5m, 1m30s).
+    #[arg(long, default_value = "5m", value_parser = parse_timeout)]
+    pub timeout: Duration,
+}
+
+/// `berth diff`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct DiffArgs {
+    /// The service files.
+    #[command(flatten)]
+    pub files: FileArgs,
+}
+
+/// The options of a command that only reads.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ReadArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// `berth ps`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct PsArgs {
+    /// Only this service's tasks.
+    pub service: Option<String>,
+    /// Show the ended tasks too (each slot's history, under its current task).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not truncate ids and errors.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// `berth inspect`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct InspectArgs {
+    /// The service.
+    pub service: String,
+    /// Output format (text is YAML).
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// `berth scale`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ScaleArgs {
+    /// SERVICE=REPLICAS, one or more.
+    #[arg(required = true, value_name = "SERVICE=REPLICAS", value_parser = parse_scale)]
+    pub targets: Vec<(String, u32)>,
+}
+
+/// `berth rm`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct RmArgs {
+    /// The services to remove.
+    #[arg(required = true)]
+    pub services: Vec<String>,
+}
+
+/// `berth events`' arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct EventsArgs {
+    /// Only events of this service (the service and its tasks).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Output format (json: one object per line).
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// `berth node ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum NodeCommand {
+    /// List the nodes.
+    Ls(ReadArgs),
+    /// Show a node.
+    Inspect(NodeInspectArgs),
+    /// Change a node's labels or availability.
+    Update(NodeUpdateArgs),
+    /// Move every task off a node and give it no new ones (availability drain).
+    Drain(NodeArg),
+    /// Let a node take tasks again (availability active).
+    Activate(NodeArg),
+}
+
+/// A node, by id or hostname.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct NodeArg {
+    /// The node's id or hostname.
+    pub node: String,
+}
+
+/// `berth node inspect`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct NodeInspectArgs {
+    /// The node's id or hostname.
+    pub node: String,
+    /// Output format (text is YAML).
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// `berth node update`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct NodeUpdateArgs {
+    /// The node's id or hostname.
+    pub node: String,
+    /// Add or replace a label (KEY=VALUE); repeatable.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub label_add: Vec<(String, String)>,
+    /// Remove a label; repeatable.
+    #[arg(long, value_name = "KEY")]
+    pub label_rm: Vec<String>,
+    /// Whether the node takes tasks.
+    #[arg(long, value_enum)]
+    pub availability: Option<Availability>,
+}
+
+/// A node's availability, as `node update --availability` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Availability {
+    /// Takes new tasks.
+    Active,
+    /// Takes no new tasks; keeps its tasks.
+    Pause,
+    /// Takes no new tasks; its tasks move away.
+    Drain,
+}
+
+/// `berth context ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ContextCommand {
+    /// List the contexts; `*` marks the current one.
+    Ls(ReadArgs),
+    /// Make a context the current one.
+    Use(ContextName),
+    /// Add a context (or replace one of the same name).
+    Add(ContextAddArgs),
+    /// Remove a context.
+    Rm(ContextName),
+}
+
+/// A context's name.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ContextName {
+    /// The context.
+    pub name: String,
+}
+
+/// `berth context add`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ContextAddArgs {
+    /// The context's name.
+    pub name: String,
+    /// A controller's API address (host:port); repeatable, tried in order.
+    #[arg(long = "endpoint", required = true, value_name = "HOST:PORT")]
+    pub endpoints: Vec<String>,
+    /// The cluster CA certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ca: PathBuf,
+    /// The admin client certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub cert: PathBuf,
+    /// The admin client key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Make it the current context (the first context added always is).
+    #[arg(long = "use")]
+    pub make_current: bool,
+}
+
 /// `berth version`'s arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct VersionArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Only the client's version: do not ask the cluster.
+    #[arg(long)]
+    pub client: bool,
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    crate::servicefile::parse_duration(s).map_err(|e| format!("{e}; write e.g. 30s, 5m, 1m30s"))
+}
+
+fn parse_scale(s: &str) -> Result<(String, u32), String> {
+    let (name, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not SERVICE=REPLICAS, e.g. web=3"))?;
+    if name.is_empty() {
+        return Err(format!("`{s}` names no service; write e.g. web=3"));
+    }
+    let n = n
+        .parse::<u32>()
+        .map_err(|_| format!("`{n}` is not a number of replicas (0 or more)"))?;
+    Ok((name.to_owned(), n))
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE, e.g. disk=ssd"))?;
+    if k.is_empty() {
+        return Err(format!("`{s}` has an empty key; write e.g. disk=ssd"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
 }
 
 #[cfg(test)]
@@ -87,13 +360,17 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(args).expect("valid").command
+    }
+
     #[test]
     fn version_defaults_to_text() {
-        let cli = Cli::try_parse_from(["berth", "version"]).expect("valid");
         assert_eq!(
-            cli.command,
+            parse(&["berth", "version"]),
             Command::Version(VersionArgs {
-                output: OutputFormat::Text
+                output: OutputFormat::Text,
+                client: false,
             })
         );
     }
@@ -104,14 +381,43 @@ mod tests {
             ["berth", "version", "-o", "json"],
             ["berth", "version", "--output", "json"],
         ] {
-            let cli = Cli::try_parse_from(args).expect("valid");
             assert_eq!(
-                cli.command,
+                parse(&args),
                 Command::Version(VersionArgs {
-                    output: OutputFormat::Json
+                    output: OutputFormat::Json,
+                    client: false,
                 })
             );
         }
+    }
+
+    #[test]
+    fn scale_takes_pairs() {
+        assert_eq!(
+            parse(&["berth", "scale", "web=5", "api=0"]),
+            Command::Scale(ScaleArgs {
+                targets: vec![("web".into(), 5), ("api".into(), 0)]
+            })
+        );
+    }
+
+    #[test]
+    fn apply_takes_several_files_and_a_timeout() {
+        let Command::Apply(a) = parse(&[
+            "berth",
+            "apply",
+            "-f",
+            "a.yaml",
+            "-f",
+            "-",
+            "--timeout",
+            "1m30s",
+        ]) else {
+            panic!("not apply");
+        };
+        assert_eq!(a.files.files, vec![PathBuf::from("a.yaml"), "-".into()]);
+        assert_eq!(a.timeout, Duration::from_secs(90));
+        assert!(!a.detach);
     }
 
     #[test]
@@ -119,8 +425,14 @@ mod tests {
         for args in [
             &["berth"][..],
             &["berth", "launch"],
-            &["berth", "version", "-o", "yaml"],
+            &["berth", "version", "-o", "xml"],
             &["berth", "version", "extra"],
+            &["berth", "apply"],
+            &["berth", "scale", "web"],
+            &["berth", "scale", "web=-1"],
+            &["berth", "apply", "-f", "x", "--timeout", "soon"],
+            &["berth", "node", "update", "n1", "--label-add", "novalue"],
+            &["berth", "rm"],
         ] {
             let err = Cli::try_parse_from(args).expect_err("invalid");
             assert!(err.use_stderr(), "{args:?} is a usage error");

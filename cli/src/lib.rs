@@ -6,29 +6,33 @@
 //!
 //! # Exit codes
 //!
-//! | code | meaning |
-//! |---|---|
-//! | [`exit::OK`] (0) | success, including `--help` and `--version` |
-//! | [`exit::ERROR`] (1) | the command failed; standard error says `error: <message>` |
-//! | [`exit::USAGE`] (2) | the command line is wrong (unknown command or option, missing argument); clap says what and how to use it |
+//! See [`exit`] (and `docs/cli.md`): 0 success, 1 failure (`diff`: changes), 2 a wrong
+//! command line (`diff`: the comparison failed), 3 `apply` timed out waiting, 130 `apply`
+//! interrupted while waiting.
 //!
 //! # Layout
 //!
-//! [`args`] defines the command line; [`cmd`] has one file per command; [`output`]
-//! renders results as text or JSON; [`error`] holds the error type and its one-line
-//! rendering; [`servicefile`] reads service files into the specs sent to the cluster.
+//! [`args`] defines the command line; [`cmd`] has one file per command; [`context`] reads
+//! and writes `~/.berth/config`; [`client`] connects to the controllers over mutual TLS and
+//! turns gRPC errors into messages; [`output`] renders results as aligned tables, JSON or
+//! YAML (pure functions, golden-tested); [`progress`] follows services until they
+//! converge; [`error`] holds the error type and its one-line rendering; [`servicefile`]
+//! reads service files into the specs sent to the cluster.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod args;
+pub mod client;
 pub mod cmd;
+pub mod context;
 pub mod error;
 pub mod exit;
 pub mod local;
 pub mod output;
+pub mod progress;
 pub mod servicefile;
 
 pub use args::Cli;
-pub use cmd::run;
+pub use cmd::{Io, exit_code, run};
 pub use error::CliError;

@@ -11,9 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use berth_controller::pki::{IssuedCert, client_config};
-use berth_controller::transport::MtlsConnector;
-use berth_proto::v1;
 use berth_tests::netns::NetNs;
 
 fn bin(name: &str) -> PathBuf {
@@ -23,19 +20,29 @@ fn bin(name: &str) -> PathBuf {
 struct Local {
     ns: NetNs,
     data: tempfile::TempDir,
+    /// The CLI's configuration (`BERTH_CONFIG`), where `up` writes its context.
+    config: tempfile::TempDir,
     cgroup_parent: String,
 }
 
 impl Local {
-    fn berth(&self, args: &[&str]) -> Output {
+    /// `berth ARGS`, with this test's configuration file.
+    fn cli(&self, args: &[&str]) -> Output {
         self.ns
             .command(bin("berth"))
             .args(args)
-            .arg("--data-dir")
-            .arg(self.data.path())
-            .args(["--cgroup-parent", &self.cgroup_parent])
+            .env("BERTH_CONFIG", self.config.path().join("config"))
+            .env("NO_COLOR", "1")
             .output()
             .expect("run berth")
+    }
+
+    /// `berth up|down ARGS` on this test's data directory and cgroup parent.
+    fn berth(&self, args: &[&str]) -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        let data = self.data.path().to_str().expect("utf8 temp path");
+        all.extend(["--data-dir", data, "--cgroup-parent", &self.cgroup_parent]);
+        self.cli(&all)
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -68,18 +75,6 @@ impl Local {
             .filter_map(|f| std::fs::read_to_string(self.data.path().join(f)).ok())
             .filter_map(|s| s.trim().parse().ok())
             .collect()
-    }
-
-    fn control(&self) -> v1::control_client::ControlClient<tonic::transport::Channel> {
-        let read =
-            |p: &str| std::fs::read_to_string(self.data.path().join("controller").join(p)).unwrap();
-        let admin = IssuedCert {
-            cert_pem: read("admin/admin.pem"),
-            key_pem: read("admin/admin.key"),
-        };
-        let connector = MtlsConnector::new(client_config(&read("ca/ca.pem"), &admin).unwrap())
-            .with_connect_timeout(Duration::from_secs(5));
-        v1::control_client::ControlClient::new(connector.channel("127.0.0.1:7443").unwrap())
     }
 
     fn wait(&self, what: &str, mut f: impl FnMut() -> bool) {
@@ -140,6 +135,7 @@ fn up_is_ready_and_idempotent_down_leaves_nothing_and_keeps_the_services() {
     let local = Local {
         ns: NetNs::new().expect("netns"),
         data: tempfile::tempdir().expect("tempdir"),
+        config: tempfile::tempdir().expect("tempdir"),
         cgroup_parent: format!("berth-test-up-{}", std::process::id()),
     };
 
@@ -151,7 +147,10 @@ fn up_is_ready_and_idempotent_down_leaves_nothing_and_keeps_the_services() {
     let pids = local.pids();
     assert_eq!(pids.len(), 2, "two daemons: {pids:?}");
     let out = local.ok(&["up"]);
-    assert!(out.contains("already up"), "{out}");
+    assert!(
+        out.contains("already up") && !out.contains("context"),
+        "{out}"
+    );
     assert_eq!(local.pids(), pids, "nothing restarted");
 
     // An image on the node, and a service of two replicas.
@@ -165,29 +164,21 @@ fn up_is_ready_and_idempotent_down_leaves_nothing_and_keeps_the_services() {
         "--cmd",
         "sh",
     ]);
-    // A current-thread runtime inside the namespace: the connection is made from there.
-    local.ns.run(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            local
-                .control()
-                .apply_service(v1::ApplyServiceRequest {
-                    spec: Some(v1::ServiceSpec {
-                        name: "sleeper".into(),
-                        image: "busybox:1".into(),
-                        command: vec!["sleep".into(), "1000".into()],
-                        replicas: 2,
-                        ..Default::default()
-                    }),
-                    expected_version: None,
-                })
-                .await
-                .expect("apply")
-        })
-    });
+    // The context `up` wrote reaches the cluster: apply a file and wait for convergence.
+    let file = local.config.path().join("sleeper.yaml");
+    std::fs::write(
+        &file,
+        "services:\n  sleeper:\n    image: busybox:1\n    command: sleep 1000\n    deploy:\n      replicas: 2\n",
+    )
+    .unwrap();
+    let o = local.cli(&["apply", "-f", file.to_str().unwrap(), "--timeout", "30s"]);
+    assert!(o.status.success(), "apply: {}", show(&o));
+    let ls = local.cli(&["ls"]);
+    assert!(
+        String::from_utf8_lossy(&ls.stdout).contains("sleeper"),
+        "{}",
+        show(&ls)
+    );
     local.wait("2 containers running", || local.running() == 2);
     assert!(local.ns.links().contains(&"berth0".to_string()));
     assert!(!iptables_berth(&local.ns).is_empty());

@@ -1,11 +1,16 @@
-//! `berth up` and `berth down`: the single-node cluster of [`crate::local`].
+//! `berth up` and `berth down`: the single-node cluster of [`crate::local`]. `up` also
+//! writes the context `default` (the cluster's endpoint and admin certificate) into the
+//! configuration and makes it the current one.
 
-use std::io::Write;
-use std::time::Duration;
-
-use crate::args::{DownArgs, LocalArgs, UpArgs};
+use super::{Io, load_config};
+use crate::args::{DownArgs, GlobalArgs, LocalArgs, UpArgs};
+use crate::context::Context;
 use crate::error::CliError;
+use crate::exit;
 use crate::local::{self, Options};
+
+/// The context `up` writes.
+pub const CONTEXT: &str = "default";
 
 fn options(a: &LocalArgs) -> Result<Options, CliError> {
     let mut o = Options::new()?;
@@ -16,19 +21,32 @@ fn options(a: &LocalArgs) -> Result<Options, CliError> {
 }
 
 /// `berth up`.
-pub fn up(a: &UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn up(g: &GlobalArgs, a: &UpArgs, io: &mut Io) -> Result<u8, CliError> {
     let mut o = options(&a.local)?;
-    o.timeout = Duration::from_secs(a.timeout);
+    o.timeout = a.timeout;
     let r = local::up(&o)?;
-    let w = |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(CliError::Write);
     if r.initialised {
-        w(
-            out,
-            format!("created a cluster in {}", o.data_dir.display()),
-        )?;
+        io.print(&format!("created a cluster in {}\n", o.data_dir.display()))?;
     }
     if r.joined {
-        w(out, "joined this host as a node".into())?;
+        io.print("joined this host as a node\n")?;
+    }
+    let creds = o.credentials();
+    let (path, mut config) = load_config(g, io)?;
+    let context = Context {
+        endpoints: vec![creds.endpoint.clone()],
+        ca: creds.ca,
+        cert: creds.cert,
+        key: creds.key,
+    };
+    if config.contexts.get(CONTEXT) != Some(&context) || config.current.as_deref() != Some(CONTEXT)
+    {
+        config.add(CONTEXT, context, true);
+        config.save(&path)?;
+        io.print(&format!(
+            "context `{CONTEXT}` written to {} and made current\n",
+            path.display()
+        ))?;
     }
     let what = match (r.started_controller, r.started_agent) {
         (false, false) => "already up",
@@ -36,44 +54,34 @@ pub fn up(a: &UpArgs, out: &mut dyn Write) -> Result<(), CliError> {
         (true, false) => "started the controller",
         (false, true) => "started the node agent",
     };
-    let creds = o.credentials();
-    w(
-        out,
-        format!(
-            "berth is up ({what}, {:.2} s): controller {}, node {} ready",
-            r.elapsed.as_secs_f64(),
-            creds.endpoint,
-            r.node
-        ),
-    )
+    io.print(&format!(
+        "berth is up ({what}, {:.2} s): controller {}, node {} ready\n",
+        r.elapsed.as_secs_f64(),
+        creds.endpoint,
+        r.node
+    ))?;
+    Ok(exit::OK)
 }
 
 /// `berth down`.
-pub fn down(a: &DownArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn down(a: &DownArgs, io: &mut Io) -> Result<u8, CliError> {
     let o = options(&a.local)?;
     let r = local::down(&o, a.purge)?;
-    let w = |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(CliError::Write);
     if !r.stopped_agent && !r.stopped_controller && r.containers == 0 {
-        w(out, "berth was not running".into())?;
+        io.print("berth was not running\n")?;
     } else {
-        w(
-            out,
-            format!(
-                "berth is down: {} container(s) removed, network and cgroups cleaned up",
-                r.containers
-            ),
-        )?;
+        io.print(&format!(
+            "berth is down: {} container(s) removed, network and cgroups cleaned up\n",
+            r.containers
+        ))?;
     }
     if r.purged {
-        w(out, format!("removed {}", o.data_dir.display()))?;
+        io.print(&format!("removed {}\n", o.data_dir.display()))?;
     } else {
-        w(
-            out,
-            format!(
-                "data kept in {} (`berth up` brings the services back; `berth down --purge` removes it)",
-                o.data_dir.display()
-            ),
-        )?;
+        io.print(&format!(
+            "data kept in {} (`berth up` brings the services back; `berth down --purge` removes it)\n",
+            o.data_dir.display()
+        ))?;
     }
-    Ok(())
+    Ok(exit::OK)
 }

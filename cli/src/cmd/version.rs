@@ -1,15 +1,16 @@
-//! `berth version`: the version of this client.
+//! `berth version`: the version of this client, and of the controller that answers when
+//! a cluster is reachable.
 //!
-//! The JSON form nests the client's version under `client`, so that the controller's
-//! can be added beside it later without changing what scripts already read.
+//! The JSON form nests the client's version under `client`; the controller's that
+//! answered, when one did, under `server` with its address and Raft role.
 
-use std::io::Write;
-
-use berth_proto::v1::VersionInfo;
+use berth_proto::v1::{Empty, VersionInfo};
 use serde::Serialize;
 
-use crate::args::VersionArgs;
+use super::Io;
+use crate::args::{GlobalArgs, VersionArgs};
 use crate::error::CliError;
+use crate::exit;
 use crate::output::{self, OutputFormat};
 
 /// What `berth version` reports.
@@ -17,6 +18,9 @@ use crate::output::{self, OutputFormat};
 pub struct VersionReport {
     /// This `berth` binary.
     pub client: ComponentVersion,
+    /// The controller that answered, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerInfo>,
 }
 
 /// The version of one berth component.
@@ -28,6 +32,23 @@ pub struct ComponentVersion {
     pub git_commit: String,
     /// The API version it speaks, e.g. "v1".
     pub api_version: String,
+}
+
+/// The controller that answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerInfo {
+    /// Its version ("unknown" from a controller too old to say).
+    pub version: String,
+    /// The git commit it was built from.
+    pub git_commit: String,
+    /// The API version it speaks.
+    pub api_version: String,
+    /// Its address.
+    pub addr: String,
+    /// Its Raft id.
+    pub id: u64,
+    /// "leader", "follower", ...
+    pub state: String,
 }
 
 impl From<VersionInfo> for ComponentVersion {
@@ -45,25 +66,59 @@ impl VersionReport {
     pub fn current() -> Self {
         Self {
             client: berth_proto::version_info().into(),
+            server: None,
         }
     }
 
     /// The report as `format`, ending with a newline.
     pub fn render(&self, format: OutputFormat) -> Result<String, CliError> {
-        match format {
-            OutputFormat::Text => Ok(format!(
+        let text = || {
+            let mut s = format!(
                 "berth {} (api {})\n",
                 self.client.version, self.client.api_version
-            )),
-            OutputFormat::Json => Ok(output::to_json(self)?),
-        }
+            );
+            if let Some(server) = &self.server {
+                s.push_str(&format!(
+                    "server: berth-controller {} (api {}), member {} at {} ({})\n",
+                    server.version, server.api_version, server.id, server.addr, server.state
+                ));
+            }
+            s
+        };
+        Ok(output::render(format, self, text)?)
     }
 }
 
-/// Writes this build's version to `out`.
-pub fn run(args: &VersionArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let text = VersionReport::current().render(args.output)?;
-    out.write_all(text.as_bytes()).map_err(CliError::Write)
+/// Writes this build's version (and the server's, unless `--client`) to `out`. An
+/// unreachable cluster is not an error here: the client's version is still printed.
+pub async fn run(g: &GlobalArgs, args: &VersionArgs, io: &mut Io<'_>) -> Result<u8, CliError> {
+    let mut report = VersionReport::current();
+    if !args.client
+        && let Ok(client) = super::connect(g, io).await
+        && let Ok(status) = client
+            .call("status", |mut c| async move { c.status(Empty {}).await })
+            .await
+    {
+        let v = status.version.unwrap_or_default();
+        let or_unknown = |s: String| {
+            if s.is_empty() {
+                "unknown".to_owned()
+            } else {
+                s
+            }
+        };
+        report.server = Some(ServerInfo {
+            version: or_unknown(v.version),
+            git_commit: or_unknown(v.git_commit),
+            api_version: or_unknown(v.api_version),
+            addr: client.addr.clone(),
+            id: status.id,
+            state: status.state,
+        });
+    }
+    let text = report.render(args.output)?;
+    io.print(&text)?;
+    Ok(exit::OK)
 }
 
 #[cfg(test)]
@@ -77,6 +132,7 @@ mod tests {
                 git_commit: "0123abcd".to_owned(),
                 api_version: "v1".to_owned(),
             },
+            server: None,
         }
     }
 
@@ -85,6 +141,23 @@ mod tests {
         assert_eq!(
             sample().render(OutputFormat::Text).expect("renders"),
             "berth 1.2.3 (api v1)\n"
+        );
+    }
+
+    #[test]
+    fn text_names_the_server_when_known() {
+        let mut r = sample();
+        r.server = Some(ServerInfo {
+            version: "1.2.4".into(),
+            git_commit: "4567cdef".into(),
+            api_version: "v1".into(),
+            addr: "10.0.0.1:7443".into(),
+            id: 1,
+            state: "leader".into(),
+        });
+        assert_eq!(
+            r.render(OutputFormat::Text).expect("renders"),
+            "berth 1.2.3 (api v1)\nserver: berth-controller 1.2.4 (api v1), member 1 at 10.0.0.1:7443 (leader)\n"
         );
     }
 
@@ -109,39 +182,5 @@ mod tests {
         assert_eq!(report.client.version, env!("CARGO_PKG_VERSION"));
         assert_eq!(report.client.api_version, berth_proto::API_VERSION);
         assert_eq!(report.client.git_commit, berth_proto::GIT_COMMIT);
-    }
-
-    #[test]
-    fn run_writes_the_rendered_report() {
-        let mut out = Vec::new();
-        let args = VersionArgs {
-            output: OutputFormat::Text,
-        };
-        run(&args, &mut out).expect("writing to a Vec works");
-        assert_eq!(
-            String::from_utf8(out).expect("UTF-8"),
-            format!("berth {} (api v1)\n", env!("CARGO_PKG_VERSION"))
-        );
-    }
-
-    #[test]
-    fn a_failed_write_is_an_error() {
-        struct Full;
-        impl Write for Full {
-            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
-                Err(std::io::Error::other("device full"))
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let args = VersionArgs {
-            output: OutputFormat::Json,
-        };
-        let err = run(&args, &mut Full).expect_err("the write fails");
-        assert_eq!(
-            crate::error::render(&err),
-            "cannot write the output: device full"
-        );
     }
 }

@@ -51,6 +51,12 @@ pub enum ControlError {
     /// No such service.
     #[error("service {0:?} does not exist")]
     NotFound(String),
+    /// No such node.
+    #[error("node {0:?} does not exist")]
+    NodeNotFound(String),
+    /// A node update is malformed.
+    #[error("invalid node update: {0}")]
+    InvalidNodeUpdate(String),
     /// A spec is invalid or the caller's expected version is not the current one.
     #[error(transparent)]
     State(#[from] StateError),
@@ -117,10 +123,10 @@ impl From<ControlError> for Status {
             | ControlError::Raft(_)
             | ControlError::ReadTimeout(_)
             | ControlError::WriteTimeout(_) => Status::unavailable(message),
-            ControlError::MissingSpec | ControlError::InvalidWrite(_) => {
-                Status::invalid_argument(message)
-            }
-            ControlError::NotFound(_) => Status::not_found(message),
+            ControlError::MissingSpec
+            | ControlError::InvalidWrite(_)
+            | ControlError::InvalidNodeUpdate(_) => Status::invalid_argument(message),
+            ControlError::NotFound(_) | ControlError::NodeNotFound(_) => Status::not_found(message),
             ControlError::State(
                 StateError::StaleVersion { .. } | StateError::NoSuchService { .. },
             ) => Status::failed_precondition(message),

@@ -23,7 +23,8 @@ use berth_proto::v1::{
     GetServiceRequest, GetServiceResponse, ListNodesRequest, ListNodesResponse,
     ListServicesRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse,
     RemoveMemberRequest, RemoveServiceRequest, RemoveServiceResponse, RotateTokenRequest,
-    RotateTokenResponse, ScaleServiceRequest, WatchEventsRequest,
+    RotateTokenResponse, ScaleServiceRequest, UpdateNodeRequest, UpdateNodeResponse,
+    WatchEventsRequest,
 };
 use openraft::Raft;
 use tonic::transport::Channel;
@@ -39,6 +40,7 @@ mod error;
 mod events;
 mod forward;
 mod members;
+mod nodes;
 mod ops;
 mod status;
 mod tokens;
@@ -224,6 +226,13 @@ impl Control for ControlService {
         request: Request<ScaleServiceRequest>,
     ) -> Result<Response<ApplyServiceResponse>, Status> {
         local_or_leader!(self, request, "ScaleService", scale_local, scale_service)
+    }
+
+    async fn update_node(
+        &self,
+        request: Request<UpdateNodeRequest>,
+    ) -> Result<Response<UpdateNodeResponse>, Status> {
+        local_or_leader!(self, request, "UpdateNode", update_node_local, update_node)
     }
 
     type WatchEventsStream = events::EventStream;

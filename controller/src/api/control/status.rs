@@ -40,6 +40,7 @@ impl ControlService {
             last_applied: metrics.last_applied.map(|l| l.index),
             voters: membership.voter_ids().map(member).collect(),
             learners: membership.learner_ids().map(member).collect(),
+            version: Some(berth_proto::version_info()),
         }
     }
 }

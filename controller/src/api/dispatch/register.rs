@@ -143,7 +143,8 @@ pub(crate) fn truncated(s: &str) -> String {
 }
 
 /// The node's record after a registration with `facts` at `now` (Unix nanoseconds): READY,
-/// heard from now, with `subnet`; its availability is kept (a new record is ACTIVE).
+/// heard from now, with `subnet`; its availability is kept (a new record is ACTIVE), and so are
+/// labels an administrator added (the agent's own labels are set over them).
 pub(crate) fn registered(
     current: Option<&Node>,
     id: &str,
@@ -155,7 +156,13 @@ pub(crate) fn registered(
         id: id.to_owned(),
         hostname: facts.hostname.clone(),
         address: facts.address.to_string(),
-        labels: facts.labels.clone(),
+        // Labels an administrator added (`UpdateNode`) stay; the agent's own are set again.
+        labels: current
+            .map(|n| n.labels.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .chain(facts.labels.clone())
+            .collect(),
         resources: facts.resources,
         status: NodeStatus::Ready,
         availability: current.map_or(Availability::Active, |n| n.availability),
@@ -398,5 +405,25 @@ mod tests {
         let mut down = drained.clone();
         down.status = NodeStatus::Down;
         assert!(!needs_no_write(&down, &again, 100));
+    }
+
+    #[test]
+    fn a_registration_keeps_labels_an_administrator_added_under_the_agents_own() {
+        let facts = check_register(&request()).unwrap();
+        let net: Ipv4Net = "10.200.4.0/24".parse().unwrap();
+        let mut current = registered(None, "n1", &facts, net, 100);
+        current.labels.insert("zone".into(), "a".into());
+        for k in facts.labels.keys() {
+            current.labels.insert(k.clone(), "overridden".into());
+        }
+        let again = registered(Some(&current), "n1", &facts, net, 150);
+        assert_eq!(again.labels.get("zone").map(String::as_str), Some("a"));
+        for (k, v) in &facts.labels {
+            assert_eq!(
+                again.labels.get(k),
+                Some(v),
+                "the agent's label {k} is set again"
+            );
+        }
     }
 }

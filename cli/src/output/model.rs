@@ -1,0 +1,408 @@
+//! The cluster's records as `-o json` and `-o yaml` show them: plain data with words for
+//! enums (`running`, `drain`) and RFC 3339 times, built from the API's messages. Field
+//! names are the stable interface for scripts.
+
+use std::collections::BTreeMap;
+
+use berth_proto::v1;
+use serde::Serialize;
+
+use super::time::rfc3339;
+
+/// A service with its version and history (`inspect`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceView {
+    /// The name.
+    pub name: String,
+    /// 1 for the first apply, +1 for every change.
+    pub version: u64,
+    /// When it was created.
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: String,
+    /// What is declared now.
+    pub spec: SpecView,
+    /// Earlier versions, oldest first.
+    pub history: Vec<HistoryView>,
+}
+
+/// An earlier version of a service.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryView {
+    /// Its version.
+    pub version: u64,
+    /// When it was replaced.
+    pub replaced_at: String,
+    /// Its spec.
+    pub spec: SpecView,
+}
+
+/// A service's spec.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpecView {
+    /// The name.
+    pub name: String,
+    /// The image.
+    pub image: String,
+    /// Replaces the image's entrypoint, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// Replaces the image's command, when not empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// KEY=VALUE.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// `replicated` or `global`.
+    pub mode: &'static str,
+    /// The number of tasks (replicated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// Published ports.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortView>,
+    /// Links to other services.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkView>,
+    /// Limits and reservations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourcesView>,
+    /// Placement constraints.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+    /// Placement preferences.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub preferences: Vec<String>,
+    /// Most tasks on one node; 0: no limit.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_replicas_per_node: u32,
+    /// Labels.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The restart policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartView>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A published port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortView {
+    /// The container's port.
+    pub target: u32,
+    /// The nodes' port; 0: chosen by the node.
+    pub published: u32,
+    /// `tcp` or `udp`.
+    pub protocol: &'static str,
+}
+
+/// A link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkView {
+    /// The linked service.
+    pub service: String,
+    /// Its name inside the containers.
+    pub alias: String,
+}
+
+/// Limits and reservations; 0: none.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResourcesView {
+    /// CPUs a task may use.
+    pub cpus_limit: f64,
+    /// Bytes a task may use.
+    pub memory_limit: u64,
+    /// CPUs reserved for a task.
+    pub cpus_reserved: f64,
+    /// Bytes reserved for a task.
+    pub memory_reserved: u64,
+}
+
+/// A restart policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestartView {
+    /// `none`, `on-failure` or `any`.
+    pub condition: &'static str,
+    /// Milliseconds between an end and the restart.
+    pub delay_ms: u64,
+    /// Most restarts in `window_ms`; 0: no limit.
+    pub max_attempts: u32,
+    /// The window the attempts are counted in; 0: forever.
+    pub window_ms: u64,
+}
+
+/// A task (`ps -o json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskView {
+    /// Its id.
+    pub id: String,
+    /// `service.slot` (`service.node` for a global service's task).
+    pub name: String,
+    /// The service.
+    pub service: String,
+    /// The slot (0 for a global service).
+    pub slot: u32,
+    /// The node's id; empty until placed.
+    pub node: String,
+    /// The node's hostname, when known.
+    pub node_name: String,
+    /// `running` or `shutdown`.
+    pub desired: &'static str,
+    /// What it was last seen doing.
+    pub state: &'static str,
+    /// The spec version it runs.
+    pub spec_version: u64,
+    /// Its address; empty until known.
+    pub address: String,
+    /// Its exit code, once exited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Why it is pending, failed or shut down.
+    pub reason: String,
+    /// When it was created.
+    pub created_at: String,
+    /// When its state last changed.
+    pub updated_at: String,
+}
+
+/// A node (`node ls -o json`, `node inspect`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeView {
+    /// Its id.
+    pub id: String,
+    /// Its hostname.
+    pub hostname: String,
+    /// Its address.
+    pub address: String,
+    /// `ready`, `down` or `unknown`.
+    pub status: &'static str,
+    /// `active`, `pause` or `drain`.
+    pub availability: &'static str,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// CPUs.
+    pub cpus: f64,
+    /// Memory, in bytes.
+    pub memory_bytes: u64,
+    /// Its containers' subnet.
+    pub subnet: String,
+    /// Its last heartbeat as committed.
+    pub last_seen: String,
+}
+
+/// A line of `ls`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceSummary {
+    /// The name.
+    pub name: String,
+    /// `replicated` or `global`.
+    pub mode: &'static str,
+    /// Tasks meant to run and running.
+    pub running: u32,
+    /// Tasks wanted (a global service: tasks meant to run).
+    pub desired: u32,
+    /// The image.
+    pub image: String,
+    /// Published ports, `8080->80/tcp`.
+    pub ports: Vec<String>,
+    /// The version of its spec.
+    pub version: u64,
+}
+
+/// `running`, `shutdown`.
+pub fn desired_word(d: v1::TaskDesiredState) -> &'static str {
+    match d {
+        v1::TaskDesiredState::Running => "running",
+        v1::TaskDesiredState::Shutdown => "shutdown",
+        v1::TaskDesiredState::Unspecified => "unknown",
+    }
+}
+
+/// `pending`, `running`, `failed`, ...
+pub fn state_word(s: v1::TaskState) -> &'static str {
+    match s {
+        v1::TaskState::Unspecified => "unknown",
+        v1::TaskState::Pending => "pending",
+        v1::TaskState::Assigned => "assigned",
+        v1::TaskState::Starting => "starting",
+        v1::TaskState::Running => "running",
+        v1::TaskState::Complete => "complete",
+        v1::TaskState::Failed => "failed",
+        v1::TaskState::Shutdown => "shutdown",
+        v1::TaskState::Orphaned => "orphaned",
+    }
+}
+
+/// `ready`, `down`, `unknown`.
+pub fn status_word(s: v1::NodeStatus) -> &'static str {
+    match s {
+        v1::NodeStatus::Ready => "ready",
+        v1::NodeStatus::Down => "down",
+        v1::NodeStatus::Unknown | v1::NodeStatus::Unspecified => "unknown",
+    }
+}
+
+/// `active`, `pause`, `drain`.
+pub fn availability_word(a: v1::NodeAvailability) -> &'static str {
+    match a {
+        v1::NodeAvailability::Active | v1::NodeAvailability::Unspecified => "active",
+        v1::NodeAvailability::Pause => "pause",
+        v1::NodeAvailability::Drain => "drain",
+    }
+}
+
+fn protocol_word(p: v1::Protocol) -> &'static str {
+    match p {
+        v1::Protocol::Udp => "udp",
+        v1::Protocol::Tcp | v1::Protocol::Unspecified => "tcp",
+    }
+}
+
+/// `8080->80/tcp`, or `80/tcp` when the node chooses the published port.
+pub fn port_text(p: &v1::ServicePort) -> String {
+    let proto = protocol_word(p.protocol());
+    if p.published == 0 {
+        format!("{}/{proto}", p.target)
+    } else {
+        format!("{}->{}/{proto}", p.published, p.target)
+    }
+}
+
+impl From<&v1::ServiceSpec> for SpecView {
+    fn from(s: &v1::ServiceSpec) -> Self {
+        let r = s.resources.unwrap_or_default();
+        SpecView {
+            name: s.name.clone(),
+            image: s.image.clone(),
+            entrypoint: s.has_entrypoint.then(|| s.entrypoint.clone()),
+            command: s.command.clone(),
+            env: s.env.clone(),
+            mode: if s.global { "global" } else { "replicated" },
+            replicas: (!s.global).then_some(s.replicas),
+            ports: s
+                .ports
+                .iter()
+                .map(|p| PortView {
+                    target: p.target,
+                    published: p.published,
+                    protocol: protocol_word(p.protocol()),
+                })
+                .collect(),
+            links: s
+                .links
+                .iter()
+                .map(|l| LinkView {
+                    service: l.service.clone(),
+                    alias: l.alias.clone(),
+                })
+                .collect(),
+            resources: (r != v1::ServiceResources::default()).then_some(ResourcesView {
+                cpus_limit: r.cpus_limit,
+                memory_limit: r.memory_limit,
+                cpus_reserved: r.cpus_reserved,
+                memory_reserved: r.memory_reserved,
+            }),
+            constraints: s.constraints.clone(),
+            preferences: s.preferences.clone(),
+            max_replicas_per_node: s.max_replicas_per_node,
+            labels: s.labels.clone().into_iter().collect(),
+            restart: s.restart.map(|r| RestartView {
+                condition: match r.condition() {
+                    v1::RestartCondition::None => "none",
+                    v1::RestartCondition::OnFailure => "on-failure",
+                    v1::RestartCondition::Any | v1::RestartCondition::Unspecified => "any",
+                },
+                delay_ms: r.delay_ms,
+                max_attempts: r.max_attempts,
+                window_ms: r.window_ms,
+            }),
+        }
+    }
+}
+
+impl From<&v1::Service> for ServiceView {
+    fn from(s: &v1::Service) -> Self {
+        let spec = s.spec.clone().unwrap_or_default();
+        ServiceView {
+            name: spec.name.clone(),
+            version: s.version,
+            created_at: rfc3339(s.created_at),
+            updated_at: rfc3339(s.updated_at),
+            spec: (&spec).into(),
+            history: s
+                .history
+                .iter()
+                .map(|h| HistoryView {
+                    version: h.version,
+                    replaced_at: rfc3339(h.replaced_at),
+                    spec: (&h.spec.clone().unwrap_or_default()).into(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `web.2`, or `web.<node>` for a global service's task (slot 0).
+pub fn task_name(t: &v1::Task, node_name: &str) -> String {
+    if t.slot == 0 {
+        let node = if node_name.is_empty() {
+            &t.node
+        } else {
+            node_name
+        };
+        format!("{}.{}", t.service, node)
+    } else {
+        format!("{}.{}", t.service, t.slot)
+    }
+}
+
+impl TaskView {
+    /// `t`, with its node's hostname looked up in `nodes` (id → hostname).
+    pub fn new(t: &v1::Task, nodes: &BTreeMap<String, String>) -> Self {
+        let node_name = nodes.get(&t.node).cloned().unwrap_or_default();
+        TaskView {
+            id: t.id.clone(),
+            name: task_name(t, &node_name),
+            service: t.service.clone(),
+            slot: t.slot,
+            node: t.node.clone(),
+            node_name,
+            desired: desired_word(t.desired()),
+            state: state_word(t.observed()),
+            spec_version: t.spec_version,
+            address: t.address.clone(),
+            exit_code: t.has_exit_code.then_some(t.exit_code),
+            reason: t.reason.clone(),
+            created_at: rfc3339(t.created_at),
+            updated_at: rfc3339(t.updated_at),
+        }
+    }
+}
+
+impl From<&v1::Node> for NodeView {
+    fn from(n: &v1::Node) -> Self {
+        NodeView {
+            id: n.id.clone(),
+            hostname: n.hostname.clone(),
+            address: n.address.clone(),
+            status: status_word(n.status()),
+            availability: availability_word(n.availability()),
+            labels: n.labels.clone().into_iter().collect(),
+            cpus: n.cpus,
+            memory_bytes: n.memory_bytes,
+            subnet: n.subnet.clone(),
+            last_seen: rfc3339(n.last_seen),
+        }
+    }
+}
+
+/// Node id → hostname.
+pub fn node_names(nodes: &[v1::Node]) -> BTreeMap<String, String> {
+    nodes
+        .iter()
+        .map(|n| (n.id.clone(), n.hostname.clone()))
+        .collect()
+}
