@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
-# berth's main job, for now: build berth, build a busybox image from Debian packages, and
-# run an example web server container with the node agent, published on port 8080 of this
-# machine; show it answering on the host and to a linked container, its logs, exec into it,
-# then stop and remove it. (It grows into a local cluster running an app.)
-#
-# The containers are on berth's node bridge (berth0, 10.77.0.0/16): like Docker, berth sets
-# net.ipv4.ip_forward=1 and adds its rules in its own iptables chains (BERTH-*), which
-# stay empty once the containers are gone.
+# berth's main job: build berth, start a single-node cluster on this machine (`berth up`:
+# one controller and one node agent in the background, state in /var/lib/berth), build the
+# busybox example image from Debian's busybox-static, apply the hello example and show it
+# answering on port 8080. The cluster keeps running; `./target/release/berth down` stops it
+# and removes its containers, bridge (berth0), iptables chains (BERTH-*) and cgroups
+# (`--purge` also removes /var/lib/berth).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 install_deps
@@ -15,38 +13,26 @@ cd "$BERTH_ROOT"
 
 log "building berth (release)"
 cargo build --release --locked --bins
-agent() { ./target/release/berth-agent "$@"; }
+B=./target/release/berth
+agent() { ./target/release/berth-agent --state-dir /var/lib/berth/agent "$@"; }
 
-log "building the busybox image from busybox-static"
+log "berth up: a controller and a node agent on this machine"
+$B up
+
+log "building the busybox image from busybox-static into the node's image store"
 rootfs=$(./examples/build-busybox-image.sh)
 agent image import-rootfs "$rootfs" busybox:demo --cmd sh >/dev/null
 agent images
 
-log "running the hello web server (busybox httpd) in a container"
-agent rm -f hello >/dev/null 2>&1 || true
-agent run -d --name hello -p 8080:80 -m 64m --cpus 0.5 busybox:demo httpd -f -v -p 80 -h /www
-sleep 0.3
-agent ps
+log "berth apply -f examples/hello/compose.yaml (waits until it runs)"
+$B apply -f examples/hello/compose.yaml
+$B ls
+$B ps
 
-log "fetching the page through the published port, from this machine"
-busybox wget -qO- http://127.0.0.1:8080/
+log "fetching the page through the published port 8080"
+for _ in $(seq 1 50); do
+  busybox wget -qO- http://127.0.0.1:8080/ 2>/dev/null && break
+  sleep 0.1
+done
 
-log "a linked container reaches it by its alias"
-agent run --rm --link hello:web busybox:demo sh -c 'echo "WEB_PORT=$WEB_PORT"; wget -qO- http://web/'
-
-log "exec into it"
-agent exec hello ip -4 -o addr show eth0
-
-log "the container's log"
-agent logs hello
-
-log "a one-off container: exit codes pass through"
-set +e
-agent run --rm busybox:demo sh -c 'echo "hello from $(hostname), pid $$"; exit 3'
-echo "exit code: $?"
-set -e
-
-log "stopping and removing"
-agent stop -t 2 hello   # httpd as pid 1 ignores SIGTERM: SIGKILL after 2 s
-agent rm hello
-agent ps -a
+log "the cluster keeps running: try \`$B ps\`, \`$B node ls\`, \`$B events\`; stop it with \`$B down\`"

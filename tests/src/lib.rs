@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod control_plane;
 pub mod images;
 pub mod lan;
+pub mod local;
 pub mod netns;
 
 use std::fs;
@@ -87,7 +88,7 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+pub(crate) static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// One agent state directory and cgroup parent for one test; removed (with every container,
 /// monitor and cgroup under it) when dropped.

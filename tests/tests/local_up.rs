@@ -7,124 +7,9 @@
 //! rules, cgroups, processes) but keeps the data; up brings the service back; down --purge
 //! removes the data.
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
-use berth_tests::netns::NetNs;
-
-fn bin(name: &str) -> PathBuf {
-    berth_tests::target_dir().join(name)
-}
-
-struct Local {
-    ns: NetNs,
-    data: tempfile::TempDir,
-    /// The CLI's configuration (`BERTH_CONFIG`), where `up` writes its context.
-    config: tempfile::TempDir,
-    cgroup_parent: String,
-}
-
-impl Local {
-    /// `berth ARGS`, with this test's configuration file.
-    fn cli(&self, args: &[&str]) -> Output {
-        self.ns
-            .command(bin("berth"))
-            .args(args)
-            .env("BERTH_CONFIG", self.config.path().join("config"))
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run berth")
-    }
-
-    /// `berth up|down ARGS` on this test's data directory and cgroup parent.
-    fn berth(&self, args: &[&str]) -> Output {
-        let mut all: Vec<&str> = args.to_vec();
-        let data = self.data.path().to_str().expect("utf8 temp path");
-        all.extend(["--data-dir", data, "--cgroup-parent", &self.cgroup_parent]);
-        self.cli(&all)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.berth(args);
-        assert!(o.status.success(), "berth {args:?}: {}", show(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn agent(&self, args: &[&str]) -> String {
-        let o = self
-            .ns
-            .command(bin("berth-agent"))
-            .arg("--state-dir")
-            .arg(self.data.path().join("agent"))
-            .args(["--cgroup-parent", &self.cgroup_parent])
-            .args(args)
-            .output()
-            .expect("run berth-agent");
-        assert!(o.status.success(), "berth-agent {args:?}: {}", show(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn running(&self) -> usize {
-        self.agent(&["ps", "-q"]).split_whitespace().count()
-    }
-
-    fn pids(&self) -> Vec<i32> {
-        ["controller.pid", "agent.pid"]
-            .iter()
-            .filter_map(|f| std::fs::read_to_string(self.data.path().join(f)).ok())
-            .filter_map(|s| s.trim().parse().ok())
-            .collect()
-    }
-
-    fn wait(&self, what: &str, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !f() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        // Whatever happened: stop everything and leave nothing behind.
-        let _ = self.berth(&["down", "--purge"]);
-        for pid in self.pids() {
-            // SAFETY: kill with a pid read from our own pid file and a signal number.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        for d in berth_tests::cgroup_dirs(&self.cgroup_parent) {
-            let _ = std::fs::remove_dir(d);
-        }
-    }
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "{}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn alive(pid: i32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .rsplit_once(')')
-            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-}
-
-fn iptables_berth(ns: &NetNs) -> Vec<String> {
-    let out = ns.command("iptables-save").output().expect("iptables-save");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.to_lowercase().contains("berth"))
-        .map(str::to_owned)
-        .collect()
-}
+use berth_tests::local::{Local, alive, iptables_berth, show};
 
 #[test]
 fn up_is_ready_and_idempotent_down_leaves_nothing_and_keeps_the_services() {
@@ -132,12 +17,7 @@ fn up_is_ready_and_idempotent_down_leaves_nothing_and_keeps_the_services() {
     if !berth_tests::require_root_and_busybox(test) {
         return;
     }
-    let local = Local {
-        ns: NetNs::new().expect("netns"),
-        data: tempfile::tempdir().expect("tempdir"),
-        config: tempfile::tempdir().expect("tempdir"),
-        cgroup_parent: format!("berth-test-up-{}", std::process::id()),
-    };
+    let local = Local::new().expect("a throwaway place");
 
     let out = local.ok(&["up"]);
     assert!(
@@ -223,7 +103,7 @@ fn up_refuses_without_its_daemons_and_names_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     // A copy of `berth` alone: its daemons are not next to it.
     let lonely = dir.path().join("berth");
-    std::fs::copy(bin("berth"), &lonely).unwrap();
+    std::fs::copy(berth_tests::target_dir().join("berth"), &lonely).unwrap();
     let o = std::process::Command::new(&lonely)
         .args(["up", "--data-dir"])
         .arg(dir.path().join("data"))
