@@ -23,10 +23,18 @@ pub const EXIT_ERROR: u8 = 125;
 pub fn main() -> ExitCode {
     berth_runtime::timing::mark("cli: main");
     let cli = Cli::parse();
-    init_logging(matches!(
+    let daemon = matches!(
         cli.command,
         args::Command::Serve(_) | args::Command::Hollow(_) | args::Command::Node(_)
-    ));
+    );
+    if !daemon {
+        // A command whose output is cut short (`berth-agent image inspect X | head`) ends
+        // quietly, as other Unix tools do, instead of panicking in `println!` on EPIPE. The
+        // daemons keep SIGPIPE ignored: a peer closing a socket must not kill them.
+        // SAFETY: signal(2) with a valid signal number and SIG_DFL, before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    init_logging(daemon);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
