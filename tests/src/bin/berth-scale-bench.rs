@@ -3,7 +3,7 @@
 //! processes, each on its own host of the harness (network namespaces on a private LAN).
 //!
 //! For each `NODES:TASKS` pair (default `1000:20000` and `5000:100000`): the hollow nodes
-//! join and register; services of 100 replicas are applied (16 clients at once); the run
+//! join and register; services of 100 replicas are applied (16 clients, each on one connection made beforehand, applying its share in turn); the run
 //! times, from the first apply, until every task is **assigned and committed** (the
 //! placements seen on a `WatchEvents` stream of a follower: what it has applied is committed,
 //! and serving the stream costs the leader nothing) and until every task **runs** on
@@ -173,6 +173,12 @@ fn one_run(nodes: usize, tasks: usize) -> anyhow::Result<String> {
             // Let the registrations' writes settle before the clock starts.
             tokio::time::sleep(Duration::from_secs(2)).await;
 
+            let mut clients = Vec::with_capacity(CLIENTS);
+            for _ in 0..CLIENTS {
+                let mut c = cp.client(&leader_addr)?;
+                c.status(v1::Empty {}).await?;
+                clients.push(c);
+            }
             let started = Instant::now();
             let (tx, placed_rx) = tokio::sync::oneshot::channel();
             // A follower's stream: an event there is committed and applied on a member.
@@ -183,27 +189,25 @@ fn one_run(nodes: usize, tasks: usize) -> anyhow::Result<String> {
                 started,
                 tx,
             ));
-            let names: Vec<String> = (0..services).map(|i| format!("svc-{i:05}")).collect();
-            let mut applies = futures::stream::iter(names.into_iter().map(|name| {
-                let client = cp.client(&leader_addr);
-                async move {
-                    client?
+            // 16 clients, each with one connection made before the clock started, each
+            // applying its share of the services one after the other.
+            let applies = clients.into_iter().enumerate().map(|(c, mut client)| async move {
+                for i in (c..services).step_by(CLIENTS) {
+                    client
                         .apply_service(v1::ApplyServiceRequest {
                             spec: Some(v1::ServiceSpec {
-                                name,
+                                name: format!("svc-{i:05}"),
                                 image: "bench:1".into(),
                                 replicas: REPLICAS,
                                 ..Default::default()
                             }),
                             expected_version: None,
                         })
-                        .await
-                        .map(|_| ())
-                        .map_err(anyhow::Error::from)
+                        .await?;
                 }
-            }))
-            .buffer_unordered(CLIENTS);
-            while let Some(r) = applies.next().await {
+                anyhow::Ok(())
+            });
+            for r in futures::future::join_all(applies).await {
                 r?;
             }
             let applied = started.elapsed();
