@@ -376,3 +376,13 @@ impl Drop for TestAgent {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The median of `v` (NaN when empty), for the benchmarks' reports.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}

@@ -22,8 +22,11 @@ pub struct PsOptions {
 
 /// The width an error is cut to without `--no-trunc`.
 const ERROR_WIDTH: usize = 40;
-/// The length ids are cut to without `--no-trunc` (what names a task's container).
-const ID_WIDTH: usize = 12;
+/// The length ids are cut to without `--no-trunc`: a task id starts with 16 hex digits of
+/// its creation time in nanoseconds, strictly growing on the leader that made it, so these
+/// tell apart tasks made by one pass (their first 12, which name a task's container with
+/// its service and slot, may be the same).
+const ID_WIDTH: usize = 16;
 
 fn live(t: &v1::Task) -> bool {
     t.desired() == v1::TaskDesiredState::Running

@@ -11,7 +11,7 @@ use super::model::{
 use super::node::{Node, Value};
 
 /// Most replicas a service may ask for (the controller's limit).
-pub const MAX_REPLICAS: u32 = 10_000;
+pub use berth_controller::state::validate::MAX_REPLICAS;
 
 /// Checks a placement constraint as the controller does:
 /// `node.(id|hostname|role|labels.KEY) (==|!=) VALUE`.

@@ -8,16 +8,9 @@ use super::diag::Kind;
 use super::model::ServiceModel;
 use super::service::Refs;
 
-/// Whether `s` is a DNS label: `[a-z0-9]([a-z0-9-]*[a-z0-9])?`, at most 63 characters (the
-/// controller's rule for service names and link aliases).
-pub fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
+/// Whether `s` is a DNS label: the controller's own rule for service names and link
+/// aliases (`[a-z0-9]([a-z0-9-]*[a-z0-9])?`, at most 63 characters).
+pub use berth_controller::state::validate::is_dns_label;
 
 /// A DNS label near `s` (lower case, `_` and `.` as `-`), to suggest.
 fn dns_label_like(s: &str) -> String {

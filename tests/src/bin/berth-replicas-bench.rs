@@ -24,20 +24,12 @@ use berth_proto::v1;
 use berth_tests::TestAgent;
 use berth_tests::cluster::Cluster;
 use berth_tests::control_plane::{Control, ControlPlane};
+use berth_tests::median;
 
 const WAIT: Duration = Duration::from_secs(120);
 
 fn arg(name: &str) -> Option<String> {
     std::env::args().skip_while(|a| a != name).nth(1)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 fn service(name: &str, replicas: u32, constraints: &[&str]) -> v1::ServiceSpec {

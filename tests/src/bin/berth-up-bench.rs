@@ -20,15 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use berth_tests::local::{Local, show};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
+use berth_tests::median;
 
 /// Whether hello's page answers on port 8080 (from inside the namespace).
 fn answers(local: &Local) -> bool {
