@@ -25,6 +25,21 @@ pub fn rfc3339_nanos(unix_nanos: i128) -> String {
     )
 }
 
+/// Formats nanoseconds since the epoch as `2026-11-23T11:22:11Z`, to the second
+/// (rounded down).
+pub fn rfc3339_secs(unix_nanos: i128) -> String {
+    let secs = unix_nanos.div_euclid(1_000_000_000) as i64;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        sod / 3600,
+        (sod % 3600) / 60,
+        sod % 60
+    )
+}
+
 /// Parses what [`rfc3339_nanos`] writes (UTC, `Z`, optional fraction) back to nanoseconds.
 pub fn parse_rfc3339(s: &str) -> Option<i128> {
     let s = s.strip_suffix('Z')?;
@@ -91,6 +106,13 @@ mod tests {
             rfc3339_nanos(951_782_400_000_000_000),
             "2000-02-29T00:00:00.000000000Z"
         );
+    }
+
+    #[test]
+    fn formats_to_the_second_rounding_down_before_and_after_the_epoch() {
+        assert_eq!(rfc3339_secs(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_secs(951_782_400_999_999_999), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_secs(-1), "1969-12-31T23:59:59Z");
     }
 
     #[test]
