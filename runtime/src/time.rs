@@ -111,7 +111,10 @@ mod tests {
     #[test]
     fn formats_to_the_second_rounding_down_before_and_after_the_epoch() {
         assert_eq!(rfc3339_secs(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_secs(951_782_400_999_999_999), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            rfc3339_secs(951_782_400_999_999_999),
+            "2000-02-29T00:00:00Z"
+        );
         assert_eq!(rfc3339_secs(-1), "1969-12-31T23:59:59Z");
     }
 
