@@ -10,6 +10,8 @@
 
 use berth_proto::v1;
 
+use crate::output::tasks::live;
+
 /// How far one service is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
@@ -57,17 +59,6 @@ impl Progress {
         }
         line
     }
-}
-
-fn live(t: &v1::Task) -> bool {
-    t.desired() == v1::TaskDesiredState::Running
-        && matches!(
-            t.observed(),
-            v1::TaskState::Pending
-                | v1::TaskState::Assigned
-                | v1::TaskState::Starting
-                | v1::TaskState::Running
-        )
 }
 
 /// The spec of `service` at `version` (its current one or from its history).

@@ -12,28 +12,24 @@ pub fn now_unix_nanos() -> i128 {
 
 /// Formats nanoseconds since the epoch as `2026-11-23T11:22:11.123456789Z`.
 pub fn rfc3339_nanos(unix_nanos: i128) -> String {
-    let secs = unix_nanos.div_euclid(1_000_000_000) as i64;
     let nanos = unix_nanos.rem_euclid(1_000_000_000) as u32;
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60
-    )
+    format!("{}.{nanos:09}Z", date_time(unix_nanos))
 }
 
 /// Formats nanoseconds since the epoch as `2026-11-23T11:22:11Z`, to the second
 /// (rounded down).
 pub fn rfc3339_secs(unix_nanos: i128) -> String {
+    format!("{}Z", date_time(unix_nanos))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` (UTC) of the second that holds `unix_nanos`.
+fn date_time(unix_nanos: i128) -> String {
     let secs = unix_nanos.div_euclid(1_000_000_000) as i64;
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
         sod / 3600,
         (sod % 3600) / 60,
         sod % 60

@@ -28,7 +28,8 @@ const ERROR_WIDTH: usize = 40;
 /// its service and slot, may be the same).
 const ID_WIDTH: usize = 16;
 
-fn live(t: &v1::Task) -> bool {
+/// Whether a task is meant to run and has not ended (pending, assigned, starting, running).
+pub(crate) fn live(t: &v1::Task) -> bool {
     t.desired() == v1::TaskDesiredState::Running
         && matches!(
             t.observed(),
