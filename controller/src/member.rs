@@ -432,27 +432,33 @@ impl Member {
         if let Some(fingerprint) = ca_fingerprint(&p.ca_pem) {
             control = control.with_ca_fingerprint(fingerprint);
         }
-        let mut router = Server::builder()
-            .add_service(RaftService::new(raft.clone()).into_server())
-            .add_service(control.into_server());
-        let mut stops = Vec::new();
-        let mut servers = Vec::new();
         let mut tasks = Vec::new();
+        let mut dispatch = None;
         if let Some(d) = p.dispatch {
-            let dispatch =
+            let service =
                 DispatchService::new(raft.clone(), reader.clone(), id, d).map_err(|reason| {
                     MemberError::Invalid {
                         what: "agent session settings",
                         reason,
                     }
                 })?;
-            tasks.extend(dispatch.spawn_background());
+            tasks.extend(service.spawn_background());
             // The members that serve agents also place their tasks, while they lead.
             if p.orchestrate {
                 tasks.push(crate::orchestrator::spawn(raft.clone(), reader.clone(), id));
             }
-            router = router.add_service(dispatch.into_server());
+            // Logs, exec and images reach the nodes through their sessions.
+            control = control.with_relay(service.relay());
+            dispatch = Some(service);
         }
+        let mut router = Server::builder()
+            .add_service(RaftService::new(raft.clone()).into_server())
+            .add_service(control.into_server());
+        if let Some(service) = dispatch {
+            router = router.add_service(service.into_server());
+        }
+        let mut stops = Vec::new();
+        let mut servers = Vec::new();
         let mut join_addr = None;
         if let Some(j) = p.join {
             let ca = std::sync::Arc::new(ClusterCa::from_pem(&p.ca_pem, &j.ca_key_pem)?);

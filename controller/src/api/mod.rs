@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod info;
 pub mod join;
 pub(crate) mod linearizer;
+pub mod relay;
 pub(crate) mod store;
 
 #[cfg(test)]
@@ -24,3 +25,4 @@ pub use control::ControlService;
 pub use dispatch::DispatchService;
 pub use info::InfoService;
 pub use join::JoinService;
+pub use relay::Relay;

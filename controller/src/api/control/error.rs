@@ -94,6 +94,39 @@ pub enum ControlError {
     /// The store answered a single write with a group's answer (a bug).
     #[error("the store answered a single write with a group's answer")]
     UnexpectedGroup,
+    /// This member serves no nodes, so it cannot reach any (logs, exec, images).
+    #[error("this controller does not serve node sessions, so it cannot reach the nodes")]
+    NoNodeSessions,
+    /// No task or service matches a logs or exec target.
+    #[error("no service or task named {0:?} (see `berth ls` and `berth ps`)")]
+    NoSuchTarget(String),
+    /// A task id prefix matches several tasks.
+    #[error("{prefix:?} matches {count} tasks; give more of the task id")]
+    AmbiguousTask {
+        /// The prefix given.
+        prefix: String,
+        /// How many tasks it matches.
+        count: usize,
+    },
+    /// The task has no running container to reach.
+    #[error("task {task} is {state}, not running{}", service.as_ref().map(|s| format!(" (service {s:?} has no running task)")).unwrap_or_default())]
+    NotRunning {
+        /// The task.
+        task: String,
+        /// Its observed state, in words.
+        state: String,
+        /// The service named as the target, if one was.
+        service: Option<String>,
+    },
+    /// The task was never placed on a node, so it has no logs.
+    #[error("task {0} was never placed on a node, so it has no output")]
+    NeverPlaced(String),
+    /// A relayed request's stream is malformed.
+    #[error("{0}")]
+    BadStream(String),
+    /// The relay could not reach the node.
+    #[error(transparent)]
+    Relay(#[from] crate::api::relay::RelayError),
     /// A record cannot be encoded.
     #[error("cannot encode the record {key}: {source}")]
     Encode {
@@ -126,7 +159,16 @@ impl From<ControlError> for Status {
             ControlError::MissingSpec
             | ControlError::InvalidWrite(_)
             | ControlError::InvalidNodeUpdate(_) => Status::invalid_argument(message),
-            ControlError::NotFound(_) | ControlError::NodeNotFound(_) => Status::not_found(message),
+            ControlError::NotFound(_)
+            | ControlError::NodeNotFound(_)
+            | ControlError::NoSuchTarget(_) => Status::not_found(message),
+            ControlError::AmbiguousTask { .. } | ControlError::BadStream(_) => {
+                Status::invalid_argument(message)
+            }
+            ControlError::NotRunning { .. }
+            | ControlError::NeverPlaced(_)
+            | ControlError::NoNodeSessions => Status::failed_precondition(message),
+            ControlError::Relay(e) => e.into(),
             ControlError::State(
                 StateError::StaleVersion { .. } | StateError::NoSuchService { .. },
             ) => Status::failed_precondition(message),

@@ -19,19 +19,20 @@ use std::sync::{Arc, Mutex};
 
 use berth_proto::v1::control_server::{Control, ControlServer};
 use berth_proto::v1::{
-    AddMemberRequest, ApplyServiceRequest, ApplyServiceResponse, ControlStatus, Empty,
-    GetServiceRequest, GetServiceResponse, ListNodesRequest, ListNodesResponse,
-    ListServicesRequest, ListServicesResponse, ListTasksRequest, ListTasksResponse,
-    RemoveMemberRequest, RemoveServiceRequest, RemoveServiceResponse, RotateTokenRequest,
-    RotateTokenResponse, ScaleServiceRequest, UpdateNodeRequest, UpdateNodeResponse,
-    WatchEventsRequest,
+    AddMemberRequest, ApplyServiceRequest, ApplyServiceResponse, ControlStatus, Empty, ExecRequest,
+    GetServiceRequest, GetServiceResponse, ImagesResponse, ImportImageRequest, ListImagesRequest,
+    ListNodesRequest, ListNodesResponse, ListServicesRequest, ListServicesResponse,
+    ListTasksRequest, ListTasksResponse, LogsRequest, RemoveImageRequest, RemoveMemberRequest,
+    RemoveServiceRequest, RemoveServiceResponse, RotateTokenRequest, RotateTokenResponse,
+    ScaleServiceRequest, UpdateNodeRequest, UpdateNodeResponse, WatchEventsRequest,
 };
 use openraft::Raft;
 use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use tracing::debug;
 
 use crate::api::linearizer::Linearizer;
+use crate::api::relay::Relay;
 use crate::pki::{CaFingerprint, Role};
 use crate::raft::{KvReader, NodeId, Proposer, TypeConfig};
 use crate::transport::{MtlsConnector, authorize_peer};
@@ -40,6 +41,7 @@ mod error;
 mod events;
 mod forward;
 mod members;
+mod node_io;
 mod nodes;
 mod ops;
 mod status;
@@ -73,6 +75,8 @@ pub struct ControlService {
     channels: Arc<Mutex<Option<(String, Channel)>>>,
     /// The cluster CA's fingerprint, which new join tokens pin.
     ca_fingerprint: Option<CaFingerprint>,
+    /// The relay to the nodes whose sessions this member serves (logs, exec, images).
+    relay: Option<Relay>,
 }
 
 impl std::fmt::Debug for ControlService {
@@ -101,7 +105,14 @@ impl ControlService {
             id,
             channels: Arc::new(Mutex::new(None)),
             ca_fingerprint: None,
+            relay: None,
         }
+    }
+
+    /// The same service, reaching nodes through `relay` (the Dispatcher's of this member).
+    pub fn with_relay(mut self, relay: Relay) -> Self {
+        self.relay = Some(relay);
+        self
     }
 
     /// The same service, knowing the cluster CA's fingerprint for the join tokens that
@@ -242,5 +253,44 @@ impl Control for ControlService {
         request: Request<WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         self.watch_events_rpc(request)
+    }
+
+    type LogsStream = node_io::LogsStream;
+
+    async fn logs(
+        &self,
+        request: Request<LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        self.logs_rpc(request).await
+    }
+
+    type ExecStream = node_io::ExecStream;
+
+    async fn exec(
+        &self,
+        request: Request<Streaming<ExecRequest>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        self.exec_rpc(request).await
+    }
+
+    async fn import_image(
+        &self,
+        request: Request<Streaming<ImportImageRequest>>,
+    ) -> Result<Response<ImagesResponse>, Status> {
+        self.import_image_rpc(request).await
+    }
+
+    async fn list_images(
+        &self,
+        request: Request<ListImagesRequest>,
+    ) -> Result<Response<ImagesResponse>, Status> {
+        self.list_images_rpc(request).await
+    }
+
+    async fn remove_image(
+        &self,
+        request: Request<RemoveImageRequest>,
+    ) -> Result<Response<ImagesResponse>, Status> {
+        self.remove_image_rpc(request).await
     }
 }

@@ -40,7 +40,7 @@ fn now() -> i128 {
 impl ControlService {
     /// Makes sure this member is the leader and has applied everything committed before
     /// the call, so that a read of the local store is linearizable.
-    async fn linearize(&self) -> Result<(), ControlError> {
+    pub(super) async fn linearize(&self) -> Result<(), ControlError> {
         self.linearizer.linearize().await
     }
 
@@ -54,7 +54,7 @@ impl ControlService {
     }
 
     /// Reads and decodes one record from the local store.
-    async fn get<T: DeserializeOwned>(
+    pub(super) async fn get<T: DeserializeOwned>(
         &self,
         key: &str,
     ) -> Result<Option<Versioned<T>>, ControlError> {
@@ -62,7 +62,7 @@ impl ControlService {
     }
 
     /// Reads and decodes every record under `prefix` from the local store, in key order.
-    async fn list<T: DeserializeOwned>(
+    pub(super) async fn list<T: DeserializeOwned>(
         &self,
         prefix: &'static str,
     ) -> Result<Vec<T>, ControlError> {

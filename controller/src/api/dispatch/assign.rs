@@ -494,7 +494,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 }
 
 /// Why the session watched by `ended` ended, once it has.
-async fn wait_end(ended: &mut watch::Receiver<Option<Ended>>) -> Ended {
+pub(super) async fn wait_end(ended: &mut watch::Receiver<Option<Ended>>) -> Ended {
     match ended.wait_for(Option::is_some).await {
         Ok(why) => (*why).unwrap_or(Ended::LeadershipLost),
         Err(_) => Ended::LeadershipLost,

@@ -21,19 +21,21 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use berth_proto::v1::dispatcher_server::{Dispatcher, DispatcherServer};
 use berth_proto::v1::{
-    AssignmentsRequest, AssignmentsUpdate, HeartbeatRequest, HeartbeatResponse, RegisterRequest,
-    RegisterResponse, ReportStatusRequest, ReportStatusResponse,
+    AssignmentsRequest, AssignmentsUpdate, AttachUp, HeartbeatRequest, HeartbeatResponse,
+    NodeRequest, RegisterRequest, RegisterResponse, ReportStatusRequest, ReportStatusResponse,
+    RequestsRequest,
 };
 use ipnet::Ipv4Net;
 use openraft::Raft;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use tracing::debug;
 
 use crate::api::control::ControlError;
 use crate::api::linearizer::Linearizer;
+use crate::api::relay::Relay;
 use crate::api::store::{WRITE_TIMEOUT, Written};
 use crate::pki::Role;
 use crate::raft::{CommandResponse, KvReader, NodeId, Op, Proposer, TypeConfig, blocking};
@@ -42,6 +44,7 @@ use crate::transport::authorize_peer;
 mod assign;
 mod error;
 mod liveness;
+mod node_io;
 mod register;
 mod report;
 mod session;
@@ -85,6 +88,8 @@ pub(crate) struct Inner {
     hub: assign::Hub,
     /// Leadership confirmations shared by concurrent registrations and streams.
     linearizer: Linearizer,
+    /// Clients' requests to nodes, over the nodes' sessions.
+    relay: Relay,
 }
 
 /// Serves the `Dispatcher` API of one member.
@@ -151,6 +156,7 @@ impl DispatchService {
                 sessions: Mutex::default(),
                 reserved: Mutex::default(),
                 hub: assign::Hub::default(),
+                relay: Relay::default(),
             }),
         })
     }
@@ -162,6 +168,12 @@ impl DispatchService {
             tokio::spawn(liveness::run(self.inner.clone())),
             tokio::spawn(assign::run(self.inner.clone())),
         ]
+    }
+
+    /// The relay of clients' requests to the nodes connected to this member, for the
+    /// `Control` service.
+    pub fn relay(&self) -> Relay {
+        self.inner.relay.clone()
     }
 
     /// This service wrapped for a tonic server, with the message size limits set.
@@ -322,5 +334,32 @@ impl Dispatcher for DispatchService {
         }
         .await;
         result.map(Response::new).map_err(|e| self.status(e))
+    }
+
+    type RequestsStream = ReceiverStream<Result<NodeRequest, Status>>;
+
+    async fn requests(
+        &self,
+        request: Request<RequestsRequest>,
+    ) -> Result<Response<Self::RequestsStream>, Status> {
+        let node = self.accept(&request, "Requests")?;
+        let result = self
+            .inner
+            .clone()
+            .requests(&node, &request.get_ref().session_id);
+        result.map(Response::new).map_err(|e| self.status(e))
+    }
+
+    type AttachStream = node_io::AttachStream;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<AttachUp>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let node = self.accept(&request, "Attach")?;
+        self.inner
+            .attach(&node, request.into_inner())
+            .await
+            .map(Response::new)
     }
 }
