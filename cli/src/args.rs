@@ -65,6 +65,15 @@ pub enum Command {
     Rm(RmArgs),
     /// Stream the cluster's events (services, tasks, nodes), one per line.
     Events(EventsArgs),
+    /// Show the output of a service's tasks (merged in time order) or of one task, from
+    /// whichever nodes run them.
+    Logs(LogsArgs),
+    /// Run a command in a running task's container, on whichever node runs it; exits with
+    /// the command's exit code.
+    Exec(ExecArgs),
+    /// Manage the images in the nodes' stores.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Manage nodes.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -208,6 +217,124 @@ pub struct EventsArgs {
     /// Output format (json: one object per line).
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+/// `berth logs`' arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct LogsArgs {
+    /// A service, or a task id (or a unique prefix of one; see `berth ps --no-trunc`).
+    pub target: String,
+    /// Keep printing new output until every task has stopped (or Ctrl-C).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines of each task.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u32>,
+    /// Only output written since T: an RFC 3339 time (2026-12-04T10:00:00Z) or a duration
+    /// before now (10m, 1h30m).
+    #[arg(long, value_name = "T", value_parser = parse_since)]
+    pub since: Option<i64>,
+    /// Prefix each line with the time it was written.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Do not prefix lines with their task (`web.2@node1 |`).
+    #[arg(long)]
+    pub no_prefix: bool,
+    /// Output format (json: one object per line).
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// `berth exec`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ExecArgs {
+    /// Send standard input to the command.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Give the command a terminal (with -i, this terminal is put in raw mode meanwhile).
+    #[arg(short, long)]
+    pub tty: bool,
+    /// An extra environment variable, KEY=VALUE (repeatable).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// The user to run as (name or uid[:gid]; default: the container's).
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// The working directory (default: the container's).
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// A task id (or unique prefix), or a service: its first running task.
+    pub target: String,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// `berth image ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ImageCommand {
+    /// Import image archives (`docker save` or OCI layout tars, gzip allowed; `-` for
+    /// standard input) into the nodes' stores.
+    Import(ImageImportArgs),
+    /// List the images of the nodes.
+    Ls(ImageLsArgs),
+    /// Remove images (by reference or id) from the nodes; refused on a node where a
+    /// container uses it.
+    Rm(ImageRmArgs),
+}
+
+/// Which nodes an image command is about.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Args)]
+pub struct NodeSelection {
+    /// Only this node (hostname or id; repeatable; default: every ready node).
+    #[arg(long = "node", value_name = "NODE")]
+    pub nodes: Vec<String>,
+}
+
+/// `berth image import`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ImageImportArgs {
+    /// The archives.
+    #[arg(required = true)]
+    pub archives: Vec<PathBuf>,
+    /// The nodes.
+    #[command(flatten)]
+    pub nodes: NodeSelection,
+}
+
+/// `berth image ls`' arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ImageLsArgs {
+    /// The nodes.
+    #[command(flatten)]
+    pub nodes: NodeSelection,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// `berth image rm`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ImageRmArgs {
+    /// The images: references (`busybox:demo`) or ids.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// The nodes.
+    #[command(flatten)]
+    pub nodes: NodeSelection,
+}
+
+/// `--since`: an RFC 3339 time, or a duration before now; Unix nanoseconds.
+fn parse_since(s: &str) -> Result<i64, String> {
+    if let Some(t) = berth_runtime::time::parse_rfc3339(s) {
+        return i64::try_from(t).map_err(|_| format!("{s:?} is out of range"));
+    }
+    let ago = crate::servicefile::parse_duration(s).map_err(|_| {
+        format!("{s:?} is neither an RFC 3339 time (2026-12-04T10:00:00Z) nor a duration (10m)")
+    })?;
+    let now = berth_runtime::time::now_unix_nanos();
+    i64::try_from(now - i128::try_from(ago.as_nanos()).unwrap_or(i128::MAX))
+        .map_err(|_| format!("{s:?} is too far back"))
 }
 
 /// `berth node ...`.

@@ -22,6 +22,7 @@ pub mod spec;
 pub mod state;
 pub mod time;
 pub mod timing;
+pub mod tty;
 pub mod user;
 
 pub use error::RuntimeError;

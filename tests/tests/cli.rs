@@ -328,6 +328,8 @@ fn berth_applies_lists_scales_diffs_watches_and_removes() {
         env.replicas() == vec![("web".to_owned(), 1, 1)]
     });
 
+    logs_exec_and_images(&env);
+
     // Node labels.
     let out = env.berth(&["node", "update", "--label-add", "zone=a", "h1"]);
     assert_ok(&out, "node update");
@@ -448,5 +450,209 @@ fn berth_applies_lists_scales_diffs_watches_and_removes() {
     assert!(
         stderr.starts_with("error: cannot reach any controller of context `test` (127.0.0.1:1:"),
         "{stderr}"
+    );
+}
+
+/// `logs`, `exec` and `image`, which reach the node through the controller.
+fn logs_exec_and_images(env: &Env) {
+    let talker = env.file(
+        "talker.yaml",
+        "services:\n  talker:\n    image: busybox:1\n    command: [\"sh\", \"-c\", \"echo hello from $$(hostname); echo oops >&2; exec sleep 1000\"]\n",
+    );
+    assert_ok(
+        &env.berth(&["apply", "-f", &talker, "--timeout", "60s"]),
+        "apply talker",
+    );
+    // The lines reach the log once the shell ran.
+    env.wait_for("talker's lines are in its log", || {
+        let out = env.berth(&["logs", "talker"]);
+        out.status.success()
+            && text(&out.stdout).contains("hello from")
+            && text(&out.stderr).contains("oops")
+    });
+    let out = env.berth(&["logs", "talker"]);
+    // A service's lines say which task wrote them.
+    assert!(
+        text(&out.stdout).starts_with("talker.1@h1 | hello from "),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(text(&out.stderr), "talker.1@h1 | oops\n");
+    let out = env.berth(&["logs", "--tail", "1", "--no-prefix", "-o", "json", "talker"]);
+    assert_ok(&out, "logs -o json");
+    let lines: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["stream"], "stderr");
+    assert_eq!(lines[0]["line"], "oops");
+    assert_eq!(lines[0]["name"], "talker.1@h1");
+    // A task by its id prefix: no prefix on its lines.
+    let tasks = env.json(&["ps", "talker", "-o", "json"]);
+    let id = tasks[0]["id"].as_str().expect("task id").to_owned();
+    let out = env.berth(&["logs", &id[..12]]);
+    assert_ok(&out, "logs TASK");
+    assert!(
+        text(&out.stdout).starts_with("hello from "),
+        "{}",
+        text(&out.stdout)
+    );
+    // Since the future: nothing.
+    let out = env.berth(&["logs", "--since", "2099-01-01T00:00:00Z", "talker"]);
+    assert_ok(&out, "logs --since");
+    assert_eq!(text(&out.stdout), "");
+
+    // exec: the command's output and exit code; stdin with -i.
+    let out = env.berth(&[
+        "exec",
+        "talker",
+        "sh",
+        "-c",
+        "echo in $(hostname); echo err >&2; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("in "),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(text(&out.stderr), "err\n");
+    let mut child = env
+        .command(&["exec", "-i", &id[..12], "tr", "a-z", "A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("berth exec runs");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"piped through\n").expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("berth exec ends");
+    assert_ok(&out, "exec -i");
+    assert_eq!(text(&out.stdout), "PIPED THROUGH\n");
+    // A terminal: the command sees one.
+    let out = env.berth(&["exec", "-t", "talker", "sh", "-c", "test -t 1 && echo tty"]);
+    assert_ok(&out, "exec -t");
+    assert_eq!(text(&out.stdout).trim_end(), "tty");
+
+    // logs -f: a line written later arrives while following.
+    let mut follower = env
+        .command(&["logs", "-f", "--no-prefix", "talker"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("berth logs -f runs");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("the stored line")
+            .starts_with("hello from")
+    );
+    assert_ok(
+        &env.berth(&["exec", "talker", "sh", "-c", "echo later > /proc/1/fd/1"]),
+        "exec writing to the log",
+    );
+    let later = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the new line while following");
+    assert_eq!(later, "later");
+    let _ = follower.kill();
+    let _ = follower.wait();
+
+    // Bad targets say what is wrong.
+    let out = env.berth(&["exec", "nosuch", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    no_panic(&out);
+    assert!(
+        text(&out.stderr).contains("no service or task named \"nosuch\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env.berth(&["logs", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("nosuch"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_ok(&env.berth(&["rm", "talker"]), "rm talker");
+
+    // Images: import an archive into the node, list, refuse to remove one in use, remove.
+    let archive = env.dir.path().join("tiny.tar");
+    let layer = berth_tests::images::layer_tar(&[berth_tests::images::Entry::File(
+        "hello.txt".into(),
+        b"hi\n".to_vec(),
+        0o644,
+    )]);
+    berth_tests::images::write_docker_save(
+        &archive,
+        "tiny:1",
+        &[layer],
+        serde_json::json!({"Cmd": ["/hello"]}),
+    );
+    let out = env.berth(&["image", "import", archive.to_str().expect("utf8")]);
+    assert_ok(&out, "image import");
+    assert!(
+        text(&out.stdout).starts_with("h1: loaded tiny:1"),
+        "{}",
+        text(&out.stdout)
+    );
+    let images = env.json(&["image", "ls", "-o", "json"]);
+    let names: Vec<String> = images
+        .as_array()
+        .expect("a list")
+        .iter()
+        .flat_map(|i| i["tags"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        names.contains(&"tiny:1".to_owned()) && names.contains(&"busybox:1".to_owned()),
+        "{images}"
+    );
+    let out = env.berth(&["image", "ls"]);
+    assert!(
+        text(&out.stdout)
+            .lines()
+            .any(|l| l.starts_with("tiny:1 ") && l.ends_with("1/1 (h1)")),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = env.berth(&["image", "rm", "busybox:1"]);
+    assert_eq!(out.status.code(), Some(1), "busybox:1 is in use by web");
+    assert!(
+        text(&out.stderr).contains("node h1"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env.berth(&["image", "rm", "tiny:1"]);
+    assert_ok(&out, "image rm");
+    assert!(
+        text(&out.stdout).starts_with("h1: deleted sha256:"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = env.berth(&["image", "ls"]);
+    assert!(
+        !text(&out.stdout).contains("tiny:1"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = env.berth(&["image", "import", "/nonexistent.tar"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("/nonexistent.tar"),
+        "{}",
+        text(&out.stderr)
     );
 }

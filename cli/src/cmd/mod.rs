@@ -8,9 +8,12 @@ pub mod apply;
 pub mod context;
 pub mod diff;
 pub mod events;
+pub mod exec;
 pub mod files;
+pub mod image;
 pub mod inspect;
 pub mod local;
+pub mod logs;
 pub mod ls;
 pub mod node;
 pub mod ps;
@@ -118,6 +121,9 @@ pub fn run(cli: &Cli, io: &mut Io) -> Result<u8, CliError> {
         Command::Scale(args) => block_on(scale::run(g, args, io))?,
         Command::Rm(args) => block_on(rm::run(g, args, io))?,
         Command::Events(args) => block_on(events::run(g, args, io))?,
+        Command::Logs(args) => block_on(logs::run(g, args, io))?,
+        Command::Exec(args) => block_on(exec::run(g, args, io))?,
+        Command::Image(c) => block_on(image::run(g, c, io))?,
         Command::Node(c) => block_on(node::run(g, c, io))?,
         Command::Up(args) => local::up(g, args, io)?,
         Command::Down(args) => local::down(args, io)?,

@@ -190,6 +190,7 @@ pub(super) fn logs(m: &ContainerManager, a: LogsArgs) -> anyhow::Result<u8> {
         follow: a.follow,
         timestamps: a.timestamps,
         tail: a.tail,
+        since: None,
     };
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     m.write_logs(&a.container, &opts, &mut out, &mut err)?;

@@ -14,13 +14,17 @@
 pub mod runtime;
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use berth_proto::v1::Assignment;
+use berth_proto::v1::node_request::Op;
+use futures::future::BoxFuture;
 use ipnet::Ipv4Net;
 
 mod error;
 pub mod hollow;
 pub mod identity;
+pub mod io;
 pub mod session;
 pub mod worker;
 
@@ -89,4 +93,22 @@ pub trait Executor: Send + Sync + 'static {
     /// Removes the task's container (stopping it first if needed); removing a task that has
     /// no container is not an error.
     fn remove(&self, task_id: &str) -> Result<(), ExecError>;
+    /// Whether [`Executor::serve_io`] serves requests; a node that does not never opens the
+    /// `Requests` stream (thousands of hollow nodes would only load the controller).
+    fn serves_io(&self) -> bool {
+        false
+    }
+    /// Serves a client's request relayed by the controllers (logs, exec, images): reads
+    /// the client's frames from `down`, answers on `up` and returns when done. The default
+    /// refuses: a node without containers (a hollow one) has nothing to show.
+    fn serve_io(self: Arc<Self>, op: Op, down: io::Down, up: io::Up) -> BoxFuture<'static, ()> {
+        let _ = (op, down);
+        Box::pin(async move {
+            up.fail(
+                tonic::Code::Unimplemented,
+                "this node runs no containers (a hollow node)",
+            )
+            .await;
+        })
+    }
 }

@@ -178,6 +178,17 @@ impl RuntimeExecutor {
             .clone()
     }
 
+    /// The agent's configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.base
+    }
+
+    /// The name of the container of task `task_id`, if it has one on this node.
+    pub fn container_of(&self, task_id: &str) -> Result<Option<String>, RunError> {
+        let m = self.manager();
+        Ok(self.find(&m, task_id)?.map(|t| t.name))
+    }
+
     fn index(&self) -> MutexGuard<'_, Index> {
         // The index is a cache: a panic while holding it leaves at worst an entry to re-read.
         self.index.lock().unwrap_or_else(|e| e.into_inner())
@@ -458,6 +469,19 @@ fn open(config: &AgentConfig) -> Result<ContainerManager, RunError> {
 }
 
 impl Executor for RuntimeExecutor {
+    fn serves_io(&self) -> bool {
+        true
+    }
+
+    fn serve_io(
+        self: Arc<Self>,
+        op: berth_proto::v1::node_request::Op,
+        down: super::io::Down,
+        up: super::io::Up,
+    ) -> futures::future::BoxFuture<'static, ()> {
+        self.serve(op, down, up)
+    }
+
     fn prepare(&self, subnet: Ipv4Net) -> Result<(), ExecError> {
         Ok(self.prepare_subnet(subnet)?)
     }

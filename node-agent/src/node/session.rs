@@ -31,7 +31,7 @@ use berth_controller::transport::MtlsConnector;
 use berth_proto::v1::dispatcher_client::DispatcherClient;
 use berth_proto::v1::{
     AssignmentsRequest, AssignmentsUpdate, HeartbeatRequest, RegisterRequest, RegisterResponse,
-    ReportOutcome, ReportStatusRequest,
+    ReportOutcome, ReportStatusRequest, RequestsRequest,
 };
 use ipnet::Ipv4Net;
 use tokio::sync::{mpsc, watch};
@@ -41,7 +41,7 @@ use tracing::{debug, info, warn};
 
 use super::identity::NodeIdentity;
 use super::worker::{self, Reports, WorkerOptions, stopped};
-use super::{Executor, NodeError};
+use super::{Executor, NodeError, io};
 
 /// The first wait before reconnecting.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -689,9 +689,43 @@ impl<E: Executor> Session<E> {
                 }
             }
         };
+        let rq_client = client.clone();
+        let executor = self.executor.clone();
+        let probe = self.opts.probe.clone();
+        let requests = async {
+            if !executor.serves_io() {
+                return std::future::pending().await;
+            }
+            let request = RequestsRequest {
+                session_id: session_id.clone(),
+            };
+            let mut stream = match timed(CALL_TIMEOUT, rq_client.clone().requests(request)).await {
+                Ok(s) => s,
+                Err(status) if status.code() == Code::Unimplemented => {
+                    warn!("the controller relays no requests (logs, exec, images) to nodes");
+                    return std::future::pending().await;
+                }
+                Err(status) => return failed(&probe, "Requests", &status),
+            };
+            loop {
+                match stream.message().await {
+                    Ok(Some(request)) => {
+                        tokio::spawn(io::serve_request(
+                            rq_client.clone(),
+                            session_id.clone(),
+                            request,
+                            executor.clone(),
+                        ));
+                    }
+                    Ok(None) => return Outcome::Register,
+                    Err(status) => return failed(&probe, "Requests", &status),
+                }
+            }
+        };
         let outcome = tokio::select! {
             () = stopped(&mut self.shutdown) => Outcome::Stop,
             o = assignments => o,
+            o = requests => o,
             o = heartbeats => o,
             o = sending => o,
         };
