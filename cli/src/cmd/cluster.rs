@@ -149,6 +149,9 @@ fn leave(g: &GlobalArgs, a: &ClusterLeaveArgs, io: &mut Io) -> Result<u8, CliErr
             "controller member {id} removed from the membership\n"
         ))?;
     }
+    if r.was_last {
+        io.print("this was the cluster's last controller: the cluster is gone\n")?;
+    }
     if let Some(why) = &r.not_removed {
         io.note(&format!(
             "warning: this controller was not removed from the membership ({why}); remove it from another controller if the cluster lives on\n"

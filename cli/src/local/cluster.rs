@@ -296,6 +296,8 @@ fn ensure_admin_cert(ctl_dir: &Path) -> Result<(), LocalError> {
 pub struct LeaveReport {
     /// The controller member removed from the membership.
     pub removed_member: Option<u64>,
+    /// It was the last controller (`--force`): the cluster is gone.
+    pub was_last: bool,
     /// Why it was not removed although it is a member (`--force`).
     pub not_removed: Option<String>,
     /// A node agent was stopped and its set-up removed.
@@ -330,8 +332,14 @@ pub fn leave(opts: &Options, force: bool) -> Result<LeaveReport, LocalError> {
     if let Some(c) = &cluster {
         match leave_membership(opts, c.member_id, &c.advertise, &controller) {
             Ok(()) => report.removed_member = Some(c.member_id),
-            Err(e) if force => report.not_removed = Some(e.to_string()),
-            Err(e) => return Err(e),
+            Err(LastMember(_)) if force => report.was_last = true,
+            Err(LastMember(id)) => {
+                return Err(LocalError::Unsafe(format!(
+                    "this controller (member {id}) is the cluster's last one: leaving destroys the cluster and its state"
+                )));
+            }
+            Err(Other(e)) if force => report.not_removed = Some(e.to_string()),
+            Err(Other(e)) => return Err(e),
         }
     }
     (report.left_as_node, report.containers) = remove_agent(opts)?;
@@ -341,6 +349,21 @@ pub fn leave(opts: &Options, force: bool) -> Result<LeaveReport, LocalError> {
     Ok(report)
 }
 
+/// Why a controller did not leave the membership.
+enum NotLeft {
+    /// It is the last voter.
+    LastMember(u64),
+    /// Anything else.
+    Other(LocalError),
+}
+use NotLeft::{LastMember, Other};
+
+impl From<LocalError> for NotLeft {
+    fn from(e: LocalError) -> Self {
+        Other(e)
+    }
+}
+
 /// Removes member `id` from the membership, asking it (it forwards to the leader), after
 /// checking that the cluster survives it.
 fn leave_membership(
@@ -348,11 +371,11 @@ fn leave_membership(
     id: u64,
     advertise: &str,
     controller: &Daemon,
-) -> Result<(), LocalError> {
+) -> Result<(), NotLeft> {
     if !controller.running() {
-        return Err(LocalError::Unsafe(format!(
+        return Err(Other(LocalError::Unsafe(format!(
             "this controller (member {id}) is not running, so it cannot ask the cluster to remove it; start it with `berth cluster init` (or `join`) again"
-        )));
+        ))));
     }
     let mut own = opts.clone();
     own.addr = advertise.to_owned();
@@ -367,9 +390,7 @@ fn leave_membership(
     let others: Vec<_> = status.voters.iter().filter(|m| m.id != id).collect();
     let voter = status.voters.len() != others.len();
     if voter && others.is_empty() {
-        return Err(LocalError::Unsafe(format!(
-            "this controller (member {id}) is the cluster's last one: leaving destroys the cluster and its state (`berth down --purge` does the same)"
-        )));
+        return Err(LastMember(id));
     }
     if voter {
         let reachable = others
@@ -382,10 +403,10 @@ fn leave_membership(
             .count();
         let needed = others.len() / 2 + 1;
         if reachable < needed {
-            return Err(LocalError::Unsafe(format!(
+            return Err(Other(LocalError::Unsafe(format!(
                 "only {reachable} of the other {} controllers answer, and {needed} are needed to commit without this one: leaving now would stall the cluster",
                 others.len()
-            )));
+            ))));
         }
     }
     client.remove_member(id).map_err(|s| LocalError::Step {
