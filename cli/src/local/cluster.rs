@@ -100,21 +100,34 @@ pub fn join(opts: &Options, target: &str, token: &str) -> Result<JoinReport, Loc
     let join_addr = addr::join_addr(target)?;
     need_root("cluster join")?;
     let started = Instant::now();
-    fs::create_dir_all(&opts.data_dir).map_err(|e| LocalError::io("create", &opts.data_dir, e))?;
     let mut report = JoinReport {
         role: Some(role),
         ..JoinReport::default()
     };
-    match role {
-        TokenRole::Agent => join_agent(opts, target, &join_addr, token, started, &mut report)?,
-        TokenRole::Controller => join_controller(opts, &join_addr, token, started, &mut report)?,
+    let existed = opts.data_dir.exists();
+    let joined = match role {
+        TokenRole::Agent => join_agent(opts, target, &join_addr, token, started, &mut report),
+        TokenRole::Controller => join_controller(opts, &join_addr, token, started, &mut report),
+    };
+    if let Err(e) = joined {
+        // A join refused before any daemon started leaves nothing behind.
+        if !existed && !report.started {
+            let _ = fs::remove_dir_all(&opts.data_dir);
+        }
+        return Err(e);
     }
     report.elapsed = started.elapsed();
     Ok(report)
 }
 
-/// Checks that the join listener accepts connections (a clearer error than a failed join).
-fn reachable(join_addr: &str) -> Result<(), LocalError> {
+/// Checks that the join listener accepts connections (a clearer error than a failed join),
+/// then makes the data directory.
+fn reachable(opts: &Options, join_addr: &str) -> Result<(), LocalError> {
+    check_reachable(join_addr)?;
+    fs::create_dir_all(&opts.data_dir).map_err(|e| LocalError::io("create", &opts.data_dir, e))
+}
+
+fn check_reachable(join_addr: &str) -> Result<(), LocalError> {
     let unreachable = |reason: String| LocalError::Unreachable {
         addr: join_addr.to_owned(),
         reason,
@@ -160,7 +173,7 @@ fn join_agent(
             });
         }
     } else {
-        reachable(join_addr)?;
+        reachable(opts, join_addr)?;
         super::agent_join(opts, &agent_bin, join_addr, token)?;
         report.joined = true;
     }
@@ -196,7 +209,7 @@ fn join_controller(
         }
         Some(c) => c,
         None => {
-            reachable(join_addr)?;
+            reachable(opts, join_addr)?;
             let id = join_as_controller(opts, &controller_bin, join_addr, token)?;
             report.joined = true;
             read_cluster(&ctl_dir)?.ok_or_else(|| LocalError::Step {
