@@ -42,6 +42,11 @@ pub fn controller_advertise(ctl_dir: &Path) -> Result<Option<String>, LocalError
     Ok(read_cluster(ctl_dir)?.map(|c| c.advertise))
 }
 
+/// The member id in `ctl_dir/cluster.json`, when it holds a controller.
+pub fn member_id(ctl_dir: &Path) -> Result<Option<u64>, LocalError> {
+    Ok(read_cluster(ctl_dir)?.map(|c| c.member_id))
+}
+
 fn read_cluster(
     ctl_dir: &Path,
 ) -> Result<Option<berth_controller::init::LocalCluster>, LocalError> {

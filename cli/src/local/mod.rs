@@ -395,14 +395,14 @@ pub fn up(opts: &Options, command: &'static str) -> Result<UpReport, LocalError>
 
     let controller = Daemon::new("controller", &opts.data_dir);
     if !controller.running() {
-        let bootstrap = format!("1={}", opts.addr);
-        controller.start(
-            Command::new(&controller_bin)
-                .arg("run")
-                .arg("--data-dir")
-                .arg(&ctl_dir)
-                .args(["--bootstrap", &bootstrap]),
-        )?;
+        let mut cmd = Command::new(&controller_bin);
+        cmd.arg("run").arg("--data-dir").arg(&ctl_dir);
+        // Only the first member bootstraps (a no-op once its log exists); a member that
+        // joined asks to be added instead.
+        if cluster::member_id(&ctl_dir)? == Some(1) {
+            cmd.args(["--bootstrap", &format!("1={}", opts.addr)]);
+        }
+        controller.start(&mut cmd)?;
         report.started_controller = true;
     }
     let client = ready::Client::new(&opts.credentials())?;
