@@ -88,6 +88,12 @@ pub enum Command {
     /// Stop the single-node cluster: its containers and host set-up removed, its data kept
     /// (the next `up` brings the services back) unless `--purge`.
     Down(DownArgs),
+    /// Form a cluster of several hosts: create one here, join one, leave it, show the join
+    /// tokens.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Print a shell completion script to standard output.
+    Completion(CompletionArgs),
 }
 
 /// Where the single-node cluster lives (`up` and `down`).
@@ -560,6 +566,240 @@ mod tests {
             &["berth", "apply", "-f", "x", "--timeout", "soon"],
             &["berth", "node", "update", "n1", "--label-add", "novalue"],
             &["berth", "rm"],
+        ] {
+            let err = Cli::try_parse_from(args).expect_err("invalid");
+            assert!(err.use_stderr(), "{args:?} is a usage error");
+        }
+    }
+}
+
+// `berth cluster ...` and `berth completion`.
+
+/// `berth cluster ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ClusterCommand {
+    /// Create a cluster with this host as its first controller (and a node, unless
+    /// `--no-agent`), advertised at a routable address; print the join commands.
+    Init(ClusterInitArgs),
+    /// Join a cluster: as a node with an agent token, as a controller with a controller
+    /// token; HOST:PORT is a controller's address (its join listener is the next port).
+    Join(ClusterJoinArgs),
+    /// Leave the cluster: a controller leaves the membership first; the node's containers
+    /// and host set-up are removed; the data directory is removed.
+    Leave(ClusterLeaveArgs),
+    /// Print the join command with the stored join token of a role, or a new one.
+    Token(ClusterTokenArgs),
+}
+
+/// Where this host's part of a cluster lives.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ClusterPlaceArgs {
+    /// The data directory.
+    #[arg(long, env = "BERTH_DATA_DIR", default_value = crate::local::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// The cgroup parent of the node's containers.
+    #[arg(long, env = "BERTH_CGROUP_PARENT", default_value = "berth")]
+    pub cgroup_parent: String,
+}
+
+/// What a node started by `cluster init` or `join` is given.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ClusterNodeArgs {
+    /// A node label for placement constraints (KEY=VALUE); repeatable. Kept for the agent's
+    /// next starts.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// The node's name in the cluster (default: this host's name).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// How long to wait for the daemons to be ready (`30s`, `2m`).
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+}
+
+/// `berth cluster init`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ClusterInitArgs {
+    /// The address other hosts reach this controller at, HOST[:PORT] (default: this host's
+    /// address on its default route, port 7443); the join listener takes the next port.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub advertise: Option<String>,
+    /// Do not run a node agent on this host (a controller only).
+    #[arg(long)]
+    pub no_agent: bool,
+    /// Where it lives.
+    #[command(flatten)]
+    pub place: ClusterPlaceArgs,
+    /// The node.
+    #[command(flatten)]
+    pub node: ClusterNodeArgs,
+}
+
+/// `berth cluster join`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ClusterJoinArgs {
+    /// A controller's address, HOST:PORT (as `cluster init` printed it).
+    #[arg(value_name = "HOST:PORT")]
+    pub controller: String,
+    /// The join token; its role (agent or controller) decides what this host becomes.
+    #[arg(long, env = "BERTH_JOIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// With a controller token: the address other hosts reach this controller at,
+    /// HOST[:PORT] (default: this host's address on its default route, port 7443).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub advertise: Option<String>,
+    /// Where it lives.
+    #[command(flatten)]
+    pub place: ClusterPlaceArgs,
+    /// The node.
+    #[command(flatten)]
+    pub node: ClusterNodeArgs,
+}
+
+/// `berth cluster leave`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ClusterLeaveArgs {
+    /// Leave even if this is the last controller or the others could not commit without
+    /// it (the membership is then left as it is).
+    #[arg(long)]
+    pub force: bool,
+    /// Where it lives.
+    #[command(flatten)]
+    pub place: ClusterPlaceArgs,
+}
+
+/// `berth cluster token`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ClusterTokenArgs {
+    /// Whose token.
+    #[arg(value_enum)]
+    pub role: crate::local::TokenRole,
+    /// Make a new token (the old one is refused from then on), store and print it.
+    #[arg(long)]
+    pub rotate: bool,
+    /// Print only the token.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The data directory the token is kept in.
+    #[arg(long, env = "BERTH_DATA_DIR", default_value = crate::local::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+}
+
+/// `berth completion`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct CompletionArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+/// The shells `berth completion` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    /// bash.
+    Bash,
+    /// zsh.
+    Zsh,
+    /// fish.
+    Fish,
+}
+
+#[cfg(test)]
+mod cluster_args_tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(args).expect("valid").command
+    }
+
+    #[test]
+    fn cluster_init_takes_an_address_labels_and_no_agent() {
+        let Command::Cluster(ClusterCommand::Init(a)) = parse(&[
+            "berth",
+            "cluster",
+            "init",
+            "--advertise",
+            "10.0.0.1:7000",
+            "--no-agent",
+            "--label",
+            "zone=a",
+            "--label",
+            "disk=ssd",
+        ]) else {
+            panic!("not cluster init");
+        };
+        assert_eq!(a.advertise.as_deref(), Some("10.0.0.1:7000"));
+        assert!(a.no_agent);
+        assert_eq!(
+            a.node.labels,
+            vec![("zone".into(), "a".into()), ("disk".into(), "ssd".into())]
+        );
+        assert_eq!(a.place.data_dir, PathBuf::from("/var/lib/berth"));
+        let Command::Cluster(ClusterCommand::Init(a)) = parse(&["berth", "cluster", "init"]) else {
+            panic!("not cluster init");
+        };
+        assert_eq!(a.advertise, None);
+        assert!(!a.no_agent);
+    }
+
+    #[test]
+    fn cluster_join_takes_a_token_and_an_address() {
+        let Command::Cluster(ClusterCommand::Join(a)) = parse(&[
+            "berth",
+            "cluster",
+            "join",
+            "--token",
+            "BERTH-1-x",
+            "10.0.0.1:7443",
+            "--data-dir",
+            "/tmp/b",
+        ]) else {
+            panic!("not cluster join");
+        };
+        assert_eq!(a.token, "BERTH-1-x");
+        assert_eq!(a.controller, "10.0.0.1:7443");
+        assert_eq!(a.place.data_dir, PathBuf::from("/tmp/b"));
+    }
+
+    #[test]
+    fn cluster_token_and_leave() {
+        assert_eq!(
+            parse(&["berth", "cluster", "token", "controller", "--rotate", "-q"]),
+            Command::Cluster(ClusterCommand::Token(ClusterTokenArgs {
+                role: crate::local::TokenRole::Controller,
+                rotate: true,
+                quiet: true,
+                data_dir: "/var/lib/berth".into(),
+            }))
+        );
+        let Command::Cluster(ClusterCommand::Leave(a)) =
+            parse(&["berth", "cluster", "leave", "--force"])
+        else {
+            panic!("not cluster leave");
+        };
+        assert!(a.force);
+    }
+
+    #[test]
+    fn completion_takes_a_shell() {
+        assert_eq!(
+            parse(&["berth", "completion", "zsh"]),
+            Command::Completion(CompletionArgs {
+                shell: CompletionShell::Zsh
+            })
+        );
+    }
+
+    #[test]
+    fn cluster_usage_errors_are_rejected() {
+        for args in [
+            &["berth", "cluster"][..],
+            &["berth", "cluster", "join", "10.0.0.1:7443"],
+            &["berth", "cluster", "token"],
+            &["berth", "cluster", "token", "admin"],
+            &["berth", "cluster", "init", "--label", "novalue"],
+            &["berth", "completion"],
+            &["berth", "completion", "powershell"],
         ] {
             let err = Cli::try_parse_from(args).expect_err("invalid");
             assert!(err.use_stderr(), "{args:?} is a usage error");

@@ -7,7 +7,7 @@ use crate::args::{DownArgs, GlobalArgs, LocalArgs, UpArgs};
 use crate::context::Context;
 use crate::error::CliError;
 use crate::exit;
-use crate::local::{self, Options};
+use crate::local::{self, Credentials, Options};
 
 /// The context `up` writes.
 pub const CONTEXT: &str = "default";
@@ -24,20 +24,48 @@ fn options(a: &LocalArgs) -> Result<Options, CliError> {
 pub fn up(g: &GlobalArgs, a: &UpArgs, io: &mut Io) -> Result<u8, CliError> {
     let mut o = options(&a.local)?;
     o.timeout = a.timeout;
-    let r = local::up(&o)?;
+    let r = local::up(&o, "up")?;
     if r.initialised {
         io.print(&format!("created a cluster in {}\n", o.data_dir.display()))?;
     }
     if r.joined {
         io.print("joined this host as a node\n")?;
     }
+    o.addr = r.addr.clone();
     let creds = o.credentials();
+    write_context(g, &creds, io)?;
+    io.print(&ready_line(&r, &creds))?;
+    Ok(exit::OK)
+}
+
+/// `berth is up (...)`: what `up` and `cluster init` started and what is ready.
+pub fn ready_line(r: &local::UpReport, creds: &Credentials) -> String {
+    let what = match (r.started_controller, r.started_agent) {
+        (false, false) => "already up",
+        (true, true) => "started",
+        (true, false) => "started the controller",
+        (false, true) => "started the node agent",
+    };
+    let node = if r.node.is_empty() {
+        "no node on this host".to_owned()
+    } else {
+        format!("node {} ready", r.node)
+    };
+    format!(
+        "berth is up ({what}, {:.2} s): controller {}, {node}\n",
+        r.elapsed.as_secs_f64(),
+        creds.endpoint,
+    )
+}
+
+/// Writes the context [`CONTEXT`] for `creds` and makes it current, unless it is so.
+pub fn write_context(g: &GlobalArgs, creds: &Credentials, io: &mut Io) -> Result<(), CliError> {
     let (path, mut config) = load_config(g, io)?;
     let context = Context {
         endpoints: vec![creds.endpoint.clone()],
-        ca: creds.ca,
-        cert: creds.cert,
-        key: creds.key,
+        ca: creds.ca.clone(),
+        cert: creds.cert.clone(),
+        key: creds.key.clone(),
     };
     if config.contexts.get(CONTEXT) != Some(&context) || config.current.as_deref() != Some(CONTEXT)
     {
@@ -48,19 +76,7 @@ pub fn up(g: &GlobalArgs, a: &UpArgs, io: &mut Io) -> Result<u8, CliError> {
             path.display()
         ))?;
     }
-    let what = match (r.started_controller, r.started_agent) {
-        (false, false) => "already up",
-        (true, true) => "started",
-        (true, false) => "started the controller",
-        (false, true) => "started the node agent",
-    };
-    io.print(&format!(
-        "berth is up ({what}, {:.2} s): controller {}, node {} ready\n",
-        r.elapsed.as_secs_f64(),
-        creds.endpoint,
-        r.node
-    ))?;
-    Ok(exit::OK)
+    Ok(())
 }
 
 /// `berth down`.

@@ -5,6 +5,8 @@
 //! folder), so that tests can run commands without the process's own.
 
 pub mod apply;
+pub mod cluster;
+pub mod completion;
 pub mod context;
 pub mod diff;
 pub mod events;
@@ -127,6 +129,8 @@ pub fn run(cli: &Cli, io: &mut Io) -> Result<u8, CliError> {
         Command::Node(c) => block_on(node::run(g, c, io))?,
         Command::Up(args) => local::up(g, args, io)?,
         Command::Down(args) => local::down(args, io)?,
+        Command::Cluster(c) => cluster::run(g, c, io)?,
+        Command::Completion(args) => completion::run(args, io)?,
     };
     io.out.flush().map_err(CliError::Write)?;
     Ok(code)

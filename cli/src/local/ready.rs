@@ -10,6 +10,9 @@ use tonic::transport::Channel;
 
 use super::{Credentials, Daemon, LocalError, Options};
 
+/// How long a membership change may take (the controller gives itself 12 s).
+const MEMBER_CHANGE_WAIT: Duration = Duration::from_secs(15);
+
 /// What the node agent logs once its session is registered (`berth_agent::node::session`).
 const REGISTERED: &str = " registered controller=";
 
@@ -55,15 +58,37 @@ impl Client {
         })
     }
 
+    /// The controller's `Status`.
+    pub fn status(&self) -> Result<v1::ControlStatus, tonic::Status> {
+        self.call(async |mut c| c.status(v1::Empty {}).await)
+    }
+
+    /// `RemoveMember` of `id`.
+    pub fn remove_member(&self, id: u64) -> Result<v1::ControlStatus, tonic::Status> {
+        self.call_for(MEMBER_CHANGE_WAIT, async |mut c| {
+            c.remove_member(v1::RemoveMemberRequest { id }).await
+        })
+    }
+
     fn call<T>(
         &self,
         f: impl AsyncFnOnce(ControlClient<Channel>) -> Result<tonic::Response<T>, tonic::Status>,
     ) -> Result<T, tonic::Status> {
+        self.call_for(Duration::from_secs(2), f)
+    }
+
+    fn call_for<T>(
+        &self,
+        wait: Duration,
+        f: impl AsyncFnOnce(ControlClient<Channel>) -> Result<tonic::Response<T>, tonic::Status>,
+    ) -> Result<T, tonic::Status> {
         let c = self.control.clone();
         self.rt.block_on(async {
-            match tokio::time::timeout(Duration::from_secs(2), f(c)).await {
+            match tokio::time::timeout(wait, f(c)).await {
                 Ok(r) => r.map(tonic::Response::into_inner),
-                Err(_) => Err(tonic::Status::deadline_exceeded("no answer within 2 s")),
+                Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                    "no answer within {wait:?}"
+                ))),
             }
         })
     }
@@ -99,11 +124,12 @@ pub fn wait_leader(
     }
 }
 
-/// Waits until a node is ready and answers its hostname. When this `berth` started the
-/// agent, also until the agent says it registered: the node's record may still say ready
-/// from before the restart.
+/// Waits until the node `node_id` is ready and answers its hostname. When this `berth`
+/// started the agent, also until the agent says it registered: the node's record may still
+/// say ready from before the restart.
 pub fn wait_node(
     client: &Client,
+    node_id: &str,
     agent: &Daemon,
     controller: &Daemon,
     opts: &Options,
@@ -119,7 +145,7 @@ pub fn wait_node(
                 let ready = r
                     .nodes
                     .iter()
-                    .find(|n| n.status == v1::NodeStatus::Ready as i32);
+                    .find(|n| n.id == node_id && n.status == v1::NodeStatus::Ready as i32);
                 if let Some(n) = ready
                     && agent.logged_since_start(REGISTERED)
                 {
@@ -127,7 +153,7 @@ pub fn wait_node(
                 }
                 match ready {
                     Some(_) => "the node agent has not registered yet".to_owned(),
-                    None => format!("no ready node yet ({} known)", r.nodes.len()),
+                    None => format!("node {node_id} is not ready yet"),
                 }
             }
             Err(e) => format!("the controller does not answer: {}", e.message()),
@@ -136,5 +162,47 @@ pub fn wait_node(
             return Err(not_ready(opts, why));
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the node agent this `berth` started says it registered with a controller
+/// (on a host without an admin certificate, that is all there is to ask).
+pub fn wait_registered(agent: &Daemon, opts: &Options, started: Instant) -> Result<(), LocalError> {
+    while !agent.logged_since_start(REGISTERED) {
+        agent.check_alive()?;
+        if started.elapsed() > opts.timeout {
+            return Err(not_ready(
+                opts,
+                "the node agent has not registered with a controller".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Waits until member `id` is a voter of the membership, as the controller answers.
+pub fn wait_member(
+    client: &Client,
+    id: u64,
+    controller: &Daemon,
+    opts: &Options,
+    started: Instant,
+) -> Result<(), LocalError> {
+    loop {
+        controller.check_alive()?;
+        let why = match client.status() {
+            Ok(s) if s.voters.iter().any(|m| m.id == id) => return Ok(()),
+            Ok(s) => format!(
+                "member {id} is not a voter yet (voters {:?}, learners {:?})",
+                s.voters.iter().map(|m| m.id).collect::<Vec<_>>(),
+                s.learners.iter().map(|m| m.id).collect::<Vec<_>>()
+            ),
+            Err(e) => format!("the controller does not answer: {}", e.message()),
+        };
+        if started.elapsed() > opts.timeout {
+            return Err(not_ready(opts, why));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
