@@ -21,47 +21,64 @@ const POLL: Duration = Duration::from_millis(500);
 pub async fn run(g: &GlobalArgs, args: &ApplyArgs, io: &mut Io<'_>) -> Result<u8, CliError> {
     let specs = super::files::read_specs(&args.files.files, io)?;
     let client = super::connect(g, io).await?;
-    let mut applied = Vec::new();
-    for spec in specs {
-        let name = spec.name.clone();
-        let request = v1::ApplyServiceRequest {
-            spec: Some(spec),
-            expected_version: None,
-        };
-        let response = client
-            .call(&format!("apply {name}"), |mut c| {
-                let request = request.clone();
-                async move { c.apply_service(request).await }
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let request = v1::ApplyServicesRequest {
+        services: specs
+            .into_iter()
+            .map(|spec| v1::ApplyServiceRequest {
+                spec: Some(spec),
+                expected_version: None,
             })
-            .await
-            .inspect_err(|_| {
-                if !applied.is_empty() {
-                    io.note(&format!(
-                        "applied before the error: {}\n",
-                        applied
-                            .iter()
-                            .map(|s: &v1::Service| name_of(s))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
+            .collect(),
+    };
+    // One call for every service: the controller applies them concurrently.
+    let what = match names.as_slice() {
+        [one] => format!("apply {one}"),
+        _ => format!("apply {} services", names.len()),
+    };
+    let results = client
+        .call(&what, |mut c| {
+            let request = request.clone();
+            async move { c.apply_services(request).await }
+        })
+        .await?
+        .results;
+    let mut applied = Vec::new();
+    let mut failed = None;
+    for (name, result) in names.iter().zip(results) {
+        match result.result {
+            Some(v1::apply_service_result::Result::Applied(response)) => {
+                let service = response.service.unwrap_or_default();
+                io.print(&format!(
+                    "{name}: {} (version {})\n",
+                    response.outcome, service.version
+                ))?;
+                applied.push(service);
+            }
+            Some(v1::apply_service_result::Result::Failure(f)) => {
+                let status = tonic::Status::new(tonic::Code::from_i32(f.code), f.message);
+                let e = ClientError::call(format!("apply {name}"), &status);
+                // The first failure is the command's error; the others are noted.
+                if failed.is_some() {
+                    io.note(&format!("error: {e}\n"));
                 }
-            })?;
-        let service = response.service.unwrap_or_default();
-        io.print(&format!(
-            "{name}: {} (version {})\n",
-            response.outcome, service.version
-        ))?;
-        applied.push(service);
+                failed.get_or_insert(e);
+            }
+            None => {
+                let status = tonic::Status::internal("the controller gave no answer");
+                failed.get_or_insert(ClientError::call(format!("apply {name}"), &status));
+            }
+        }
+    }
+    if let Some(e) = failed {
+        // The others were applied (said above); the first failure is the command's error.
+        return Err(e.into());
     }
     if args.detach {
         return Ok(exit::OK);
     }
     io.out.flush().map_err(CliError::Write)?;
     wait(&client, &applied, args.timeout, io).await
-}
-
-fn name_of(s: &v1::Service) -> String {
-    s.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default()
 }
 
 /// The progress of each service from the cluster's tasks.

@@ -18,7 +18,7 @@ use crate::test_support::{cert_for, initialize};
 use crate::transport::MtlsConnector;
 
 /// Starts three members and initialises them; returns them and the leader's id.
-async fn start_cluster(ca: &ClusterCa) -> (Vec<TestMember>, NodeId) {
+pub(super) async fn start_cluster(ca: &ClusterCa) -> (Vec<TestMember>, NodeId) {
     let mut members = Vec::new();
     for id in 1..=3 {
         members.push(start_member(ca, id).await);

@@ -11,6 +11,8 @@ pub mod relay;
 pub(crate) mod store;
 
 #[cfg(test)]
+mod batch_tests;
+#[cfg(test)]
 pub(crate) mod control_tests;
 #[cfg(test)]
 mod dispatch_tests;

@@ -29,6 +29,8 @@ use futures::StreamExt;
 
 const REPLICAS: u32 = 100;
 const CLIENTS: usize = 16;
+/// Services per `ApplyServices` call.
+const BATCH: usize = 100;
 
 /// `--runs 1000:20000,5000:100000`.
 fn runs() -> anyhow::Result<Vec<(usize, usize)>> {
@@ -189,21 +191,38 @@ fn one_run(nodes: usize, tasks: usize) -> anyhow::Result<String> {
                 started,
                 tx,
             ));
-            // 16 clients, each with one connection made before the clock started, each
-            // applying its share of the services one after the other.
+            // The services in `ApplyServices` calls of BATCH, as `berth apply -f` sends a
+            // file's services; the calls spread over 16 clients, each with one connection
+            // made before the clock started.
+            let batches: Vec<Vec<usize>> = (0..services)
+                .collect::<Vec<_>>()
+                .chunks(BATCH)
+                .map(<[usize]>::to_vec)
+                .collect();
+            let batches = &batches;
             let applies = clients.into_iter().enumerate().map(|(c, mut client)| async move {
-                for i in (c..services).step_by(CLIENTS) {
-                    client
-                        .apply_service(v1::ApplyServiceRequest {
-                            spec: Some(v1::ServiceSpec {
-                                name: format!("svc-{i:05}"),
-                                image: "bench:1".into(),
-                                replicas: REPLICAS,
-                                ..Default::default()
-                            }),
-                            expected_version: None,
-                        })
-                        .await?;
+                for batch in batches.iter().skip(c).step_by(CLIENTS) {
+                    let request = v1::ApplyServicesRequest {
+                        services: batch
+                            .iter()
+                            .map(|i| v1::ApplyServiceRequest {
+                                spec: Some(v1::ServiceSpec {
+                                    name: format!("svc-{i:05}"),
+                                    image: "bench:1".into(),
+                                    replicas: REPLICAS,
+                                    ..Default::default()
+                                }),
+                                expected_version: None,
+                            })
+                            .collect(),
+                    };
+                    let results = client.apply_services(request).await?.into_inner().results;
+                    if let Some(f) = results.iter().find_map(|r| match &r.result {
+                        Some(v1::apply_service_result::Result::Failure(f)) => Some(f.clone()),
+                        _ => None,
+                    }) {
+                        bail!("a service was not applied: {}", f.message);
+                    }
                 }
                 anyhow::Ok(())
             });

@@ -19,12 +19,13 @@ use std::sync::{Arc, Mutex};
 
 use berth_proto::v1::control_server::{Control, ControlServer};
 use berth_proto::v1::{
-    AddMemberRequest, ApplyServiceRequest, ApplyServiceResponse, ControlStatus, Empty, ExecRequest,
-    GetServiceRequest, GetServiceResponse, ImagesResponse, ImportImageRequest, ListImagesRequest,
-    ListNodesRequest, ListNodesResponse, ListServicesRequest, ListServicesResponse,
-    ListTasksRequest, ListTasksResponse, LogsRequest, RemoveImageRequest, RemoveMemberRequest,
-    RemoveServiceRequest, RemoveServiceResponse, RotateTokenRequest, RotateTokenResponse,
-    ScaleServiceRequest, UpdateNodeRequest, UpdateNodeResponse, WatchEventsRequest,
+    AddMemberRequest, ApplyServiceRequest, ApplyServiceResponse, ApplyServicesRequest,
+    ApplyServicesResponse, ControlStatus, Empty, ExecRequest, GetServiceRequest,
+    GetServiceResponse, ImagesResponse, ImportImageRequest, ListImagesRequest, ListNodesRequest,
+    ListNodesResponse, ListServicesRequest, ListServicesResponse, ListTasksRequest,
+    ListTasksResponse, LogsRequest, RemoveImageRequest, RemoveMemberRequest, RemoveServiceRequest,
+    RemoveServiceResponse, RotateTokenRequest, RotateTokenResponse, ScaleServiceRequest,
+    UpdateNodeRequest, UpdateNodeResponse, WatchEventsRequest,
 };
 use openraft::Raft;
 use tonic::transport::Channel;
@@ -37,6 +38,7 @@ use crate::pki::{CaFingerprint, Role};
 use crate::raft::{KvReader, NodeId, Proposer, TypeConfig};
 use crate::transport::{MtlsConnector, authorize_peer};
 
+mod batch;
 mod error;
 mod events;
 mod forward;
@@ -47,6 +49,7 @@ mod ops;
 mod status;
 mod tokens;
 
+pub use batch::MAX_BATCH;
 pub use error::ControlError;
 pub use forward::{FORWARD_TIMEOUT, FORWARDED_BY};
 pub use members::{MEMBER_CHANGE_TIMEOUT, MemberError};
@@ -271,6 +274,19 @@ impl Control for ControlService {
         request: Request<Streaming<ExecRequest>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
         self.exec_rpc(request).await
+    }
+
+    async fn apply_services(
+        &self,
+        request: Request<ApplyServicesRequest>,
+    ) -> Result<Response<ApplyServicesResponse>, Status> {
+        local_or_leader!(
+            self,
+            request,
+            "ApplyServices",
+            apply_many_local,
+            apply_services
+        )
     }
 
     async fn import_image(
