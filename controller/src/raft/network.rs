@@ -48,7 +48,7 @@ use crate::transport::MtlsConnector;
 /// The error of a Raft RPC whose remote side may answer with `RaftError<NodeId, E>`.
 /// The most bytes sent in one append request of several entries; a larger one is split (a
 /// single entry goes whole, up to the message limit).
-pub const APPEND_TARGET_BYTES: usize = 256 * 1024;
+pub const APPEND_TARGET_BYTES: usize = 1024 * 1024;
 
 type RpcError<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
 
@@ -315,14 +315,14 @@ mod tests {
             );
             assert!(estimate < encoded + 256, "{estimate} far above {encoded}");
         }
-        // 150 KB values: one fits 256 KiB, two do not.
-        let big: Vec<Entry> = (1..=5).map(|i| entry(i, 150_000)).collect();
+        // 600 KB values: one fits 1 MiB, two do not.
+        let big: Vec<Entry> = (1..=5).map(|i| entry(i, 600_000)).collect();
         assert_eq!(entries_that_fit(&big, APPEND_TARGET_BYTES), Some(1));
         let small: Vec<Entry> = (1..=8).map(|i| entry(i, 1000)).collect();
         assert_eq!(entries_that_fit(&small, APPEND_TARGET_BYTES), None);
         // A lone entry is never split, whatever its size.
         assert_eq!(entries_that_fit(&big[..1], 10), None);
-        let mixed = vec![entry(1, 1000), entry(2, 1000), entry(3, 300_000)];
+        let mixed = vec![entry(1, 1000), entry(2, 1000), entry(3, 1_100_000)];
         assert_eq!(entries_that_fit(&mixed, APPEND_TARGET_BYTES), Some(2));
     }
 }
