@@ -23,8 +23,9 @@ use berth_proto::v1::{
     GetServiceRequest, GetServiceResponse, ImagesResponse, ImportImageRequest, ListImagesRequest,
     ListNodesRequest, ListNodesResponse, ListServicesRequest, ListServicesResponse,
     ListTasksRequest, ListTasksResponse, LogsRequest, RemoveImageRequest, RemoveMemberRequest,
-    RemoveServiceRequest, RemoveServiceResponse, RotateTokenRequest, RotateTokenResponse,
-    ScaleServiceRequest, UpdateNodeRequest, UpdateNodeResponse, WatchEventsRequest,
+    RemoveNodeRequest, RemoveNodeResponse, RemoveServiceRequest, RemoveServiceResponse,
+    RotateTokenRequest, RotateTokenResponse, ScaleServiceRequest, UpdateNodeRequest,
+    UpdateNodeResponse, WatchEventsRequest,
 };
 use openraft::Raft;
 use tonic::transport::Channel;
@@ -42,6 +43,7 @@ mod events;
 mod forward;
 mod members;
 mod node_io;
+mod node_rm;
 mod nodes;
 mod ops;
 mod status;
@@ -244,6 +246,13 @@ impl Control for ControlService {
         request: Request<UpdateNodeRequest>,
     ) -> Result<Response<UpdateNodeResponse>, Status> {
         local_or_leader!(self, request, "UpdateNode", update_node_local, update_node)
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<RemoveNodeRequest>,
+    ) -> Result<Response<RemoveNodeResponse>, Status> {
+        local_or_leader!(self, request, "RemoveNode", remove_node_local, remove_node)
     }
 
     type WatchEventsStream = events::EventStream;
