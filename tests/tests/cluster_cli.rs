@@ -7,7 +7,8 @@
 //! a node, both nodes are ready; the agent token rotated is refused; host 2 also joins as
 //! a controller (a second data directory) and leaves the membership again; the last
 //! controller refuses to leave without --force; the node that left is removed with
-//! `berth node rm`; both hosts leave and nothing is left.
+//! `berth node rm`; host 2 joins as a controller again and host 1 (controller and node)
+//! leaves, removing its own node; host 2 leaves last with --force and nothing is left.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -368,16 +369,43 @@ fn two_hosts_form_a_cluster_rotate_a_token_and_leave_cleanly() {
     let err = h2.fails("a", &["leave"]);
     assert!(err.contains("not part of a cluster"), "{err}");
 
-    // Host 1 leaves with --force: nothing is left there either.
+    // Host 2 joins as a controller again; host 1 (controller and node) leaves: it leaves the
+    // membership and removes its own node with its admin certificate, through host 2.
+    let out = h2.ok(
+        "b",
+        &[
+            "join",
+            "--token",
+            &controller_token,
+            &ctl,
+            "--advertise",
+            &h2.ip.to_string(),
+        ],
+    );
+    assert!(out.contains("is a voter"), "{out}");
     let pids1 = h1.pids("a");
     assert_eq!(pids1.len(), 2, "{pids1:?}");
-    let out = h1.ok("a", &["leave", "--force"]);
+    let out = h1.ok("a", &["leave"]);
     assert!(
-        out.contains("context `default` removed") && out.contains("the cluster is gone"),
+        out.contains("member 1 removed")
+            && out.contains("removed from the cluster")
+            && out.contains("context `default` removed"),
         "{out}"
     );
     assert!(pids1.iter().all(|p| !alive(*p)));
     h1.assert_clean("a");
+    let o = h2.cli(&["node", "ls"]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("host-1"),
+        "{}",
+        show(&o)
+    );
+
+    // Host 2, the last controller now, leaves with --force: nothing is left there either.
+    let out = h2.ok("b", &["leave", "--force"]);
+    assert!(out.contains("the cluster is gone"), "{out}");
+    h2.assert_clean("b");
     eprintln!("cluster_cli took {:?}", started.elapsed());
 }
 

@@ -395,26 +395,42 @@ pub fn leave(opts: &Options, force: bool) -> Result<LeaveReport, LocalError> {
     Ok(report)
 }
 
+/// How long [`remove_node`] retries while no controller can serve it (the others may be
+/// electing a leader after this one left the membership).
+const REMOVE_NODE_WAIT: Duration = Duration::from_secs(10);
+
 /// Removes node `id`'s record (forced) through the first of `endpoints` that does it, with
-/// this host's admin certificate; answers why none did.
+/// this host's admin certificate, retrying while they answer UNAVAILABLE; answers why none
+/// did.
 fn remove_node(opts: &Options, id: &str, endpoints: &[String]) -> Result<(), String> {
-    let mut why = Vec::new();
-    for endpoint in endpoints {
-        let mut creds = opts.credentials();
-        creds.endpoint = endpoint.clone();
-        let answer = ready::Client::new(&creds)
-            .map_err(|e| e.to_string())
-            .and_then(|c| c.remove_node(id).map_err(|s| s.message().to_owned()));
-        match answer {
-            Ok(_) => return Ok(()),
-            Err(e) => why.push(format!("{endpoint}: {e}")),
-        }
+    if endpoints.is_empty() {
+        return Err("no controller to ask".to_owned());
     }
-    Err(if why.is_empty() {
-        "no controller to ask".to_owned()
-    } else {
-        why.join("; ")
-    })
+    let until = Instant::now() + REMOVE_NODE_WAIT;
+    loop {
+        let mut why = Vec::new();
+        let mut electing = false;
+        for endpoint in endpoints {
+            let mut creds = opts.credentials();
+            creds.endpoint = endpoint.clone();
+            let answer = ready::Client::new(&creds)
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    c.remove_node(id).map_err(|s| {
+                        electing |= s.code() == tonic::Code::Unavailable;
+                        s.message().to_owned()
+                    })
+                });
+            match answer {
+                Ok(_) => return Ok(()),
+                Err(e) => why.push(format!("{endpoint}: {e}")),
+            }
+        }
+        if !electing || Instant::now() >= until {
+            return Err(why.join("; "));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Why a controller did not leave the membership.
