@@ -23,9 +23,8 @@ use berth_proto::v1::{
     GetServiceRequest, GetServiceResponse, ImagesResponse, ImportImageRequest, ListImagesRequest,
     ListNodesRequest, ListNodesResponse, ListServicesRequest, ListServicesResponse,
     ListTasksRequest, ListTasksResponse, LogsRequest, RemoveImageRequest, RemoveMemberRequest,
-    RemoveNodeRequest, RemoveNodeResponse, RemoveServiceRequest, RemoveServiceResponse,
-    RotateTokenRequest, RotateTokenResponse, ScaleServiceRequest, UpdateNodeRequest,
-    UpdateNodeResponse, WatchEventsRequest,
+    RemoveServiceRequest, RemoveServiceResponse, RotateTokenRequest, RotateTokenResponse,
+    ScaleServiceRequest, UpdateNodeRequest, UpdateNodeResponse, WatchEventsRequest,
 };
 use openraft::Raft;
 use tonic::transport::Channel;
@@ -250,8 +249,8 @@ impl Control for ControlService {
 
     async fn remove_node(
         &self,
-        request: Request<RemoveNodeRequest>,
-    ) -> Result<Response<RemoveNodeResponse>, Status> {
+        request: Request<berth_proto::v1::RemoveNodeRequest>,
+    ) -> Result<Response<berth_proto::v1::RemoveNodeResponse>, Status> {
         local_or_leader!(self, request, "RemoveNode", remove_node_local, remove_node)
     }
 
