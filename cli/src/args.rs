@@ -356,6 +356,20 @@ pub enum NodeCommand {
     Drain(NodeArg),
     /// Let a node take tasks again (availability active).
     Activate(NodeArg),
+    /// Remove nodes from the cluster: refused while a node is ready (drain it and stop its
+    /// agent first) unless --force; its tasks move to other nodes.
+    Rm(NodeRmArgs),
+}
+
+/// `berth node rm`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct NodeRmArgs {
+    /// The nodes: ids, id prefixes or hostnames.
+    #[arg(required = true, value_name = "NODE")]
+    pub nodes: Vec<String>,
+    /// Remove a node even while it is ready (its agent is refused from then on).
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 /// A node, by id or hostname.

@@ -6,7 +6,9 @@
 //! Host 1 creates a cluster (its address found from its default route), host 2 joins it as
 //! a node, both nodes are ready; the agent token rotated is refused; host 2 also joins as
 //! a controller (a second data directory) and leaves the membership again; the last
-//! controller refuses to leave without --force; both hosts leave and nothing is left.
+//! controller refuses to leave without --force; the node that left is removed with
+//! `berth node rm`; host 2 joins as a controller again and host 1 (controller and node)
+//! leaves, removing its own node; host 2 leaves last with --force and nothing is left.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -326,26 +328,84 @@ fn two_hosts_form_a_cluster_rotate_a_token_and_leave_cleanly() {
     // Host 2 leaves as a node: nothing of it is left.
     let pids2 = h2.pids("a");
     assert_eq!(pids2.len(), 1, "one agent: {pids2:?}");
-    let out = h2.ok("a", &["leave"]);
+    let o = h2.cluster("a", &["leave"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
     assert!(
         out.contains("node stopped") && out.contains("left the cluster"),
         "{out}"
     );
+    // An agent-only host has no admin certificate: it says how to remove its record.
+    assert!(
+        err.contains("still lists this node") && err.contains("berth node rm "),
+        "{err}"
+    );
     assert!(pids2.iter().all(|p| !alive(*p)));
     h2.assert_clean("a");
+
+    // `berth node rm` from the admin host: refused for a ready node without --force; the
+    // departed node, once down, is removed and no longer listed.
+    let o = h1.cli(&["node", "rm", "host-1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is ready") && err.contains("--force"), "{err}");
+    wait("host-2 down", || {
+        let ls = String::from_utf8_lossy(&h1.cli(&["node", "ls"]).stdout).to_lowercase();
+        ls.lines()
+            .any(|l| l.contains("host-2") && l.contains("down"))
+    });
+    let o = h1.cli(&["node", "rm", "host-2"]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("host-2 ("),
+        "{}",
+        show(&o)
+    );
+    let ls = String::from_utf8_lossy(&h1.cli(&["node", "ls"]).stdout).into_owned();
+    assert!(ls.contains("host-1") && !ls.contains("host-2"), "{ls}");
     let err = h2.fails("a", &["leave"]);
     assert!(err.contains("not part of a cluster"), "{err}");
 
-    // Host 1 leaves with --force: nothing is left there either.
+    // Host 2 joins as a controller again; host 1 (controller and node) leaves: it leaves the
+    // membership and removes its own node with its admin certificate, through host 2.
+    let out = h2.ok(
+        "b",
+        &[
+            "join",
+            "--token",
+            &controller_token,
+            &ctl,
+            "--advertise",
+            &h2.ip.to_string(),
+        ],
+    );
+    assert!(out.contains("is a voter"), "{out}");
     let pids1 = h1.pids("a");
     assert_eq!(pids1.len(), 2, "{pids1:?}");
-    let out = h1.ok("a", &["leave", "--force"]);
+    let out = h1.ok("a", &["leave"]);
     assert!(
-        out.contains("context `default` removed") && out.contains("the cluster is gone"),
+        out.contains("member 1 removed")
+            && out.contains("removed from the cluster")
+            && out.contains("context `default` removed"),
         "{out}"
     );
     assert!(pids1.iter().all(|p| !alive(*p)));
     h1.assert_clean("a");
+    let o = h2.cli(&["node", "ls"]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("host-1"),
+        "{}",
+        show(&o)
+    );
+
+    // Host 2, the last controller now, leaves with --force: nothing is left there either.
+    let out = h2.ok("b", &["leave", "--force"]);
+    assert!(out.contains("the cluster is gone"), "{out}");
+    h2.assert_clean("b");
     eprintln!("cluster_cli took {:?}", started.elapsed());
 }
 

@@ -157,11 +157,21 @@ fn leave(g: &GlobalArgs, a: &ClusterLeaveArgs, io: &mut Io) -> Result<u8, CliErr
             "warning: this controller was not removed from the membership ({why}); remove it from another controller if the cluster lives on\n"
         ));
     }
+    if let Some(id) = &r.removed_node {
+        io.print(&format!(
+            "node {id} removed from the cluster (its tasks move to other nodes)\n"
+        ))?;
+    }
     if r.left_as_node {
         io.print(&format!(
-            "node stopped: {} container(s) removed, network and cgroups cleaned up (the cluster shows the node down)\n",
+            "node stopped: {} container(s) removed, network and cgroups cleaned up\n",
             r.containers
         ))?;
+    }
+    if let Some((id, why)) = &r.node_left_listed {
+        io.note(&format!(
+            "hint: the cluster still lists this node ({why}; it shows down once its heartbeats stop): run `berth node rm {id}` from an admin host\n"
+        ));
     }
     // The context `default` pointed at this host's controller: it is gone.
     let (path, mut config) = load_config(g, io)?;

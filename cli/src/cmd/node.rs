@@ -1,12 +1,12 @@
-//! `berth node ls | inspect | update | drain | activate`. A node is named by its id, a
+//! `berth node ls | inspect | update | drain | activate | rm`. A node is named by its id, a
 //! unique prefix of its id, or its hostname.
 
 use berth_proto::v1;
 
 use super::Io;
 use super::ps::list_nodes;
-use crate::args::{Availability, GlobalArgs, NodeCommand, NodeUpdateArgs};
-use crate::client::Client;
+use crate::args::{Availability, GlobalArgs, NodeCommand, NodeRmArgs, NodeUpdateArgs};
+use crate::client::{Client, ClientError};
 use crate::error::CliError;
 use crate::exit;
 use crate::output::model::NodeView;
@@ -75,8 +75,67 @@ pub async fn run(g: &GlobalArgs, cmd: &NodeCommand, io: &mut Io<'_>) -> Result<u
             };
             update(&client, &all, &args, io).await?;
         }
+        NodeCommand::Rm(args) => remove(&client, &all, args, io).await?,
     }
     Ok(exit::OK)
+}
+
+/// `berth node rm`: every node is tried; the command fails if any could not be removed.
+async fn remove(
+    client: &Client,
+    all: &[v1::Node],
+    args: &NodeRmArgs,
+    io: &mut Io<'_>,
+) -> Result<(), CliError> {
+    let mut failed = Vec::new();
+    for name in &args.nodes {
+        match remove_one(client, all, name, args.force).await {
+            Ok(node) => io.print(&format!("{} ({}): removed\n", node.hostname, node.id))?,
+            Err(e) if args.nodes.len() == 1 => return Err(e),
+            Err(e) => {
+                io.note(&format!("error: {e}\n"));
+                failed.push(name.clone());
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::SomeFailed {
+            what: "remove",
+            names: failed,
+        })
+    }
+}
+
+async fn remove_one(
+    client: &Client,
+    all: &[v1::Node],
+    name: &str,
+    force: bool,
+) -> Result<v1::Node, CliError> {
+    let node = find(all, name)?;
+    let request = v1::RemoveNodeRequest {
+        node: node.id.clone(),
+        force,
+    };
+    let what = format!("remove node {name}");
+    let result = client
+        .call(&what, |mut c| {
+            let request = request.clone();
+            async move { c.remove_node(request).await }
+        })
+        .await;
+    match result {
+        Ok(response) => Ok(response.node.unwrap_or_else(|| node.clone())),
+        // The controller's own words say what to do (drain, stop the agent, --force).
+        Err(ClientError::Call {
+            code: tonic::Code::FailedPrecondition | tonic::Code::NotFound,
+            message,
+            ..
+        }) => Err(CliError::Node(format!("{what}: {message}"))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn update(

@@ -320,14 +320,21 @@ pub struct LeaveReport {
     pub not_removed: Option<String>,
     /// A node agent was stopped and its set-up removed.
     pub left_as_node: bool,
+    /// The node's record, removed from the cluster (with this host's admin certificate).
+    pub removed_node: Option<String>,
+    /// The node's id when its record could not be removed from here (no admin certificate
+    /// on this host, or no controller answered), with why: `berth node rm` it elsewhere.
+    pub node_left_listed: Option<(String, String)>,
     /// Its containers removed.
     pub containers: usize,
 }
 
 /// Leaves the cluster: a controller member is first removed from the membership (refused,
 /// unless `force`, when it is the last voter or the others could not commit without it);
-/// then the agent is stopped and its containers and host set-up removed, the controller
-/// stopped, and the data directory (identities, tokens, state) removed.
+/// a node's record is removed (forced, with this host's admin certificate, asking the other
+/// controllers; a host without one only reports the node's id); then the agent is stopped
+/// and its containers and host set-up removed, the controller stopped, and the data
+/// directory (identities, tokens, state) removed.
 pub fn leave(opts: &Options, force: bool) -> Result<LeaveReport, LocalError> {
     need_root("cluster leave")?;
     let ctl_dir = opts.controller_dir();
@@ -347,9 +354,18 @@ pub fn leave(opts: &Options, force: bool) -> Result<LeaveReport, LocalError> {
     }
     let mut report = LeaveReport::default();
     let controller = Daemon::new("controller", &opts.data_dir);
+    // The controllers that can remove the node's record: this one, unless it leaves the
+    // membership first (then the others).
+    let mut endpoints = cluster
+        .as_ref()
+        .map(|c| vec![c.advertise.clone()])
+        .unwrap_or_default();
     if let Some(c) = &cluster {
         match leave_membership(opts, c.member_id, &c.advertise, &controller) {
-            Ok(()) => report.removed_member = Some(c.member_id),
+            Ok(others) => {
+                report.removed_member = Some(c.member_id);
+                endpoints = others;
+            }
             Err(LastMember(_)) if force => report.was_last = true,
             Err(LastMember(id)) => {
                 return Err(LocalError::Unsafe(format!(
@@ -360,11 +376,61 @@ pub fn leave(opts: &Options, force: bool) -> Result<LeaveReport, LocalError> {
             Err(Other(e)) => return Err(e),
         }
     }
+    if is_node && !report.was_last {
+        let node_id = agent_node_id(&opts.agent_dir())?;
+        if cluster.is_none() {
+            report.node_left_listed =
+                Some((node_id, "this host has no admin certificate".to_owned()));
+        } else {
+            match remove_node(opts, &node_id, &endpoints) {
+                Ok(()) => report.removed_node = Some(node_id),
+                Err(why) => report.node_left_listed = Some((node_id, why)),
+            }
+        }
+    }
     (report.left_as_node, report.containers) = remove_agent(opts)?;
     report.left_as_node |= is_node;
     controller.stop(Duration::from_secs(10))?;
     fs::remove_dir_all(&opts.data_dir).map_err(|e| LocalError::io("remove", &opts.data_dir, e))?;
     Ok(report)
+}
+
+/// How long [`remove_node`] retries while no controller can serve it (the others may be
+/// electing a leader after this one left the membership).
+const REMOVE_NODE_WAIT: Duration = Duration::from_secs(10);
+
+/// Removes node `id`'s record (forced) through the first of `endpoints` that does it, with
+/// this host's admin certificate, retrying while they answer UNAVAILABLE; answers why none
+/// did.
+fn remove_node(opts: &Options, id: &str, endpoints: &[String]) -> Result<(), String> {
+    if endpoints.is_empty() {
+        return Err("no controller to ask".to_owned());
+    }
+    let until = Instant::now() + REMOVE_NODE_WAIT;
+    loop {
+        let mut why = Vec::new();
+        let mut electing = false;
+        for endpoint in endpoints {
+            let mut creds = opts.credentials();
+            creds.endpoint = endpoint.clone();
+            let answer = ready::Client::new(&creds)
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    c.remove_node(id).map_err(|s| {
+                        electing |= s.code() == tonic::Code::Unavailable;
+                        s.message().to_owned()
+                    })
+                });
+            match answer {
+                Ok(_) => return Ok(()),
+                Err(e) => why.push(format!("{endpoint}: {e}")),
+            }
+        }
+        if !electing || Instant::now() >= until {
+            return Err(why.join("; "));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Why a controller did not leave the membership.
@@ -383,13 +449,13 @@ impl From<LocalError> for NotLeft {
 }
 
 /// Removes member `id` from the membership, asking it (it forwards to the leader), after
-/// checking that the cluster survives it.
+/// checking that the cluster survives it; answers the other voters' addresses.
 fn leave_membership(
     opts: &Options,
     id: u64,
     advertise: &str,
     controller: &Daemon,
-) -> Result<(), NotLeft> {
+) -> Result<Vec<String>, NotLeft> {
     if !controller.running() {
         return Err(Other(LocalError::Unsafe(format!(
             "this controller (member {id}) is not running, so it cannot ask the cluster to remove it; start it with `berth cluster init` (or `join`) again"
@@ -432,7 +498,7 @@ fn leave_membership(
         status: format!("{:?}", s.code()),
         output: s.message().to_owned(),
     })?;
-    Ok(())
+    Ok(others.iter().map(|m| m.addr.clone()).collect())
 }
 
 /// The stored join token of `role`, if any.

@@ -70,6 +70,17 @@ impl Client {
         })
     }
 
+    /// `RemoveNode` of `id`, forced (the node is leaving, its agent about to stop).
+    pub fn remove_node(&self, id: &str) -> Result<v1::RemoveNodeResponse, tonic::Status> {
+        let request = v1::RemoveNodeRequest {
+            node: id.to_owned(),
+            force: true,
+        };
+        self.call_for(Duration::from_secs(5), async |mut c| {
+            c.remove_node(request).await
+        })
+    }
+
     fn call<T>(
         &self,
         f: impl AsyncFnOnce(ControlClient<Channel>) -> Result<tonic::Response<T>, tonic::Status>,

@@ -22,6 +22,8 @@ mod events_tests;
 mod join_tests;
 #[cfg(test)]
 mod members_tests;
+#[cfg(test)]
+mod node_rm_tests;
 
 pub use control::ControlService;
 pub use dispatch::DispatchService;

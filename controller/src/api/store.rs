@@ -110,3 +110,15 @@ pub(crate) async fn propose(proposer: &Proposer, op: Op) -> Result<Written, Cont
         Ok(result) => Written::from_response(result?),
     }
 }
+
+/// Commits several operations as one batch through `proposer` (all applied, or none when one
+/// check fails), grouped with concurrent writes (on the leader).
+pub(crate) async fn propose_batch(
+    proposer: &Proposer,
+    ops: Vec<Op>,
+) -> Result<Written, ControlError> {
+    match tokio::time::timeout(WRITE_TIMEOUT, proposer.write(ops)).await {
+        Err(_) => Err(ControlError::WriteTimeout(WRITE_TIMEOUT)),
+        Ok(result) => Written::from_response(result?),
+    }
+}

@@ -195,6 +195,60 @@ fn a_lost_node_orphans_its_tasks_and_they_are_replaced_elsewhere() {
 }
 
 #[test]
+fn a_removed_nodes_tasks_are_orphaned_and_replaced_like_a_down_nodes() {
+    let web = service("web", ServiceMode::Replicated { replicas: 2 });
+    let task = |id: &str, slot, node: &str| Task {
+        id: id.into(),
+        service: "web".into(),
+        slot,
+        spec_version: 1,
+        node: Some(node.into()),
+        desired: DesiredState::Running,
+        observed: ObservedState::Running,
+        address: None,
+        exit_code: None,
+        reason: None,
+        created_at: 0,
+        updated_at: 0,
+    };
+    let mut v = view(
+        &[web],
+        &[task("a", 1, "n1"), task("b", 2, "n2")],
+        &three_nodes(),
+    );
+    assert!(run(&mut v, 10).writes.is_empty());
+    // `RemoveNode` deletes the record: the feed's delete wakes every service.
+    v.apply(&Change {
+        key: keys::node("n2"),
+        index: 60,
+        value: None,
+        existed: true,
+    });
+    let p = run(&mut v, 70);
+    let orphaned = updated(&p);
+    assert_eq!(orphaned.len(), 1);
+    assert_eq!(
+        (
+            orphaned[0].id.as_str(),
+            orphaned[0].observed,
+            orphaned[0].desired
+        ),
+        ("b", ObservedState::Orphaned, DesiredState::Shutdown)
+    );
+    assert_eq!(
+        orphaned[0].reason.as_deref(),
+        Some("its node n2 left the cluster")
+    );
+    let new = created(&p);
+    assert_eq!(new.len(), 1);
+    assert_eq!(new[0].slot, 2);
+    assert!(
+        matches!(new[0].node.as_deref(), Some("n1" | "n3")),
+        "{new:?}"
+    );
+}
+
+#[test]
 fn unplaceable_tasks_stay_pending_with_the_reason_and_restarts_wait_for_their_delay() {
     let mut pinned = service("db", ServiceMode::Replicated { replicas: 1 });
     pinned.spec.constraints = vec!["node.labels.disk==nvme".into()];

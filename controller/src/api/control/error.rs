@@ -54,6 +54,25 @@ pub enum ControlError {
     /// No such node.
     #[error("node {0:?} does not exist")]
     NodeNotFound(String),
+    /// A hostname names several nodes.
+    #[error("{hostname:?} is the hostname of {} nodes ({}); name the node by its id", ids.len(), ids.join(", "))]
+    AmbiguousNode {
+        /// The hostname given.
+        hostname: String,
+        /// The nodes with that hostname.
+        ids: Vec<String>,
+    },
+    /// A READY node cannot be removed without `force`.
+    #[error(
+        "node {hostname} ({id}) is ready: drain it (`berth node drain`) and stop its agent \
+         (`berth cluster leave` on it) first, or remove it anyway with --force"
+    )]
+    NodeReady {
+        /// The node.
+        id: String,
+        /// Its hostname.
+        hostname: String,
+    },
     /// A node update is malformed.
     #[error("invalid node update: {0}")]
     InvalidNodeUpdate(String),
@@ -162,11 +181,12 @@ impl From<ControlError> for Status {
             ControlError::NotFound(_)
             | ControlError::NodeNotFound(_)
             | ControlError::NoSuchTarget(_) => Status::not_found(message),
-            ControlError::AmbiguousTask { .. } | ControlError::BadStream(_) => {
-                Status::invalid_argument(message)
-            }
+            ControlError::AmbiguousTask { .. }
+            | ControlError::AmbiguousNode { .. }
+            | ControlError::BadStream(_) => Status::invalid_argument(message),
             ControlError::NotRunning { .. }
             | ControlError::NeverPlaced(_)
+            | ControlError::NodeReady { .. }
             | ControlError::NoNodeSessions => Status::failed_precondition(message),
             ControlError::Relay(e) => e.into(),
             ControlError::State(

@@ -44,6 +44,7 @@ mod events;
 mod forward;
 mod members;
 mod node_io;
+mod node_rm;
 mod nodes;
 mod ops;
 mod status;
@@ -247,6 +248,13 @@ impl Control for ControlService {
         request: Request<UpdateNodeRequest>,
     ) -> Result<Response<UpdateNodeResponse>, Status> {
         local_or_leader!(self, request, "UpdateNode", update_node_local, update_node)
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<berth_proto::v1::RemoveNodeRequest>,
+    ) -> Result<Response<berth_proto::v1::RemoveNodeResponse>, Status> {
+        local_or_leader!(self, request, "RemoveNode", remove_node_local, remove_node)
     }
 
     type WatchEventsStream = events::EventStream;

@@ -68,6 +68,20 @@ pub(crate) struct Heard {
     pub in_grace: bool,
 }
 
+/// The nodes with a live session (as `heard` before `nodes` was read) that have no record:
+/// they were removed, and their sessions end.
+pub(crate) fn removed(nodes: &[(u64, Node)], heard: &Heard) -> Vec<String> {
+    let known: std::collections::HashSet<&str> = nodes.iter().map(|(_, n)| n.id.as_str()).collect();
+    let mut out: Vec<String> = heard
+        .live
+        .keys()
+        .filter(|node| !known.contains(node.as_str()))
+        .cloned()
+        .collect();
+    out.sort();
+    out
+}
+
 /// The marks for `nodes` (each with its store version), given what the leader heard.
 pub(crate) fn decide(
     nodes: Vec<(u64, Node)>,
@@ -177,6 +191,14 @@ async fn check(inner: &Inner, heard: Heard) -> Result<(), super::DispatchError> 
         info!(node = %e.node, ?deadline, "heartbeats stopped: session ended");
     }
     let nodes = super::list_versioned::<Node>(&inner.reader, keys::NODES).await?;
+    // Only sessions live before the listing: a registration writes the record before its
+    // session starts, so a session that began since may have a record the listing missed.
+    let gone = removed(&nodes, &heard);
+    if !gone.is_empty() {
+        for node in inner.sessions().end_nodes(&gone) {
+            info!(node = %node, "node removed from the cluster: session ended");
+        }
+    }
     let marks = decide(nodes, &heard, inner.settings.last_seen_interval);
     let writes = marks.into_iter().map(|mark| async move {
         let key = keys::node(&mark.node.id);
@@ -286,6 +308,19 @@ mod tests {
             Duration::from_secs(30),
         );
         assert_eq!(kinds(&marks), [("a", MarkKind::Down, Some(9 * S))]);
+    }
+
+    #[test]
+    fn live_sessions_of_nodes_without_a_record_are_removed_ones() {
+        let heard = Heard {
+            live: HashMap::from([("kept".to_owned(), S), ("gone".to_owned(), S)]),
+            ..Default::default()
+        };
+        let nodes = vec![
+            (1, node("kept", NodeStatus::Ready, Some(S))),
+            (2, node("silent", NodeStatus::Down, Some(S))),
+        ];
+        assert_eq!(removed(&nodes, &heard), ["gone"]);
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub(crate) enum Ended {
     Expired,
     /// This member stopped being the leader.
     LeadershipLost,
+    /// The node's record was removed (`RemoveNode`).
+    Removed,
 }
 
 impl Ended {
@@ -82,6 +84,7 @@ impl Ended {
             Ended::Replaced => "replaced by a newer registration of the node",
             Ended::Expired => "expired: its heartbeats stopped and the node was marked down",
             Ended::LeadershipLost => "this controller stopped being the leader",
+            Ended::Removed => "its node was removed from the cluster",
         }
     }
 
@@ -227,6 +230,19 @@ impl SessionTable {
         out
     }
 
+    /// Ends the sessions of `nodes` (their records were removed); answers the nodes whose
+    /// session ended.
+    pub(crate) fn end_nodes(&mut self, nodes: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for node in nodes {
+            if let Some(id) = self.by_node.remove(node) {
+                self.end(&id, Ended::Removed);
+                out.push(node.clone());
+            }
+        }
+        out
+    }
+
     /// Ends every session (leadership lost).
     pub(crate) fn clear(&mut self) {
         let ids: Vec<String> = self.by_id.keys().cloned().collect();
@@ -324,6 +340,20 @@ mod tests {
         // A re-registration of the expired node works.
         t.register("s3".into(), "n1", net(), start, 30);
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn a_removed_nodes_session_ends_and_says_why() {
+        let mut t = SessionTable::default();
+        let now = Instant::now();
+        t.register("s1".into(), "n1", net(), now, 1);
+        t.register("s2".into(), "n2", net(), now, 1);
+        let view = t.get("s1", "n1").unwrap();
+        assert_eq!(t.end_nodes(&["n1".into(), "gone".into()]), ["n1"]);
+        assert_eq!(*view.ended.borrow(), Some(Ended::Removed));
+        let e = t.heartbeat("s1", "n1", now, 2).unwrap_err().to_string();
+        assert!(e.contains("removed from the cluster"), "{e}");
+        assert_eq!(t.live(), HashMap::from([("n2".to_owned(), 1)]));
     }
 
     #[test]
