@@ -6,6 +6,7 @@ pub mod control;
 pub mod dispatch;
 pub mod info;
 pub mod join;
+pub mod leadership;
 pub(crate) mod linearizer;
 pub mod relay;
 pub(crate) mod store;

@@ -34,6 +34,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::debug;
 
 use crate::api::control::ControlError;
+use crate::api::leadership::{Leadership, leadership};
 use crate::api::linearizer::Linearizer;
 use crate::api::relay::Relay;
 use crate::api::store::{WRITE_TIMEOUT, Written};
@@ -199,22 +200,15 @@ impl DispatchService {
 impl Inner {
     /// Whether this member is the leader, as far as its Raft node knows.
     fn is_leader(&self) -> bool {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        m.current_leader == Some(self.id) && m.state.is_leader()
+        leadership(&self.raft, self.id) == Leadership::Leading
     }
 
     /// [`DispatchError::NotLeader`] with what this member knows of the leader.
     fn not_leader(&self) -> DispatchError {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        let leader_id = m.current_leader.filter(|l| *l != self.id);
-        let addr = leader_id.and_then(|l| {
-            m.membership_config
-                .membership()
-                .get_node(&l)
-                .map(|n| n.addr.clone())
-        });
+        let (leader_id, addr) = match leadership(&self.raft, self.id) {
+            Leadership::Leading => (None, None),
+            Leadership::Elsewhere { leader_id, addr } => (leader_id, addr),
+        };
         DispatchError::NotLeader {
             id: self.id,
             leader_id,
@@ -223,10 +217,13 @@ impl Inner {
     }
 
     fn ensure_leader(&self) -> Result<(), DispatchError> {
-        if self.is_leader() {
-            Ok(())
-        } else {
-            Err(self.not_leader())
+        match leadership(&self.raft, self.id) {
+            Leadership::Leading => Ok(()),
+            Leadership::Elsewhere { leader_id, addr } => Err(DispatchError::NotLeader {
+                id: self.id,
+                leader_id,
+                addr,
+            }),
         }
     }
 

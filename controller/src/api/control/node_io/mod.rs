@@ -20,6 +20,7 @@ use tonic::{Code, Request, Status};
 use super::ControlService;
 use super::error::ControlError;
 use super::forward::FORWARDED_BY;
+use crate::api::leadership::{Leadership, leadership};
 use crate::api::relay::Relay;
 use crate::state::{Node, NodeStatus, ObservedState, Task, keys};
 
@@ -56,22 +57,15 @@ impl ControlService {
     /// `Ok` when this member leads now (so the nodes' sessions are here), else
     /// [`ControlError::NotLeader`] for [`Self::forward_to`].
     fn ensure_leading(&self) -> Result<(), ControlError> {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        if m.current_leader == Some(self.id) && m.state.is_leader() {
-            return Ok(());
+        match leadership(&self.raft, self.id) {
+            Leadership::Leading => Ok(()),
+            Leadership::Elsewhere {
+                leader_id: None, ..
+            } => Err(ControlError::NoLeader),
+            Leadership::Elsewhere { leader_id, addr } => {
+                Err(ControlError::NotLeader { leader_id, addr })
+            }
         }
-        let leader_id = m.current_leader.filter(|l| *l != self.id);
-        let addr = leader_id.and_then(|l| {
-            m.membership_config
-                .membership()
-                .get_node(&l)
-                .map(|n| n.addr.clone())
-        });
-        if leader_id.is_none() {
-            return Err(ControlError::NoLeader);
-        }
-        Err(ControlError::NotLeader { leader_id, addr })
     }
 
     /// `message` as a streaming call forwarded by this member: no deadline, since a stream
