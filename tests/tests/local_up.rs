@@ -95,6 +95,10 @@ fn up_is_ready_and_idempotent_down_leaves_nothing_and_keeps_the_services() {
     let out = local.ok(&["down", "--purge"]);
     assert!(out.contains("removed"), "{out}");
     assert!(!local.data.path().join("controller").exists());
+    // The context that pointed at the removed certificates is gone too.
+    assert!(out.contains("context `default` removed"), "{out}");
+    let config = std::fs::read_to_string(local.config.path().join("config")).unwrap_or_default();
+    assert!(!config.contains("default:"), "{config}");
     assert_eq!(iptables_berth(&local.ns), Vec::<String>::new());
 }
 

@@ -4,8 +4,8 @@
 
 use berth_proto::v1;
 
-use super::local::{CONTEXT, ready_line, write_context};
-use super::{Io, block_on, load_config, resolve};
+use super::local::{forget_context, ready_line, write_context};
+use super::{Io, block_on, resolve};
 use crate::args::{
     ClusterCommand, ClusterInitArgs, ClusterJoinArgs, ClusterLeaveArgs, ClusterNodeArgs,
     ClusterPlaceArgs, ClusterTokenArgs, GlobalArgs,
@@ -174,19 +174,7 @@ fn leave(g: &GlobalArgs, a: &ClusterLeaveArgs, io: &mut Io) -> Result<u8, CliErr
         ));
     }
     // The context `default` pointed at this host's controller: it is gone.
-    let (path, mut config) = load_config(g, io)?;
-    if config
-        .contexts
-        .get(CONTEXT)
-        .is_some_and(|c| c.ca.starts_with(&o.data_dir))
-    {
-        config.remove(CONTEXT, &path)?;
-        config.save(&path)?;
-        io.print(&format!(
-            "context `{CONTEXT}` removed from {}\n",
-            path.display()
-        ))?;
-    }
+    forget_context(g, &o.data_dir, io)?;
     io.print(&format!(
         "left the cluster; removed {}\n",
         o.data_dir.display()

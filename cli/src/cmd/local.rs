@@ -80,7 +80,7 @@ pub fn write_context(g: &GlobalArgs, creds: &Credentials, io: &mut Io) -> Result
 }
 
 /// `berth down`.
-pub fn down(a: &DownArgs, io: &mut Io) -> Result<u8, CliError> {
+pub fn down(g: &GlobalArgs, a: &DownArgs, io: &mut Io) -> Result<u8, CliError> {
     let o = options(&a.local)?;
     let r = local::down(&o, a.purge)?;
     if !r.stopped_agent && !r.stopped_controller && r.containers == 0 {
@@ -93,6 +93,8 @@ pub fn down(a: &DownArgs, io: &mut Io) -> Result<u8, CliError> {
     }
     if r.purged {
         io.print(&format!("removed {}\n", o.data_dir.display()))?;
+        // Its certificates are gone with it.
+        forget_context(g, &o.data_dir, io)?;
     } else {
         io.print(&format!(
             "data kept in {} (`berth up` brings the services back; `berth down --purge` removes it)\n",
@@ -100,4 +102,27 @@ pub fn down(a: &DownArgs, io: &mut Io) -> Result<u8, CliError> {
         ))?;
     }
     Ok(exit::OK)
+}
+
+/// Removes the context `default` when its certificates are under `data_dir` (which is
+/// being removed), saying so.
+pub(super) fn forget_context(
+    g: &GlobalArgs,
+    data_dir: &std::path::Path,
+    io: &mut Io,
+) -> Result<(), CliError> {
+    let (path, mut config) = super::load_config(g, io)?;
+    if config
+        .contexts
+        .get(CONTEXT)
+        .is_some_and(|c| c.ca.starts_with(data_dir))
+    {
+        config.remove(CONTEXT, &path)?;
+        config.save(&path)?;
+        io.print(&format!(
+            "context `{CONTEXT}` removed from {}\n",
+            path.display()
+        ))?;
+    }
+    Ok(())
 }

@@ -128,7 +128,7 @@ pub fn run(cli: &Cli, io: &mut Io) -> Result<u8, CliError> {
         Command::Image(c) => block_on(image::run(g, c, io))?,
         Command::Node(c) => block_on(node::run(g, c, io))?,
         Command::Up(args) => local::up(g, args, io)?,
-        Command::Down(args) => local::down(args, io)?,
+        Command::Down(args) => local::down(g, args, io)?,
         Command::Cluster(c) => cluster::run(g, c, io)?,
         Command::Completion(args) => completion::run(args, io)?,
     };
