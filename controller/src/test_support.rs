@@ -157,6 +157,16 @@ pub(crate) async fn initialize(members: &[TestMember]) {
         .map(|m| (m.id, BasicNode::new(m.addr.to_string())))
         .collect();
     members[0].raft.initialize(nodes).await.unwrap();
+    // `initialize` returns once the membership is written, before the election ends: wait
+    // until the first member knows a leader so that a write right after is not refused.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while members[0].raft.metrics().borrow().current_leader.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no leader elected after initialising the membership"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Waits until every member in `members` agrees on one leader other than `not`.
