@@ -4,11 +4,13 @@
 //! and Docker's link variables ([`files`]), and all of it put together per container
 //! ([`node`]).
 
+pub mod dns;
 pub mod files;
 pub mod firewall;
 pub mod ipam;
 pub mod link;
 pub mod node;
+pub mod overlay;
 pub mod ports;
 
 pub use node::{

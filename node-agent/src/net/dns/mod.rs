@@ -1,0 +1,1 @@
+//! The node's DNS resolver for containers (being written).

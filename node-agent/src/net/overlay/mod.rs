@@ -1,0 +1,1 @@
+//! The overlay between nodes (being written).
