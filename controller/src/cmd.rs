@@ -183,6 +183,13 @@ pub struct InitArgs {
     /// The prefix length of each node's subnet.
     #[arg(long, default_value_t = 24)]
     pub node_prefix: u8,
+    /// The range services' virtual IPs are allocated from.
+    #[arg(long, default_value = crate::state::DEFAULT_SERVICE_RANGE)]
+    pub service_range: String,
+    /// How node subnets reach each other: `vxlan` (nodes on any subnets) or `routed` (plain
+    /// routes; nodes on one L2 segment).
+    #[arg(long, default_value = "vxlan")]
+    pub overlay: String,
 }
 
 /// Why a command failed.
@@ -426,6 +433,24 @@ fn init(a: &InitArgs, out: &mut dyn Write) -> Result<(), CmdError> {
                 a.node_range
             ),
         })?;
+    let service_range = a
+        .service_range
+        .parse()
+        .map_err(|e| crate::init::InitError::Invalid {
+            what: "--service-range",
+            reason: format!(
+                "{:?}: {e} (expected an IPv4 network such as {})",
+                a.service_range,
+                crate::state::DEFAULT_SERVICE_RANGE
+            ),
+        })?;
+    let overlay = a
+        .overlay
+        .parse()
+        .map_err(|reason| crate::init::InitError::Invalid {
+            what: "--overlay",
+            reason,
+        })?;
     let done = crate::init::init(&crate::init::InitOptions {
         data_dir: a.data_dir.clone(),
         cluster_name: a.cluster_name.clone(),
@@ -434,6 +459,8 @@ fn init(a: &InitArgs, out: &mut dyn Write) -> Result<(), CmdError> {
         join_addr: a.join_addr.clone(),
         node_range,
         node_prefix: a.node_prefix,
+        service_range,
+        overlay,
     })?;
     let c = &done.cluster;
     writeln!(

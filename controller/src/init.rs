@@ -50,6 +50,10 @@ pub struct InitOptions {
     pub node_range: Ipv4Net,
     /// The prefix length of each node's subnet.
     pub node_prefix: u8,
+    /// The range services' virtual IPs are allocated from.
+    pub service_range: Ipv4Net,
+    /// How node subnets reach each other.
+    pub overlay: crate::state::OverlayMode,
 }
 
 /// `cluster.json`: what the controller needs to start from its data directory.
@@ -66,6 +70,12 @@ pub struct LocalCluster {
     pub node_range: Ipv4Net,
     /// The node prefix length.
     pub node_prefix: u8,
+    /// The service range (absent in directories made before service addresses existed).
+    #[serde(default = "crate::state::default_service_range")]
+    pub service_range: Ipv4Net,
+    /// How node subnets reach each other.
+    #[serde(default)]
+    pub overlay: crate::state::OverlayMode,
     /// The CA's fingerprint (hex).
     pub ca_fingerprint: String,
     /// `host:port` joining nodes reach this member's join listener at; absent in
@@ -235,6 +245,12 @@ pub fn init(opts: &InitOptions) -> Result<Initialised, InitError> {
             what: "--node-range / --node-prefix",
             reason: e.to_string(),
         })?;
+    crate::state::network::check_range(opts.service_range, opts.node_range).map_err(|reason| {
+        InitError::Invalid {
+            what: "--service-range",
+            reason,
+        }
+    })?;
     let ca = ClusterCa::generate(&opts.cluster_name)?;
     let (ca_pem, ca_key) = ca.to_pem();
     let me = Identity::new(Role::Controller, opts.member_id.to_string())?;
@@ -257,6 +273,8 @@ pub fn init(opts: &InitOptions) -> Result<Initialised, InitError> {
         advertise: opts.advertise.clone(),
         node_range: opts.node_range,
         node_prefix: opts.node_prefix,
+        service_range: opts.service_range,
+        overlay: opts.overlay,
         ca_fingerprint: fingerprint.to_string(),
         join_addr: Some(join_addr),
     };
@@ -347,6 +365,8 @@ mod tests {
             join_addr: None,
             node_range: "10.200.0.0/16".parse().unwrap(),
             node_prefix: 24,
+            service_range: crate::state::default_service_range(),
+            overlay: Default::default(),
         }
     }
 

@@ -481,6 +481,8 @@ impl Member {
                     ca_cert_pem: p.ca_pem.clone(),
                     node_range: facts.node_range,
                     node_prefix: facts.node_prefix,
+                    service_range: facts.service_range,
+                    overlay: facts.overlay,
                     created_at: unix_nanos_now(),
                 };
                 let records = seed_records(&tokens, &info).map_err(|e| MemberError::Invalid {
@@ -586,6 +588,8 @@ fn join_parts(
             name: files.cluster.name.clone(),
             node_range: files.cluster.node_range,
             node_prefix: files.cluster.node_prefix,
+            service_range: files.cluster.service_range,
+            overlay: files.cluster.overlay,
         },
         seed_tokens: files.seed_tokens.clone(),
     }))
@@ -656,6 +660,8 @@ mod tests {
             join_addr: None,
             node_range: "10.200.0.0/16".parse().unwrap(),
             node_prefix: 24,
+            service_range: crate::state::default_service_range(),
+            overlay: Default::default(),
         })
         .unwrap();
         let second = tmp.path().join("m2");

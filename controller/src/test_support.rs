@@ -119,6 +119,8 @@ pub(crate) async fn start_joinable_member(
             name: "test".into(),
             node_range: "10.200.0.0/16".parse().unwrap(),
             node_prefix: 24,
+            service_range: crate::state::default_service_range(),
+            overlay: Default::default(),
         },
         seed_tokens: tokens,
     };

@@ -143,6 +143,8 @@ fn service(image: &str) -> Service {
         created_at: 1,
         updated_at: 1,
         history: vec![],
+        vip: None,
+        ingress: Vec::new(),
     }
 }
 

@@ -96,6 +96,10 @@ pub async fn join_controller(opts: &ControllerJoin) -> Result<LocalCluster, Join
         advertise: opts.advertise.clone(),
         node_range,
         node_prefix,
+        // Only the first member seeds the cluster record from these; every member reads the
+        // service range and overlay mode from that record.
+        service_range: crate::state::default_service_range(),
+        overlay: Default::default(),
         ca_fingerprint: opts.token.ca_fingerprint().to_string(),
         join_addr: Some(own_join_addr),
     };

@@ -45,6 +45,8 @@ fn service(name: &str, mode: ServiceMode) -> Service {
         created_at: 0,
         updated_at: 0,
         history: vec![],
+        vip: None,
+        ingress: Vec::new(),
     }
 }
 

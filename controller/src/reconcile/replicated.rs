@@ -221,6 +221,8 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             history: vec![],
+            vip: None,
+            ingress: Vec::new(),
         }
     }
 

@@ -28,6 +28,7 @@ impl Demand {
             ports: spec
                 .ports
                 .iter()
+                .filter(|p| !p.is_ingress())
                 .filter_map(|p| p.published.map(|h| (h, p.protocol)))
                 .collect(),
             max_per_node: spec.max_replicas_per_node,

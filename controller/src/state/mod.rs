@@ -7,6 +7,7 @@
 //! (optimistic concurrency twice over: the user's expected service version, checked here,
 //! and the store's key versions, checked when the batch is applied).
 
+pub mod network;
 pub mod subnets;
 pub mod types;
 pub mod validate;
@@ -37,6 +38,12 @@ pub mod keys {
     /// node the subnet was given to, written with `Expect::Absent` in the same batch as the
     /// node's record, so that the store itself keeps two nodes from getting one subnet.
     pub const SUBNETS: &str = "subnets/";
+    /// Prefix of the services' VIP claims: `vips/<ip>` holds the service's name (see
+    /// [`super::network`]).
+    pub const VIPS: &str = "vips/";
+    /// Prefix of the ingress ports' claims: `ingress/<tcp|udp>/<port>` holds the service's
+    /// name.
+    pub const INGRESS: &str = "ingress/";
 
     /// A service's key.
     pub fn service(name: &str) -> String {
@@ -103,6 +110,31 @@ pub enum StateError {
         prefix: u8,
         /// Why.
         reason: &'static str,
+    },
+    /// Another service publishes this ingress port already.
+    #[error(
+        "service {service:?}: port {port}/{protocol} is already published by service {owner:?}; \
+         publish another port, or remove it from {owner:?} first"
+    )]
+    PortTaken {
+        /// The service asking.
+        service: String,
+        /// The port.
+        port: u16,
+        /// `tcp` or `udp`.
+        protocol: &'static str,
+        /// The service holding it.
+        owner: String,
+    },
+    /// No address or port of a range is free.
+    #[error("service {service:?}: every {what} is taken: {hint}")]
+    Exhausted {
+        /// The service asking.
+        service: String,
+        /// What ran out.
+        what: String,
+        /// What to do.
+        hint: &'static str,
     },
     /// Every node subnet is taken.
     #[error("every /{prefix} subnet of {range} is taken: widen the cluster range or remove nodes")]
@@ -179,6 +211,8 @@ pub fn apply_service(
             created_at: now,
             updated_at: now,
             history: Vec::new(),
+            vip: None,
+            ingress: Vec::new(),
         }));
     };
     if cur.spec == spec {
@@ -199,6 +233,8 @@ pub fn apply_service(
         created_at: cur.created_at,
         updated_at: now,
         history,
+        vip: cur.vip,
+        ingress: cur.ingress.clone(),
     }))
 }
 

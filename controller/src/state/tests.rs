@@ -12,6 +12,7 @@ fn spec(name: &str, image: &str, replicas: u32) -> ServiceSpec {
             target: 80,
             published: Some(8080),
             protocol: Protocol::Tcp,
+            mode: PortMode::Host,
         }],
         links: vec![],
         resources: Resources::default(),

@@ -78,6 +78,27 @@ pub struct PortSpec {
     pub published: Option<u16>,
     /// `tcp` or `udp`.
     pub protocol: Protocol,
+    /// Through the routing mesh (the default) or on the task's node only.
+    #[serde(default)]
+    pub mode: PortMode,
+}
+
+/// How a port is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortMode {
+    /// The routing mesh: every node's published port reaches a running task anywhere.
+    #[default]
+    Ingress,
+    /// Only nodes running a task publish it, straight to that task.
+    Host,
+}
+
+impl PortSpec {
+    /// Whether the routing mesh publishes it.
+    pub fn is_ingress(&self) -> bool {
+        self.mode == PortMode::Ingress
+    }
 }
 
 /// A transport protocol.
@@ -170,6 +191,13 @@ pub struct Service {
     /// Earlier versions, oldest first, at most [`super::HISTORY_LEN`].
     #[serde(default)]
     pub history: Vec<SpecVersion>,
+    /// Its virtual IP, from the cluster's service range, for its whole life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vip: Option<Ipv4Addr>,
+    /// Its ingress ports as published: the spec's, with the ports it left to the controller
+    /// chosen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingress: Vec<PortSpec>,
 }
 
 /// One earlier version of a service's spec.
@@ -326,6 +354,54 @@ pub struct ClusterInfo {
     pub node_range: Ipv4Net,
     /// The prefix length of each node's subnet.
     pub node_prefix: u8,
+    /// The range services' virtual IPs are allocated from.
+    #[serde(default = "default_service_range")]
+    pub service_range: Ipv4Net,
+    /// How node subnets reach each other.
+    #[serde(default)]
+    pub overlay: OverlayMode,
     /// When `init` ran.
     pub created_at: i128,
+}
+
+/// The service range of a cluster whose record predates it.
+pub fn default_service_range() -> Ipv4Net {
+    DEFAULT_SERVICE_RANGE.parse().expect("a valid range")
+}
+
+/// The default range of services' virtual IPs.
+pub const DEFAULT_SERVICE_RANGE: &str = "10.201.0.0/16";
+
+/// How node subnets reach each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverlayMode {
+    /// A VXLAN overlay: works across L3 subnets.
+    #[default]
+    Vxlan,
+    /// Plain routes via each node's address: nodes must share an L2 segment.
+    Routed,
+}
+
+impl OverlayMode {
+    /// Its name on the wire and the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverlayMode::Vxlan => "vxlan",
+            OverlayMode::Routed => "routed",
+        }
+    }
+}
+
+impl std::str::FromStr for OverlayMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "vxlan" => Ok(OverlayMode::Vxlan),
+            "routed" => Ok(OverlayMode::Routed),
+            other => Err(format!(
+                "unknown overlay mode {other:?}: expected \"vxlan\" (nodes on any subnets) or \"routed\" (nodes on one L2 segment)"
+            )),
+        }
+    }
 }

@@ -46,6 +46,7 @@ pub fn spec_from_wire(w: &v1::ServiceSpec) -> Result<ServiceSpec, StateError> {
             target,
             published: nonzero(published),
             protocol: protocol_from(p.protocol()),
+            mode: port_mode_from(p.mode()),
         });
     }
     let restart = match &w.restart {
@@ -124,11 +125,7 @@ pub fn spec_to_wire(s: &ServiceSpec) -> v1::ServiceSpec {
         ports: s
             .ports
             .iter()
-            .map(|p| v1::ServicePort {
-                target: p.target.into(),
-                published: p.published.unwrap_or(0).into(),
-                protocol: protocol_to(p.protocol).into(),
-            })
+            .map(port_to_wire)
             .collect(),
         links: s
             .links
@@ -162,6 +159,27 @@ pub fn spec_to_wire(s: &ServiceSpec) -> v1::ServiceSpec {
     }
 }
 
+/// A port in its wire form.
+pub fn port_to_wire(p: &PortSpec) -> v1::ServicePort {
+    v1::ServicePort {
+        target: p.target.into(),
+        published: p.published.unwrap_or(0).into(),
+        protocol: protocol_to(p.protocol).into(),
+        mode: match p.mode {
+            PortMode::Ingress => v1::PortMode::Ingress,
+            PortMode::Host => v1::PortMode::Host,
+        }
+        .into(),
+    }
+}
+
+fn port_mode_from(m: v1::PortMode) -> PortMode {
+    match m {
+        v1::PortMode::Host => PortMode::Host,
+        v1::PortMode::Ingress | v1::PortMode::Unspecified => PortMode::Ingress,
+    }
+}
+
 /// Unix nanoseconds as the wire's int64 (saturating).
 fn nanos(t: i128) -> i64 {
     i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX })
@@ -183,6 +201,8 @@ pub fn service_to_wire(s: &Service) -> v1::Service {
                 replaced_at: nanos(h.replaced_at),
             })
             .collect(),
+        vip: s.vip.map(|ip| ip.to_string()).unwrap_or_default(),
+        ingress: s.ingress.iter().map(port_to_wire).collect(),
     }
 }
 
@@ -294,11 +314,13 @@ mod tests {
                     target: 80,
                     published: Some(8080),
                     protocol: Protocol::Tcp,
+                    mode: PortMode::Host,
                 },
                 PortSpec {
                     target: 53,
                     published: None,
                     protocol: Protocol::Udp,
+                    mode: PortMode::Host,
                 },
             ],
             links: vec![LinkSpec {

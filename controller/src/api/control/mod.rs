@@ -39,6 +39,7 @@ use crate::raft::{KvReader, NodeId, Proposer, TypeConfig};
 use crate::transport::{MtlsConnector, authorize_peer};
 
 mod batch;
+mod claims;
 mod error;
 mod events;
 mod forward;

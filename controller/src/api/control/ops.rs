@@ -69,11 +69,6 @@ impl ControlService {
         store::list(&self.reader, prefix).await
     }
 
-    /// Commits one operation through Raft (grouped with concurrent writes).
-    async fn write(&self, op: Op) -> Result<Written, ControlError> {
-        store::propose(&self.proposer, op).await
-    }
-
     /// `ApplyService` on the leader.
     pub(super) async fn apply_local(
         &self,
@@ -129,7 +124,7 @@ impl ControlService {
                 linearized = true;
                 continue;
             }
-            let (service, outcome) = match applied? {
+            let (mut service, outcome) = match applied? {
                 Applied::Created(s) => (s, "created"),
                 Applied::Updated(s) => (s, "updated"),
                 Applied::Unchanged(s) => {
@@ -139,13 +134,17 @@ impl ControlService {
                     });
                 }
             };
+            let claims = self
+                .network_claims(current.as_ref().map(|(_, s)| s), &mut service)
+                .await?;
             let expect = current.map_or(Expect::Absent, |(v, _)| Expect::Version(v));
-            let op = Op::Put {
+            let mut ops = vec![Op::Put {
                 key: key.clone(),
                 value: encode(&key, &service)?,
                 expect,
-            };
-            match self.write(op).await? {
+            }];
+            ops.extend(claims);
+            match store::propose_batch(&self.proposer, ops).await? {
                 Written::Applied => {
                     info!(service = %name, version = service.version, outcome, "service applied");
                     return Ok(v1::ApplyServiceResponse {
@@ -198,11 +197,12 @@ impl ControlService {
                 }
                 .into());
             }
-            let op = Op::Delete {
+            let mut ops = vec![Op::Delete {
                 key: key.clone(),
                 expect: Expect::Version(kv_version),
-            };
-            match self.write(op).await? {
+            }];
+            ops.extend(self.release_all(&service).await?);
+            match store::propose_batch(&self.proposer, ops).await? {
                 Written::Applied => {
                     info!(service = %request.name, version = service.version, "service removed");
                     return Ok(v1::RemoveServiceResponse {

@@ -36,6 +36,7 @@ use tonic::Status;
 use tracing::{debug, warn};
 
 use super::Inner;
+use super::netmap::{NetIndex, NetMap};
 use super::error::DispatchError;
 use super::session::Ended;
 use crate::api::control::ControlError;
@@ -75,6 +76,8 @@ pub(crate) struct Index {
     /// Each service's tasks' store keys.
     by_service: HashMap<String, HashSet<String>>,
     sets: HashMap<String, BTreeMap<String, Arc<Assignment>>>,
+    /// The network map, fed by the same changes.
+    pub(crate) net: NetIndex,
 }
 
 /// What an update of the index found.
@@ -93,8 +96,20 @@ impl Index {
         &mut self,
         services: Vec<(String, u64, Vec<u8>)>,
         tasks: Vec<(String, u64, Vec<u8>)>,
+        nodes: Vec<(String, u64, Vec<u8>)>,
     ) -> Updated {
         let mut out = Updated::default();
+        let mut seen = HashSet::with_capacity(nodes.len());
+        for (key, _, bytes) in nodes {
+            let id = key.strip_prefix(keys::NODES).unwrap_or(&key).to_owned();
+            self.put_node(&key, &id, &bytes, &mut out);
+            seen.insert(id);
+        }
+        for id in self.net.node_ids() {
+            if !seen.contains(&id) {
+                self.net.node(&id, None);
+            }
+        }
         let mut seen = HashSet::with_capacity(services.len());
         for (key, version, bytes) in services {
             let name = key.strip_prefix(keys::SERVICES).unwrap_or(&key).to_owned();
@@ -146,6 +161,11 @@ impl Index {
                     }
                     None => self.remove_service(name, &mut out),
                 }
+            } else if let Some(id) = c.key.strip_prefix(keys::NODES) {
+                match &c.value {
+                    Some(bytes) => self.put_node(&c.key, id, bytes, &mut out),
+                    None => self.net.node(id, None),
+                }
             } else if c.key.starts_with(keys::TASKS) {
                 if self.tasks.get(&c.key).is_some_and(|t| t.version >= c.index) {
                     continue;
@@ -159,6 +179,13 @@ impl Index {
         out
     }
 
+    fn put_node(&mut self, key: &str, id: &str, bytes: &[u8], out: &mut Updated) {
+        match serde_json::from_slice::<crate::state::Node>(bytes) {
+            Ok(n) => self.net.node(id, Some(&n)),
+            Err(e) => out.corrupt.push((key.to_owned(), e.to_string())),
+        }
+    }
+
     fn put_service(
         &mut self,
         key: &str,
@@ -169,6 +196,7 @@ impl Index {
     ) {
         match serde_json::from_slice::<Service>(bytes) {
             Ok(s) => {
+                self.net.service(&name, Some(&s));
                 self.services.insert(name.clone(), (version, s));
                 self.respec(&name, out);
             }
@@ -177,6 +205,7 @@ impl Index {
     }
 
     fn remove_service(&mut self, name: &str, out: &mut Updated) {
+        self.net.service(name, None);
         if self.services.remove(name).is_some() {
             self.respec(name, out);
         }
@@ -226,6 +255,7 @@ impl Index {
                 return;
             }
         };
+        self.net.task(&task.id, Some(&task));
         let service = self.services.get(&task.service).map(|(_, s)| s);
         let cached = Cached {
             version,
@@ -254,6 +284,7 @@ impl Index {
 
     fn remove_task(&mut self, key: &str, out: &mut Updated) {
         if let Some(old) = self.tasks.remove(key) {
+            self.net.task(&old.id, None);
             self.unlink(&old.service, key);
             self.place(Some(&old), None, &mut out.changed);
         }
@@ -337,6 +368,8 @@ struct HubState {
 #[derive(Debug)]
 pub(crate) struct Hub {
     state: Mutex<HubState>,
+    /// The newest network map.
+    pub(crate) net: watch::Sender<Arc<NetMap>>,
     /// The log index the index has scanned at least.
     scanned: watch::Sender<u64>,
     wake: Notify,
@@ -346,6 +379,7 @@ impl Default for Hub {
     fn default() -> Self {
         Self {
             state: Mutex::default(),
+            net: watch::channel(Arc::default()).0,
             scanned: watch::channel(0).0,
             wake: Notify::new(),
         }
@@ -375,20 +409,36 @@ impl Hub {
         rx
     }
 
+    /// Wakes the hub's loop (a stream opened).
+    pub(super) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A channel of the log index the index has scanned.
+    pub(super) fn scanned_watch(&self) -> watch::Receiver<u64> {
+        self.scanned.subscribe()
+    }
+
     fn has_subscribers(&self) -> bool {
         let mut st = self.state();
         st.subscribers.retain(|_, tx| tx.receiver_count() > 0);
-        !st.subscribers.is_empty()
+        !st.subscribers.is_empty() || self.net.receiver_count() > 0
     }
 
     /// Reloads the index from a listing of the store (which has applied at least
     /// `applied`) and publishes the sets that changed.
     async fn reload(&self, reader: &KvReader, applied: u64) -> Result<(), ControlError> {
         let reader = reader.clone();
-        let (services, tasks) =
-            blocking(move || Ok((reader.list(keys::SERVICES)?, reader.list(keys::TASKS)?))).await?;
+        let (services, tasks, nodes) = blocking(move || {
+            Ok((
+                reader.list(keys::SERVICES)?,
+                reader.list(keys::TASKS)?,
+                reader.list(keys::NODES)?,
+            ))
+        })
+        .await?;
         let mut st = self.state();
-        let updated = st.index.update(services, tasks);
+        let updated = st.index.update(services, tasks, nodes);
         self.publish(st, &updated, applied);
         Ok(())
     }
@@ -402,7 +452,10 @@ impl Hub {
         self.publish(st, &updated, applied);
     }
 
-    fn publish(&self, st: MutexGuard<'_, HubState>, updated: &Updated, applied: u64) {
+    fn publish(&self, mut st: MutexGuard<'_, HubState>, updated: &Updated, applied: u64) {
+        if let Some(map) = st.index.net.publish() {
+            self.net.send_replace(map);
+        }
         for (key, why) in &updated.corrupt {
             warn!(%key, %why, "a stored record does not decode; left out of assignments");
         }
@@ -501,7 +554,7 @@ pub(super) async fn wait_end(ended: &mut watch::Receiver<Option<Ended>>) -> Ende
     }
 }
 
-fn applied_index(inner: &Inner) -> u64 {
+pub(super) fn applied_index(inner: &Inner) -> u64 {
     inner
         .raft
         .metrics()
@@ -628,6 +681,8 @@ mod tests {
                     replaced_at: 0,
                 })
                 .collect(),
+            vip: None,
+            ingress: Vec::new(),
         };
         (
             keys::service("web"),
@@ -672,6 +727,7 @@ mod tests {
                 task("t1", Some("n1"), ObservedState::Assigned, 1),
                 task("t2", None, ObservedState::Pending, 2),
             ],
+            vec![],
         );
         assert_eq!(changed(&u), ["n1"]);
         let set = index.set("n1");
@@ -684,6 +740,7 @@ mod tests {
                 task("t1", Some("n1"), ObservedState::Running, 3),
                 task("t2", None, ObservedState::Pending, 2),
             ],
+            vec![],
         );
         assert_eq!(u, Updated::default());
         // Placed on n2, and t1 moved from n1 to n2.
@@ -693,6 +750,7 @@ mod tests {
                 task("t1", Some("n2"), ObservedState::Assigned, 4),
                 task("t2", Some("n2"), ObservedState::Assigned, 5),
             ],
+            vec![],
         );
         assert_eq!(changed(&u), ["n1", "n2"]);
         assert!(index.set("n1").is_empty());
@@ -701,6 +759,7 @@ mod tests {
         let u = index.update(
             vec![service(1)],
             vec![task("t2", Some("n2"), ObservedState::Assigned, 5)],
+            vec![],
         );
         assert_eq!(changed(&u), ["n2"]);
         assert_eq!(index.set("n2").keys().collect::<Vec<_>>(), ["t2"]);
@@ -710,16 +769,16 @@ mod tests {
     fn a_service_change_reaches_its_tasks_only_when_their_spec_changes() {
         let mut index = Index::default();
         let tasks = || vec![task("t1", Some("n1"), ObservedState::Running, 1)];
-        index.update(vec![], tasks());
+        index.update(vec![], tasks(), vec![]);
         assert!(index.set("n1")["t1"].spec.is_none(), "no service yet");
-        let u = index.update(vec![service(1)], tasks());
+        let u = index.update(vec![service(1)], tasks(), vec![]);
         assert_eq!(changed(&u), ["n1"]);
         // Version 2: the task still runs version 1, found in the history.
-        let u = index.update(vec![service(2)], tasks());
+        let u = index.update(vec![service(2)], tasks(), vec![]);
         assert_eq!(u, Updated::default());
         assert_eq!(index.set("n1")["t1"].spec.as_ref().unwrap().image, "web:1");
         // Removed service: the spec is gone.
-        let u = index.update(vec![], tasks());
+        let u = index.update(vec![], tasks(), vec![]);
         assert_eq!(changed(&u), ["n1"]);
         assert!(index.set("n1")["t1"].spec.is_none());
     }
@@ -771,6 +830,7 @@ mod tests {
         let u = index.update(
             vec![],
             vec![task("t2", Some("n2"), ObservedState::Assigned, 104)],
+            vec![],
         );
         assert_eq!(u, Updated::default());
     }
@@ -778,7 +838,7 @@ mod tests {
     #[test]
     fn corrupt_records_are_reported_and_skipped() {
         let mut index = Index::default();
-        let u = index.update(vec![], vec![(keys::task("bad"), 1, b"{".to_vec())]);
+        let u = index.update(vec![], vec![(keys::task("bad"), 1, b"{".to_vec())], vec![]);
         assert_eq!(u.corrupt.len(), 1);
         assert!(u.changed.is_empty());
     }

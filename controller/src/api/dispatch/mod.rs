@@ -23,7 +23,7 @@ use berth_proto::v1::dispatcher_server::{Dispatcher, DispatcherServer};
 use berth_proto::v1::{
     AssignmentsRequest, AssignmentsUpdate, AttachUp, HeartbeatRequest, HeartbeatResponse,
     NodeRequest, RegisterRequest, RegisterResponse, ReportStatusRequest, ReportStatusResponse,
-    RequestsRequest,
+    NetworkRequest, NetworkUpdate, RequestsRequest,
 };
 use ipnet::Ipv4Net;
 use openraft::Raft;
@@ -45,6 +45,8 @@ use crate::transport::authorize_peer;
 mod assign;
 mod error;
 mod liveness;
+mod netmap;
+mod network;
 mod node_io;
 mod register;
 mod report;
@@ -314,6 +316,21 @@ impl Dispatcher for DispatchService {
             .inner
             .clone()
             .assignments(&node, &request.get_ref().session_id)
+            .await;
+        result.map(Response::new).map_err(|e| self.status(e))
+    }
+
+    type NetworkStream = ReceiverStream<Result<NetworkUpdate, Status>>;
+
+    async fn network(
+        &self,
+        request: Request<NetworkRequest>,
+    ) -> Result<Response<Self::NetworkStream>, Status> {
+        let node = self.accept(&request, "Network")?;
+        let result = self
+            .inner
+            .clone()
+            .network(&node, &request.get_ref().session_id)
             .await;
         result.map(Response::new).map_err(|e| self.status(e))
     }

@@ -20,7 +20,9 @@ use super::{Inner, now_wall};
 use crate::api::store::{self, Written};
 use crate::pki::random_id;
 use crate::raft::{Expect, Op, blocking};
-use crate::state::{Availability, Node, NodeResources, NodeStatus, keys, subnets};
+use crate::state::{
+    Availability, ClusterInfo, Node, NodeResources, NodeStatus, OverlayMode, keys, subnets,
+};
 
 /// How many read-decide-write rounds a registration tries.
 const ATTEMPTS: usize = 5;
@@ -281,12 +283,23 @@ impl Inner {
             running = facts.running,
             "node registered"
         );
+        let cluster = store::read::<ClusterInfo>(&self.reader, keys::CLUSTER)
+            .await
+            .map_err(crate::api::control::ControlError::from)?
+            .map(|(_, c)| c);
+        let (service_range, overlay) = cluster.map_or_else(
+            || (crate::state::default_service_range(), OverlayMode::default()),
+            |c| (c.service_range, c.overlay),
+        );
         Ok(RegisterResponse {
             node_id: node.to_owned(),
             subnet: subnet.to_string(),
             session_id,
             heartbeat_period_ms: self.settings.period_ms(),
             missed_heartbeats: self.settings.missed_heartbeats,
+            cluster_range: self.node_range.to_string(),
+            service_range: service_range.to_string(),
+            overlay: overlay.as_str().to_owned(),
         })
     }
 

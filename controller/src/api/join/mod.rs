@@ -58,6 +58,10 @@ pub struct ClusterFacts {
     pub node_range: Ipv4Net,
     /// The prefix length of each node's subnet.
     pub node_prefix: u8,
+    /// The range services' virtual IPs are allocated from.
+    pub service_range: Ipv4Net,
+    /// How node subnets reach each other.
+    pub overlay: crate::state::OverlayMode,
 }
 
 /// Serves `Join` for one member.

@@ -67,6 +67,7 @@ fn publishing(name: &str, port: u16, protocol: Protocol) -> ServiceSpec {
             target: 80,
             published: Some(port),
             protocol,
+            mode: PortMode::Host,
         }],
         ..spec(name)
     }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::*;
-use crate::state::ObservedState;
+use crate::state::{ObservedState, PortMode};
 use crate::state::{
     Availability, DesiredState, Node, NodeResources, NodeStatus, PortSpec, Protocol, RestartPolicy,
     ServiceMode,
