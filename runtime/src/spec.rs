@@ -57,6 +57,14 @@ pub struct ContainerSpec {
     /// container's own `env` wins over them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub link_env: Vec<String>,
+    /// Extra `/etc/hosts` lines (`<ip>\t<names>`), after the links' (a service's links to
+    /// other services' virtual IPs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+    /// The nameservers of its `/etc/resolv.conf` instead of the host's (the node's DNS
+    /// resolver); the host's search domains and options are kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<std::net::Ipv4Addr>,
     /// Size of `/dev/shm` in bytes.
     pub shm_size: u64,
     /// Restart policy applied by the monitor.

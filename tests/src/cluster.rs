@@ -190,11 +190,17 @@ pub struct Cluster {
 impl Cluster {
     /// `n` hosts, each with an empty data directory.
     pub fn new(n: usize) -> Cluster {
+        Cluster::segmented(&[n])
+    }
+
+    /// Hosts on L3 segments joined by a router (see [`Lan::segmented`]), each with an empty
+    /// data directory.
+    pub fn segmented(sizes: &[usize]) -> Cluster {
         let tmp = tempfile::Builder::new()
             .prefix("berth-cluster-")
             .tempdir()
             .expect("tempdir");
-        let lan = Lan::new(n);
+        let lan = Lan::segmented(sizes);
         let hosts = lan
             .hosts
             .iter()

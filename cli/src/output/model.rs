@@ -210,6 +210,8 @@ pub struct ServiceSummary {
     pub ports: Vec<String>,
     /// The version of its spec.
     pub version: u64,
+    /// Its virtual IP (empty if none).
+    pub vip: String,
 }
 
 /// `running`, `shutdown`.
@@ -264,11 +266,34 @@ fn protocol_word(p: v1::Protocol) -> &'static str {
 /// `8080->80/tcp`, or `80/tcp` when the node chooses the published port.
 pub fn port_text(p: &v1::ServicePort) -> String {
     let proto = protocol_word(p.protocol());
-    if p.published == 0 {
-        format!("{}/{proto}", p.target)
+    let host = if p.mode() == v1::PortMode::Host {
+        " (host)"
     } else {
-        format!("{}->{}/{proto}", p.published, p.target)
+        ""
+    };
+    if p.published == 0 {
+        format!("{}/{proto}{host}", p.target)
+    } else {
+        format!("{}->{}/{proto}{host}", p.published, p.target)
     }
+}
+
+/// A service's ports as published: its ingress ports with the ports the cluster chose,
+/// then its host-mode ports.
+pub fn published_ports(s: &v1::Service, spec: &v1::ServiceSpec) -> Vec<String> {
+    let ingress = spec
+        .ports
+        .iter()
+        .filter(|p| p.mode() != v1::PortMode::Host)
+        .map(|p| {
+            s.ingress
+                .iter()
+                .find(|i| i.target == p.target && i.protocol == p.protocol)
+                .filter(|_| p.published == 0)
+                .unwrap_or(p)
+        });
+    let host = spec.ports.iter().filter(|p| p.mode() == v1::PortMode::Host);
+    ingress.chain(host).map(port_text).collect()
 }
 
 impl From<&v1::ServiceSpec> for SpecView {

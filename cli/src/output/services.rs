@@ -2,7 +2,7 @@
 
 use berth_proto::v1;
 
-use super::model::{ServiceSummary, port_text};
+use super::model::{ServiceSummary, published_ports};
 use super::table::Table;
 
 /// The summary of each service, by name, counting its `tasks`.
@@ -29,8 +29,9 @@ pub fn summaries(services: &[v1::Service], tasks: &[v1::Task]) -> Vec<ServiceSum
                     spec.replicas
                 },
                 image: spec.image.clone(),
-                ports: spec.ports.iter().map(port_text).collect(),
+                ports: published_ports(s, &spec),
                 version: s.version,
+                vip: s.vip.clone(),
             }
         })
         .collect();
@@ -40,13 +41,14 @@ pub fn summaries(services: &[v1::Service], tasks: &[v1::Task]) -> Vec<ServiceSum
 
 /// The `ls` table.
 pub fn table(summaries: &[ServiceSummary]) -> String {
-    let mut t = Table::new(&["NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"]);
+    let mut t = Table::new(&["NAME", "MODE", "REPLICAS", "IMAGE", "VIP", "PORTS"]);
     for s in summaries {
         t.row(vec![
             s.name.clone(),
             s.mode.to_owned(),
             format!("{}/{}", s.running, s.desired),
             s.image.clone(),
+            s.vip.clone(),
             s.ports.join(","),
         ]);
     }
@@ -100,11 +102,13 @@ pub(crate) mod tests {
                 target: 80,
                 published: 8080,
                 protocol: v1::Protocol::Tcp as i32,
+                ..Default::default()
             },
             v1::ServicePort {
                 target: 53,
                 published: 0,
                 protocol: v1::Protocol::Udp as i32,
+                ..Default::default()
             },
         ];
         let services = vec![

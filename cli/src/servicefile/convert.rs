@@ -1,11 +1,11 @@
 //! A [`ServiceModel`] to the [`v1::ServiceSpec`] sent to the controller. What the spec has
 //! no place for yet (health checks, update policies, volumes, `expose`, `depends_on`,
-//! `stop_grace_period`, a port's host address and mode) stays in the model; the parser has
+//! `stop_grace_period`, a port's host address) stays in the model; the parser has
 //! warned about each of those that changes behaviour.
 
 use berth_proto::v1;
 
-use super::model::{Mode, Protocol, RestartCondition, ServiceModel};
+use super::model::{Mode, PortMode, Protocol, RestartCondition, ServiceModel};
 
 /// The restart delay when `restart_policy` gives none: Swarm's, and the cluster's default.
 pub const DEFAULT_RESTART_DELAY_MS: u64 = 5_000;
@@ -34,6 +34,11 @@ pub fn to_spec(m: &ServiceModel) -> v1::ServiceSpec {
                 target: target.into(),
                 published,
                 protocol: protocol.into(),
+                mode: match p.mode {
+                    PortMode::Ingress => v1::PortMode::Ingress,
+                    PortMode::Host => v1::PortMode::Host,
+                }
+                .into(),
             });
         }
     }

@@ -54,10 +54,10 @@ pub enum Protocol {
 /// How a port is published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PortMode {
-    /// On the nodes that run a task (berth's way; Compose's `mode: host`).
-    #[default]
+    /// On the nodes that run a task, straight to it (`mode: host`).
     Host,
-    /// Compose's routing mesh (`mode: ingress`); berth publishes as `Host` for now.
+    /// The routing mesh (`mode: ingress`, the default): every node publishes the port.
+    #[default]
     Ingress,
 }
 

@@ -108,7 +108,7 @@ fn parse_short(text: &str) -> Result<Port, PortError> {
         published,
         host_ip,
         protocol: proto,
-        mode: PortMode::Host,
+        mode: PortMode::Ingress,
     })
 }
 
@@ -201,7 +201,7 @@ impl Ctx<'_> {
             published: None,
             host_ip: None,
             protocol: Protocol::Tcp,
-            mode: PortMode::Host,
+            mode: PortMode::Ingress,
         };
         let mut ok = true;
         for (k, v) in entries {
@@ -251,17 +251,7 @@ impl Ctx<'_> {
                 },
                 "mode" => match self.string(v, &path).as_deref() {
                     Some("host") => port.mode = PortMode::Host,
-                    Some("ingress") => {
-                        port.mode = PortMode::Ingress;
-                        self.warn(
-                            Kind::NotApplied,
-                            v.at,
-                            &path,
-                            format!("`{path}: ingress` is published as `host` by berth"),
-                            "published on the task's node only",
-                            Some("berth has no routing mesh yet: the port answers on the nodes that run a task of the service".into()),
-                        );
-                    }
+                    Some("ingress") => port.mode = PortMode::Ingress,
                     Some(other) => {
                         self.error(
                             Kind::Invalid,

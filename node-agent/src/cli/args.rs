@@ -256,6 +256,12 @@ pub struct RunArgs {
     /// Link to another container: NAME[:ALIAS].
     #[arg(long = "link")]
     pub links: Vec<String>,
+    /// An extra /etc/hosts entry: HOST:IP.
+    #[arg(long = "add-host")]
+    pub add_hosts: Vec<String>,
+    /// A nameserver for /etc/resolv.conf instead of the host's (repeatable).
+    #[arg(long)]
+    pub dns: Vec<std::net::Ipv4Addr>,
     /// Signal that stops the container.
     #[arg(long)]
     pub stop_signal: Option<String>,

@@ -81,6 +81,17 @@ pub(super) fn options(a: &RunArgs) -> anyhow::Result<CreateOptions> {
         publish: a.publish.clone(),
         expose: a.expose.clone(),
         links: a.links.clone(),
+        extra_hosts: a
+            .add_hosts
+            .iter()
+            .map(|h| match h.split_once(':') {
+                Some((name, ip)) if !name.is_empty() && ip.parse::<std::net::IpAddr>().is_ok() => {
+                    Ok(format!("{ip}\t{name}"))
+                }
+                _ => bail!("invalid --add-host {h:?}: expected HOST:IP"),
+            })
+            .collect::<anyhow::Result<_>>()?,
+        dns: a.dns.clone(),
         restart: RestartPolicy::parse(&a.restart).map_err(anyhow::Error::msg)?,
         auto_remove: a.rm,
         stop_signal: a.stop_signal.clone(),

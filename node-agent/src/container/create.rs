@@ -203,6 +203,8 @@ impl ContainerManager {
             publish: opts.publish.clone(),
             links,
             link_env: Vec::new(),
+            extra_hosts: opts.extra_hosts.clone(),
+            dns: opts.dns.clone(),
             shm_size: opts.shm_size.unwrap_or(DEFAULT_SHM),
             restart: opts.restart,
             stop_signal,

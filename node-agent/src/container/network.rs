@@ -191,15 +191,18 @@ impl ContainerManager {
         let pending = net.begin(&spec.id)?;
         let ip = pending.ip();
         let written = (|| {
-            let (lines, env) = link_lines_and_env(&info.spec, &targets);
+            let (mut lines, env) = link_lines_and_env(&info.spec, &targets);
+            lines.extend(info.spec.extra_hosts.iter().cloned());
             write_in_place(
                 &dir.hosts(),
                 &files::render_hosts(Some((ip, &info.spec.hostname)), &lines),
             )?;
-            write_in_place(
-                &dir.resolv_conf(),
-                &files::container_resolv_conf(&host_resolv).0,
-            )?;
+            let resolv = if info.spec.dns.is_empty() {
+                files::container_resolv_conf(&host_resolv).0
+            } else {
+                files::resolv_conf_with(&host_resolv, &info.spec.dns)
+            };
+            write_in_place(&dir.resolv_conf(), &resolv)?;
             if info.spec.link_env != env {
                 info.spec.link_env = env;
                 let json = serde_json::to_vec_pretty(&info.spec)
@@ -295,7 +298,8 @@ impl ContainerManager {
                     Some((l.clone(), t, a.ip))
                 })
                 .collect();
-            let (lines, _) = link_lines_and_env(&info.spec, &targets);
+            let (mut lines, _) = link_lines_and_env(&info.spec, &targets);
+            lines.extend(info.spec.extra_hosts.iter().cloned());
             let hosts = files::render_hosts(Some((att.ip, &info.spec.hostname)), &lines);
             if let Err(err) = write_in_place(&dir.hosts(), &hosts) {
                 tracing::warn!(linker, error = %err, "rewriting /etc/hosts of a linking container");

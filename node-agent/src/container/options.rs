@@ -47,6 +47,10 @@ pub struct CreateOptions {
     pub expose: Vec<String>,
     /// Legacy links, `NAME[:ALIAS]`.
     pub links: Vec<String>,
+    /// Extra `/etc/hosts` lines, `<ip>\t<names>`.
+    pub extra_hosts: Vec<String>,
+    /// Nameservers replacing the host's in `/etc/resolv.conf`.
+    pub dns: Vec<std::net::Ipv4Addr>,
     /// Restart policy.
     pub restart: RestartPolicy,
     /// Remove when it exits.

@@ -397,6 +397,28 @@ pub fn container_resolv_conf(host: &str) -> (String, bool) {
     (out, defaulted)
 }
 
+/// resolv.conf for a container whose nameservers are `nameservers` (the node's resolver),
+/// keeping the host's search domains, options and other directives (as Docker does with
+/// `--dns`).
+pub fn resolv_conf_with(host: &str, nameservers: &[Ipv4Addr]) -> String {
+    let rc = ResolvConf::parse(host);
+    let mut out = String::new();
+    for ns in nameservers {
+        out.push_str(&format!("nameserver {ns}\n"));
+    }
+    if !rc.search.is_empty() {
+        out.push_str(&format!("search {}\n", rc.search.join(" ")));
+    }
+    if !rc.options.is_empty() {
+        out.push_str(&format!("options {}\n", rc.options.join(" ")));
+    }
+    for line in &rc.other {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// Reads the host's resolver config the way Docker picks it: `etc` (normally
 /// /etc/resolv.conf), unless its only nameserver is systemd-resolved's stub 127.0.0.53 and
 /// `systemd` (normally /run/systemd/resolve/resolv.conf) exists, in which case that file.

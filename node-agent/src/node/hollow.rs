@@ -165,7 +165,8 @@ impl Hollow {
 }
 
 impl Executor for HollowExecutor {
-    fn prepare(&self, subnet: Ipv4Net) -> Result<(), ExecError> {
+    fn prepare(&self, net: &super::NodeNetInfo) -> Result<(), ExecError> {
+        let subnet = net.subnet;
         let mut h = self.lock();
         if h.subnet != Some(subnet) {
             h.subnet = Some(subnet);
@@ -574,7 +575,7 @@ mod tests {
     fn hollow_tasks_run_at_once_with_addresses_from_the_subnet() {
         let running = Arc::new(AtomicI64::new(0));
         let ex = HollowExecutor::new().with_running_gauge(running.clone());
-        ex.prepare("10.200.3.0/24".parse().unwrap()).unwrap();
+        ex.prepare(&crate::node::NodeNetInfo::for_subnet("10.200.3.0/24".parse().unwrap())).unwrap();
         let a = ex.start(&assignment("t1")).unwrap();
         let b = ex.start(&assignment("t2")).unwrap();
         assert_eq!(a.phase, Phase::Running);
@@ -600,7 +601,7 @@ mod tests {
         let ex = HollowExecutor::new();
         let e = ex.start(&assignment("t1")).unwrap_err();
         assert!(e.0.contains("no address"), "{e}");
-        ex.prepare("10.200.3.0/30".parse().unwrap()).unwrap();
+        ex.prepare(&crate::node::NodeNetInfo::for_subnet("10.200.3.0/30".parse().unwrap())).unwrap();
         ex.fail_next_start("t1", "image not found");
         assert_eq!(
             ex.start(&assignment("t1")).unwrap_err().0,

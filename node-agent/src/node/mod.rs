@@ -25,6 +25,7 @@ mod error;
 pub mod hollow;
 pub mod identity;
 pub mod io;
+pub mod network;
 pub mod session;
 pub mod worker;
 
@@ -75,12 +76,50 @@ pub struct Observed {
 #[error("{0}")]
 pub struct ExecError(pub String);
 
+/// What the controller told the node about the cluster's network when it registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeNetInfo {
+    /// The node's container subnet.
+    pub subnet: Ipv4Net,
+    /// The node's own address, as it registered.
+    pub address: std::net::IpAddr,
+    /// The range every node subnet is cut from; `None` from a controller that did not say.
+    pub cluster_range: Option<Ipv4Net>,
+    /// The range of the services' virtual IPs; `None` likewise.
+    pub service_range: Option<Ipv4Net>,
+    /// How node subnets reach each other: "vxlan" or "routed" (empty: not said).
+    pub overlay: String,
+}
+
+impl NodeNetInfo {
+    /// Only a subnet, from a controller that says nothing of the cluster's network (tests).
+    pub fn for_subnet(subnet: Ipv4Net) -> NodeNetInfo {
+        NodeNetInfo {
+            subnet,
+            address: std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
+            cluster_range: None,
+            service_range: None,
+            overlay: String::new(),
+        }
+    }
+}
+
 /// What runs a node's tasks. Calls may block (the worker makes them off the async threads)
 /// and may come concurrently for different tasks, never for one task.
 pub trait Executor: Send + Sync + 'static {
-    /// Readies the node for tasks on `subnet`, the one the controller gave it (called after
-    /// every registration, with the same subnet each time).
-    fn prepare(&self, subnet: Ipv4Net) -> Result<(), ExecError>;
+    /// Readies the node for tasks on the subnet the controller gave it, in the cluster's
+    /// network (called after every registration, with the same subnet each time).
+    fn prepare(&self, net: &NodeNetInfo) -> Result<(), ExecError>;
+    /// Whether the node takes the cluster's network map (the `Network` stream); hollow nodes
+    /// do not, unless asked to (benchmarks).
+    fn wants_network(&self) -> bool {
+        false
+    }
+    /// Takes one message of the cluster's network map, in order (the whole map when
+    /// `update.full`). Must return quickly: the work is queued.
+    fn network(&self, update: berth_proto::v1::NetworkUpdate) {
+        let _ = update;
+    }
     /// Every task that has a container on this node, and its state now. Containers that are
     /// not tasks (made by hand) are not listed.
     fn list(&self) -> Result<Vec<Observed>, ExecError>;

@@ -33,8 +33,10 @@ use tracing::{info, warn};
 
 use crate::container::{AgentConfig, Attach, ContainerError, ContainerManager};
 use crate::image::ImageError;
+use crate::net::firewall::IptablesFirewall;
 use crate::net::{Attachment, NetError, NodeNet, SubnetChange};
 
+use super::network::NodeNetwork;
 use super::{ExecError, Executor, Observed, Phase};
 use index::{Index, TaskContainer};
 pub use observe::{Seen, observed};
@@ -149,6 +151,8 @@ pub struct RuntimeExecutor {
     manager: RwLock<Arc<ContainerManager>>,
     index: Mutex<Index>,
     prepare: Mutex<()>,
+    /// The overlay, service addresses and DNS of the cluster network.
+    network: NodeNetwork,
 }
 
 impl RuntimeExecutor {
@@ -161,12 +165,19 @@ impl RuntimeExecutor {
     /// [`RuntimeExecutor::new`] with options.
     pub fn with_options(config: AgentConfig, options: RuntimeOptions) -> Result<Self, RunError> {
         let manager = open(&config)?;
+        let network = NodeNetwork::start(Arc::new(IptablesFirewall::new())).map_err(|source| {
+            RunError::Open {
+                state_dir: config.state_dir.clone(),
+                source: Box::new(ContainerError::io("start the network worker", &config.state_dir, source)),
+            }
+        })?;
         Ok(Self {
             base: config,
             options,
             manager: RwLock::new(Arc::new(manager)),
             index: Mutex::new(Index::default()),
             prepare: Mutex::new(()),
+            network,
         })
     }
 
@@ -327,11 +338,20 @@ impl RuntimeExecutor {
         if let Some(t) = self.find(&m, task_id)? {
             return self.start_existing(&m, &t);
         }
-        let opts =
-            task_spec::create_options(task, spec).map_err(|reason| RunError::InvalidSpec {
+        let links: Vec<&str> = spec.links.iter().map(|l| l.service.as_str()).collect();
+        let net = self
+            .network
+            .task_network(&links, super::network::LINK_WAIT)
+            .map_err(|reason| RunError::InvalidSpec {
                 task: task_id.clone(),
                 reason,
             })?;
+        let opts = task_spec::create_options(task, spec, &net).map_err(|reason| {
+            RunError::InvalidSpec {
+                task: task_id.clone(),
+                reason,
+            }
+        })?;
         let name = opts.name.clone().unwrap_or_default();
         let info = match m.create(&opts) {
             Ok(info) => info,
@@ -426,10 +446,13 @@ impl RuntimeExecutor {
         Ok(())
     }
 
-    fn prepare_subnet(&self, subnet: Ipv4Net) -> Result<(), RunError> {
+    fn prepare_subnet(&self, subnet: Ipv4Net, mtu: Option<u32>) -> Result<(), RunError> {
         let _one_at_a_time = self.prepare.lock().unwrap_or_else(|e| e.into_inner());
         let mut cfg = self.base.clone();
         cfg.network.subnet = subnet;
+        if let Some(mtu) = mtu {
+            cfg.network.mtu = cfg.network.mtu.min(mtu);
+        }
         let (_net, change) =
             NodeNet::ensure_subnet(&cfg.state_dir.join("net"), cfg.network.clone()).map_err(
                 |source| RunError::Subnet {
@@ -482,8 +505,25 @@ impl Executor for RuntimeExecutor {
         self.serve(op, down, up)
     }
 
-    fn prepare(&self, subnet: Ipv4Net) -> Result<(), ExecError> {
-        Ok(self.prepare_subnet(subnet)?)
+    fn prepare(&self, info: &super::NodeNetInfo) -> Result<(), ExecError> {
+        // Without the overlay or the mesh the node still runs its tasks (reachable on the
+        // node only): that is logged, not fatal.
+        let mtu = self.network.prepare(info).unwrap_or_else(|e| {
+            warn!(error = %e, "the node has no cluster network");
+            None
+        });
+        self.prepare_subnet(info.subnet, mtu)?;
+        self.network
+            .bridge_ready(self.manager().config().network.gateway());
+        Ok(())
+    }
+
+    fn wants_network(&self) -> bool {
+        true
+    }
+
+    fn network(&self, update: berth_proto::v1::NetworkUpdate) {
+        self.network.update(update);
     }
 
     fn list(&self) -> Result<Vec<Observed>, ExecError> {

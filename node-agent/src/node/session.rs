@@ -31,7 +31,7 @@ use berth_controller::transport::MtlsConnector;
 use berth_proto::v1::dispatcher_client::DispatcherClient;
 use berth_proto::v1::{
     AssignmentsRequest, AssignmentsUpdate, HeartbeatRequest, RegisterRequest, RegisterResponse,
-    ReportOutcome, ReportStatusRequest, RequestsRequest,
+    NetworkRequest, ReportOutcome, ReportStatusRequest, RequestsRequest,
 };
 use ipnet::Ipv4Net;
 use tokio::sync::{mpsc, watch};
@@ -539,7 +539,14 @@ impl<E: Executor> Session<E> {
             let subnet: Option<Ipv4Net> = reg.subnet.parse().ok();
             if let Some(net) = subnet {
                 let ex = self.executor.clone();
-                let prepared = tokio::task::spawn_blocking(move || ex.prepare(net)).await;
+                let info = super::NodeNetInfo {
+                    subnet: net,
+                    address: self.address,
+                    cluster_range: reg.cluster_range.parse().ok(),
+                    service_range: reg.service_range.parse().ok(),
+                    overlay: reg.overlay.clone(),
+                };
+                let prepared = tokio::task::spawn_blocking(move || ex.prepare(&info)).await;
                 match prepared {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
@@ -722,9 +729,47 @@ impl<E: Executor> Session<E> {
                 }
             }
         };
+        let nw_client = client.clone();
+        let executor = self.executor.clone();
+        let probe = self.opts.probe.clone();
+        let nw_session = session_id.clone();
+        let network = async {
+            if !executor.wants_network() {
+                return std::future::pending().await;
+            }
+            let request = NetworkRequest {
+                session_id: nw_session,
+            };
+            let mut stream = match timed(CALL_TIMEOUT, nw_client.clone().network(request)).await {
+                Ok(s) => s,
+                Err(status) if status.code() == Code::Unimplemented => {
+                    warn!("the controller sends no network map: no service addresses or overlay");
+                    return std::future::pending().await;
+                }
+                Err(status) => return failed(&probe, "Network", &status),
+            };
+            loop {
+                match stream.message().await {
+                    Ok(Some(update)) => {
+                        debug!(
+                            full = update.full,
+                            nodes = update.nodes.len(),
+                            services = update.services.len(),
+                            removed = update.services_removed.len(),
+                            revision = update.revision,
+                            "network map"
+                        );
+                        executor.network(update);
+                    }
+                    Ok(None) => return Outcome::Register,
+                    Err(status) => return failed(&probe, "Network", &status),
+                }
+            }
+        };
         let outcome = tokio::select! {
             () = stopped(&mut self.shutdown) => Outcome::Stop,
             o = assignments => o,
+            o = network => o,
             o = requests => o,
             o = heartbeats => o,
             o = sending => o,

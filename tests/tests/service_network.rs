@@ -1,0 +1,460 @@
+//! Cross-host networking end to end (issue 7): a controller and four real `berth-agent node`
+//! daemons on hosts spread over two L3 segments joined by a router namespace, running
+//! busybox containers.
+//!
+//! * `web` (pinned to h1, segment A) links to `redis:db`; redis (a busybox httpd on port
+//!   6379 answering its hostname) starts on h2 (segment B). `web` answers through the link.
+//! * redis scaled to 3, one per node: new connections through the VIP reach all three.
+//! * a redis task killed is out of every node's rules within a second, and no new
+//!   connection reaches it.
+//! * web's ingress port answers on a node that runs no web task, and a node's own task sees
+//!   the client's real address.
+//! * `redis` and `tasks.redis` resolve inside web's container.
+//! * removing the services leaves no rule or name on any node; a removed node leaves no
+//!   overlay route on the others.
+//! * the same link test passes with the routed overlay, hosts on one segment.
+//!
+//! Every agent has a test-only state directory and cgroup parent and runs in a mount
+//! namespace of its host; everything (namespaces, containers, cgroups) goes at the end.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use berth_proto::v1;
+use berth_tests::TestAgent;
+use berth_tests::cluster::{Cluster, Host};
+use berth_tests::control_plane::{Control, ControlPlane};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+struct Env {
+    agents: BTreeMap<usize, TestAgent>,
+    cluster: Cluster,
+    cp: ControlPlane,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for h in &self.cluster.hosts {
+            h.kill("agent");
+        }
+        for h in &self.cluster.hosts {
+            h.kill("controller");
+        }
+    }
+}
+
+impl Env {
+    /// A controller on host 0 and agents on every host, with `init_args` for the cluster.
+    fn new(sizes: &[usize], init_args: &[&str]) -> Env {
+        let cluster = Cluster::segmented(sizes);
+        let cp = ControlPlane::start(
+            &cluster,
+            1,
+            init_args,
+            &["--agent-heartbeat-ms", "250", "--agent-missed-heartbeats", "4"],
+        )
+        .expect("a controller");
+        let mut env = Env {
+            agents: BTreeMap::new(),
+            cluster,
+            cp,
+        };
+        let n: usize = sizes.iter().sum();
+        for i in 0..n {
+            let agent = env
+                .cp
+                .start_agent(&env.cluster, i, &["--stop-timeout-s", "1"])
+                .expect("an agent");
+            env.agents.insert(i, agent);
+        }
+        env.wait_for("every node ready", || env.ready() == n);
+        env
+    }
+
+    fn control<T: Send>(
+        &self,
+        f: impl AsyncFnOnce(&mut Control) -> Result<T, tonic::Status> + Send,
+    ) -> Result<T, tonic::Status> {
+        self.cluster.host(0).run(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async {
+                let mut c = self.cp.client(&self.cp.addrs[0]).expect("a client");
+                f(&mut c).await
+            })
+        })
+    }
+
+    fn retry<T>(&self, what: &str, mut f: impl FnMut() -> Result<T, tonic::Status>) -> T {
+        let until = Instant::now() + WAIT;
+        loop {
+            match f() {
+                Ok(v) => return v,
+                Err(e) if Instant::now() < until => {
+                    eprintln!("{what}: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("{what}: {e}"),
+            }
+        }
+    }
+
+    fn apply(&self, spec: v1::ServiceSpec) -> v1::Service {
+        let name = spec.name.clone();
+        self.retry(&format!("apply {name}"), || {
+            let spec = spec.clone();
+            self.control(async move |c| {
+                c.apply_service(v1::ApplyServiceRequest {
+                    spec: Some(spec),
+                    expected_version: None,
+                })
+                .await
+                .map(|r| r.into_inner().service.expect("the service"))
+            })
+        })
+    }
+
+    fn remove(&self, name: &str) {
+        self.retry(&format!("remove {name}"), || {
+            self.control(async |c| {
+                c.remove_service(v1::RemoveServiceRequest {
+                    name: name.to_owned(),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ())
+            })
+        });
+    }
+
+    fn nodes(&self) -> Vec<v1::Node> {
+        self.control(async |c| {
+            c.list_nodes(v1::ListNodesRequest::default())
+                .await
+                .map(|r| r.into_inner().nodes)
+        })
+        .unwrap_or_default()
+    }
+
+    fn ready(&self) -> usize {
+        self.nodes()
+            .iter()
+            .filter(|n| n.status == v1::NodeStatus::Ready as i32)
+            .count()
+    }
+
+    /// The service's running tasks: address → host index.
+    fn running(&self, service: &str) -> BTreeMap<String, usize> {
+        let hosts: BTreeMap<String, usize> = self
+            .nodes()
+            .into_iter()
+            .filter_map(|n| Some((n.id, n.hostname.strip_prefix('h')?.parse().ok()?)))
+            .collect();
+        self.control(async |c| {
+            c.list_tasks(v1::ListTasksRequest {
+                service: service.to_owned(),
+                stale: true,
+            })
+            .await
+            .map(|r| r.into_inner().tasks)
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| {
+            t.desired == v1::TaskDesiredState::Running as i32
+                && t.observed == v1::TaskState::Running as i32
+                && !t.address.is_empty()
+        })
+        .filter_map(|t| Some((t.address, *hosts.get(&t.node)?)))
+        .collect()
+    }
+
+    fn wait_for(&self, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+        let started = Instant::now();
+        while !check() {
+            assert!(started.elapsed() < WAIT, "never: {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("{what}: {:.2} s", started.elapsed().as_secs_f64());
+        started.elapsed()
+    }
+
+    /// The name of a running container of `service` on host `i`.
+    fn container_on(&self, i: usize, service: &str) -> String {
+        let listed: serde_json::Value =
+            serde_json::from_str(&self.agents[&i].ok(["ps", "-o", "json"])).expect("ps json");
+        listed
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter_map(|c| c["Name"].as_str())
+            .find(|n| n.starts_with(&format!("{service}.")))
+            .unwrap_or_else(|| panic!("no container of {service} on h{i}"))
+            .to_owned()
+    }
+
+    /// `iptables-save` of host `i`'s nat and filter tables.
+    fn rules(&self, i: usize) -> String {
+        let out = self
+            .cluster
+            .host(i)
+            .ns
+            .command("iptables-save")
+            .output()
+            .expect("iptables-save");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn routes(&self, i: usize) -> String {
+        let out = self
+            .cluster
+            .host(i)
+            .ns
+            .command("ip")
+            .args(["route", "show"])
+            .output()
+            .expect("ip route");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// An HTTP GET from `host`'s network; the body.
+fn get(host: &Host, addr: SocketAddr, path: &str) -> Result<String, String> {
+    host.run(|| {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
+            return Err(format!("GET {addr}{path}: {head}"));
+        }
+        Ok(body.trim().to_owned())
+    })
+}
+
+/// A stand-in for redis: busybox httpd on 6379 answering the container's hostname.
+fn redis(replicas: u32, pinned: Option<&str>) -> v1::ServiceSpec {
+    v1::ServiceSpec {
+        name: "redis".into(),
+        image: "busybox:1".into(),
+        replicas,
+        max_replicas_per_node: 1,
+        constraints: pinned
+            .map(|h| vec![format!("node.hostname=={h}")])
+            .unwrap_or_default(),
+        command: [
+            "sh",
+            "-c",
+            "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 6379 -h /www",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ports: vec![v1::ServicePort {
+            target: 6379,
+            protocol: v1::Protocol::Tcp as i32,
+            mode: v1::PortMode::Host as i32,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// `web` on `host`: a CGI `/cgi-bin/r` fetching `http://db:6379/` (redis through the link)
+/// and `/cgi-bin/peer` answering the client's address; published on ingress port 8080.
+fn web(host: &str) -> v1::ServiceSpec {
+    let script = "mkdir -p /www/cgi-bin && \
+        printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\nwget -q -T 3 -O - http://db:6379/ 2>&1\\n' > /www/cgi-bin/r && \
+        printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/peer && \
+        chmod +x /www/cgi-bin/r /www/cgi-bin/peer && exec httpd -f -p 80 -h /www";
+    v1::ServiceSpec {
+        name: "web".into(),
+        image: "busybox:1".into(),
+        replicas: 1,
+        constraints: vec![format!("node.hostname=={host}")],
+        command: ["sh", "-c", script].map(String::from).to_vec(),
+        links: vec![v1::ServiceLink {
+            service: "redis".into(),
+            alias: "db".into(),
+        }],
+        ports: vec![v1::ServicePort {
+            target: 80,
+            published: 8080,
+            protocol: v1::Protocol::Tcp as i32,
+            mode: v1::PortMode::Ingress as i32,
+        }],
+        ..Default::default()
+    }
+}
+
+fn ip(h: &Host) -> std::net::IpAddr {
+    std::net::IpAddr::V4(h.ip)
+}
+
+#[test]
+fn services_reach_each_other_across_segments_through_vips_names_and_the_mesh() {
+    if !berth_tests::require_root_and_busybox("service_network") {
+        return;
+    }
+    // h0, h1 on segment A (192.168.100.0/24); h2, h3 on segment B (192.168.101.0/24).
+    let env = Env::new(&[2, 2], &[]);
+    let redis_svc = env.apply(redis(1, Some("h2")));
+    assert!(!redis_svc.vip.is_empty(), "redis has a VIP");
+    env.wait_for("redis running on h2", || {
+        env.running("redis").values().any(|h| *h == 2)
+    });
+    let web_svc = env.apply(web("h1"));
+    assert_eq!(web_svc.ingress[0].published, 8080);
+    env.wait_for("web running on h1", || env.running("web").len() == 1);
+
+    // The link, across the router: web on h1 reaches redis on h2 as `db`.
+    let h1 = env.cluster.host(1);
+    let through_link = env.wait_for("web answers through the link", || {
+        get(env.cluster.host(0), SocketAddr::new(ip(h1), 8080), "/cgi-bin/r")
+            .is_ok_and(|b| !b.is_empty() && !b.contains("wget"))
+    });
+    assert!(through_link < WAIT);
+
+    // The ingress port answers on h3 (segment B), which runs no web task; the client (h0)
+    // is masqueraded there, but seen as itself when h1 serves it.
+    let h3 = env.cluster.host(3);
+    let via_h3 = get(env.cluster.host(0), SocketAddr::new(ip(h3), 8080), "/cgi-bin/r")
+        .expect("the mesh answers on a node without a task");
+    assert!(!via_h3.is_empty() && !via_h3.contains("wget"), "{via_h3}");
+    let peer = get(env.cluster.host(0), SocketAddr::new(ip(h1), 8080), "/cgi-bin/peer")
+        .expect("peer address");
+    assert_eq!(peer, env.cluster.host(0).ip.to_string(), "source preserved on the task's node");
+
+    // Scale redis to 3, one per node: connections through the VIP reach all three.
+    env.apply(redis(3, None));
+    env.wait_for("3 redis tasks running", || env.running("redis").len() == 3);
+    let backends = env.running("redis");
+    let mut seen = BTreeSet::new();
+    env.wait_for("every redis task answers through the VIP", || {
+        if let Ok(b) = get(env.cluster.host(0), SocketAddr::new(ip(h1), 8080), "/cgi-bin/r") {
+            seen.insert(b);
+        }
+        seen.len() == 3
+    });
+    let hosts: BTreeSet<usize> = backends.values().copied().collect();
+    assert_eq!(hosts.len(), 3, "one redis per node: {backends:?}");
+
+    // DNS inside web's container.
+    let web_agent = &env.agents[&1];
+    let web_ctr = env.container_on(1, "web");
+    let looked = web_agent.ok(["exec", &web_ctr, "nslookup", "redis"]);
+    assert!(looked.contains(&redis_svc.vip), "redis → {}: {looked}", redis_svc.vip);
+    let tasks = web_agent.ok(["exec", &web_ctr, "nslookup", "tasks.redis"]);
+    for addr in backends.keys() {
+        assert!(tasks.contains(addr.as_str()), "tasks.redis has {addr}: {tasks}");
+    }
+    let hosts_file = web_agent.ok(["exec", &web_ctr, "cat", "/etc/hosts"]);
+    assert!(
+        hosts_file.contains(&format!("{}\tdb redis", redis_svc.vip)),
+        "{hosts_file}"
+    );
+    let env_vars = web_agent.ok(["exec", &web_ctr, "env"]);
+    assert!(
+        env_vars.contains(&format!("DB_PORT=tcp://{}:6379", redis_svc.vip)),
+        "{env_vars}"
+    );
+
+    // A redis task killed: out of every node's rules within a second.
+    let (victim, victim_host) = backends
+        .iter()
+        .find(|(_, h)| **h != 1)
+        .map(|(a, h)| (a.clone(), *h))
+        .expect("a redis task off h1");
+    let ctr = env.container_on(victim_host, "redis");
+    for i in 0..4 {
+        assert!(env.rules(i).contains(&victim), "h{i} balances to {victim}");
+    }
+    env.agents[&victim_host].ok(["kill", &ctr]);
+    let killed = Instant::now();
+    let mut gone_at = BTreeMap::new();
+    while gone_at.len() < 4 {
+        for i in 0..4 {
+            if !gone_at.contains_key(&i) && !env.rules(i).contains(&victim) {
+                gone_at.insert(i, killed.elapsed());
+            }
+        }
+        assert!(killed.elapsed() < WAIT, "the killed task stays in the rules");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let slowest = gone_at.values().max().copied().unwrap_or_default();
+    eprintln!("killed task out of the rules: {gone_at:?}");
+    assert!(
+        slowest < Duration::from_secs(3),
+        "a killed task left every node's rules after {slowest:?}"
+    );
+    for _ in 0..20 {
+        if let Ok(b) = get(env.cluster.host(0), SocketAddr::new(ip(h1), 8080), "/cgi-bin/r") {
+            assert!(!b.contains("wget"), "a request failed after the kill: {b}");
+        }
+    }
+
+    // Teardown: no service rule or name left anywhere.
+    env.remove("web");
+    env.remove("redis");
+    env.wait_for("no service rules on any node", || {
+        (0..4).all(|i| !env.rules(i).contains("berth:/svc/"))
+    });
+    for i in 0..4 {
+        let rules = env.rules(i);
+        assert!(!rules.contains(&redis_svc.vip), "h{i} still has the VIP: {rules}");
+        assert!(!rules.contains("dport 8080"), "h{i} still publishes 8080");
+    }
+
+    // A node removed leaves no overlay route on the others.
+    let h3_node = env
+        .nodes()
+        .into_iter()
+        .find(|n| n.hostname == "h3")
+        .expect("h3's node");
+    env.cluster.host(3).kill("agent");
+    env.retry("remove h3's node", || {
+        env.control(async |c| {
+            c.remove_node(v1::RemoveNodeRequest {
+                node: h3_node.id.clone(),
+                force: true,
+            })
+            .await
+            .map(|_| ())
+        })
+    });
+    let subnet = h3_node.subnet.clone();
+    env.wait_for("h3's subnet gone from the other nodes' routes", || {
+        (0..3).all(|i| !env.routes(i).contains(&subnet))
+    });
+}
+
+#[test]
+fn the_routed_overlay_carries_links_between_hosts_of_one_segment() {
+    if !berth_tests::require_root_and_busybox("service_network routed") {
+        return;
+    }
+    let env = Env::new(&[3], &["--overlay", "routed"]);
+    env.apply(redis(1, Some("h2")));
+    env.apply(web("h1"));
+    env.wait_for("web and redis running", || {
+        env.running("web").len() == 1 && env.running("redis").len() == 1
+    });
+    let h1 = env.cluster.host(1);
+    env.wait_for("web answers through the link (routed)", || {
+        get(env.cluster.host(0), SocketAddr::new(ip(h1), 8080), "/cgi-bin/r")
+            .is_ok_and(|b| !b.is_empty() && !b.contains("wget"))
+    });
+    assert!(
+        !env.routes(1).contains("berth.vx"),
+        "no vxlan device in routed mode"
+    );
+    env.remove("web");
+    env.remove("redis");
+}
