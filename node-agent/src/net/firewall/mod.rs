@@ -182,6 +182,8 @@
 
 pub mod iptables;
 pub mod mesh;
+#[cfg(test)]
+mod mesh_tests;
 pub mod rules;
 #[cfg(test)]
 mod tests;
