@@ -170,7 +170,14 @@
 //! * Sysctls, set by the caller: `net.ipv4.ip_forward=1`; `route_localnet=1` on the bridge
 //!   *and on the device(s) towards other nodes* (or on `all`), for connections from the
 //!   node's `127.0.0.1` to an ingress port served on another node (the kernel refuses to
-//!   route a `127.0.0.0/8` source out of a device without it).
+//!   route a `127.0.0.0/8` source out of a device without it); `send_redirects=0` on `all`
+//!   *and* on the bridge (the kernel ORs them). A container's connection to a VIP that is
+//!   DNATed to another container on the same bridge leaves through the interface it came
+//!   in by, so the kernel sends the container an ICMP redirect naming that task as the
+//!   gateway for the VIP: wrong (a container that accepts it sends VIP traffic straight to
+//!   a task that drops it), and it drains the per-host ICMP rate limit, so the container's
+//!   next `REJECT` of a service without endpoints is sent no ICMP and its connection is
+//!   refused only on the SYN's retransmission, a second later (seen in the tests).
 //! * Order: [`Firewall::setup_network`], then [`ServiceFirewall::setup_mesh`] (its
 //!   `BERTH-MESH-POSTROUTING` jump must stand above the network's MASQUERADE rules: both
 //!   keep that order whichever runs first, since the mesh inserts and the network appends),
@@ -184,6 +191,8 @@ pub mod iptables;
 pub mod mesh;
 #[cfg(test)]
 mod mesh_tests;
+#[cfg(test)]
+mod mesh_traffic_tests;
 pub mod rules;
 #[cfg(test)]
 mod tests;
