@@ -1,7 +1,9 @@
-//! [`IptablesFirewall`]: reads the state with one `iptables-save`, plans with [`rules`], and
-//! applies each change as one `iptables-restore --noflush --wait` call, one change at a time
-//! per process. The fast calls ([`Firewall::add_new_ports`],
-//! [`Firewall::remove_known_ports`]) skip the read unless iptables refuses their batch.
+//! [`IptablesFirewall`]: reads the state with one `iptables-save`, plans with [`rules`] (and
+//! [`mesh`] for [`ServiceFirewall`]), and applies each change as one `iptables-restore
+//! --noflush --wait` call, one change at a time per process. The fast calls
+//! ([`Firewall::add_new_ports`], [`Firewall::remove_known_ports`],
+//! [`ServiceFirewall::apply_service`], [`ServiceFirewall::remove_service`]) skip the read
+//! unless iptables refuses their batch.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -11,8 +13,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use tracing::{debug, warn};
 
+use super::mesh::{self, Scope, ServicePlan};
 use super::rules::{self, Batch, State, Table};
-use super::{Firewall, FirewallError, NetworkRules, Publish};
+use super::{
+    Firewall, FirewallError, MeshConfig, NetworkRules, Publish, ServiceFirewall, ServiceRules,
+};
 
 /// Runs `iptables-save` and `iptables-restore`; the seam between [`IptablesFirewall`]'s
 /// planning and the kernel.
@@ -306,6 +311,125 @@ impl<R: Runner> Firewall for IptablesFirewall<R> {
     fn owners(&self, _net: &NetworkRules) -> Result<BTreeSet<String>, FirewallError> {
         let _g = self.lock();
         Ok(rules::owners(&self.state()?))
+    }
+}
+
+impl<R: Runner> IptablesFirewall<R> {
+    /// Applies `batch`; if iptables refuses it, one step at a time, collecting the errors
+    /// (teardown must finish).
+    fn apply_all_steps(&self, what: &str, batch: &Batch) -> Result<(), FirewallError> {
+        let Err(e) = self.apply(what, batch) else {
+            return Ok(());
+        };
+        warn!(what, error = %e, "batch failed; applying it step by step");
+        let errors: Vec<FirewallError> = batch
+            .split()
+            .iter()
+            .filter_map(|step| self.apply(what, step).err())
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(FirewallError::Teardown { errors })
+        }
+    }
+}
+
+impl<R: Runner> ServiceFirewall for IptablesFirewall<R> {
+    fn setup_mesh(&self, config: &MeshConfig) -> Result<(), FirewallError> {
+        mesh::check_mesh(config)?;
+        let _g = self.lock();
+        let batch = mesh::setup(config, &self.state()?)?;
+        self.apply("setup mesh", &batch)
+    }
+
+    fn apply_service(
+        &self,
+        previous: Option<&ServiceRules>,
+        next: &ServiceRules,
+    ) -> Result<(), FirewallError> {
+        let next_plan = mesh::service_plan(next)?;
+        let prev_plan = match previous {
+            Some(p) => mesh::service_plan(p)?,
+            None => ServicePlan::empty(&next.name),
+        };
+        let batch = mesh::change(&prev_plan, &next_plan);
+        let _g = self.lock();
+        let Err(e) = self.apply("apply service", &batch) else {
+            return Ok(());
+        };
+        // A refused batch changed nothing (per table): redo it from the real state.
+        warn!(
+            service = %next.name,
+            error = %e,
+            "fast service change refused; applying it exactly",
+        );
+        let state = self.state()?;
+        let mut batch = mesh::sync(
+            std::slice::from_ref(&next_plan),
+            Scope::Service(&next.name),
+            &state,
+        )?;
+        if prev_plan.name != next_plan.name {
+            batch
+                .ops
+                .extend(mesh::sync(&[], Scope::Service(&prev_plan.name), &state)?.ops);
+        }
+        self.apply("sync service", &batch)
+    }
+
+    fn remove_service(&self, service: &ServiceRules) -> Result<(), FirewallError> {
+        let plan = mesh::service_plan(service)?;
+        let batch = mesh::change(&plan, &ServicePlan::empty(&service.name));
+        let _g = self.lock();
+        let Err(e) = self.apply("remove service", &batch) else {
+            return Ok(());
+        };
+        warn!(
+            service = %service.name,
+            error = %e,
+            "fast service removal refused; removing what exists",
+        );
+        let batch = mesh::sync(&[], Scope::Service(&service.name), &self.state()?)?;
+        self.apply("remove service named", &batch)
+    }
+
+    fn remove_service_named(&self, name: &str) -> Result<(), FirewallError> {
+        mesh::check_service_name(name)?;
+        let _g = self.lock();
+        let batch = mesh::sync(&[], Scope::Service(name), &self.state()?)?;
+        self.apply("remove service named", &batch)
+    }
+
+    fn sync_services(&self, services: &[ServiceRules]) -> Result<(), FirewallError> {
+        let mut names = BTreeSet::new();
+        let mut plans = Vec::with_capacity(services.len());
+        for s in services {
+            if !names.insert(s.name.as_str()) {
+                return Err(FirewallError::Invalid {
+                    what: "service",
+                    value: s.name.clone(),
+                    reason: "given twice",
+                });
+            }
+            plans.push(mesh::service_plan(s)?);
+        }
+        let _g = self.lock();
+        let batch = mesh::sync(&plans, Scope::All, &self.state()?)?;
+        self.apply("sync services", &batch)
+    }
+
+    fn services(&self) -> Result<BTreeSet<String>, FirewallError> {
+        let _g = self.lock();
+        Ok(mesh::services(&self.state()?))
+    }
+
+    fn teardown_mesh(&self) -> Result<(), FirewallError> {
+        let _g = self.lock();
+        let state = self
+            .state()
+            .map_err(|e| FirewallError::Teardown { errors: vec![e] })?;
+        self.apply_all_steps("teardown mesh", &mesh::teardown(&state))
     }
 }
 

@@ -79,8 +79,120 @@
 //! * Setup checks that each rule exists, not where: if Docker or firewalld reloads and
 //!   flushes `FORWARD`, call `setup_network` again. Docker's own chains and its `DROP`
 //!   policy are left alone; berth's jump sits above them, and teardown removes only berth's.
+//!
+//! # The service mesh
+//!
+//! [`ServiceFirewall`] gives each service a virtual IP that every node load-balances over
+//! the service's tasks on any node (kube-proxy's iptables mode with Swarm's semantics: every
+//! port of the VIP goes to the same port of a task), and publishes its ingress ports on
+//! every node. The pure core is [`mesh`]. Its rules carry the comment `berth:/mesh` (the
+//! mesh's own) or `berth:/svc/<name>` (one service's): reserved owners, so
+//! [`Firewall::owners`] never lists them and [`Firewall::remove_owners`] never removes them.
+//!
+//! The node's subnet (`node_subnet`, its bridge having the first host address, the
+//! *gateway*) and every other node's lie in one `cluster_range`, and node subnets reach each
+//! other without NAT (an overlay device or routes, set up elsewhere).
+//!
+//! `nat` table:
+//!
+//! * `PREROUTING` and `OUTPUT`: `-j BERTH-SERVICES` (inserted first).
+//! * `BERTH-SERVICES`: `-m addrtype --dst-type LOCAL -j BERTH-INGRESS` (inserted first),
+//!   then per service with a VIP `-d <vip>/32 -j BERTH-SVC-<h>`, whatever the protocol and
+//!   port.
+//! * `BERTH-INGRESS`: per ingress port `-p <proto> -m <proto> --dport <published> -j
+//!   BERTH-SVC-<h>`: every local address of the node (its LAN address, `127.0.0.1`, ...).
+//! * `BERTH-SVC-<h>` (`<h>`: 16 hex digits of the SHA-256 of the name), one per service:
+//!   endpoint `i` of `n` (sorted by address) `-m statistic --mode random --probability
+//!   1/(n-i) -j BERTH-SEP-<h'>`, the last without the match: a uniform choice, made once per
+//!   connection (only a connection's first packet goes through `nat`). Empty without
+//!   endpoints.
+//! * `BERTH-SEP-<h'>` (of the name and the address), one per endpoint: `-d <vip>/32 -j DNAT
+//!   --to-destination <task>` (no port: every port), then per ingress port `-p <proto> -m
+//!   <proto> --dport <published> -j DNAT --to-destination <task>:<target>`.
+//! * `BERTH-POSTROUTING`: `-j BERTH-MESH-POSTROUTING`, inserted first, so ahead of the
+//!   networks' MASQUERADE rules (which are appended).
+//! * `BERTH-MESH-POSTROUTING`: whether a connection needs its source rewritten, decided from
+//!   addresses after DNAT (so the service rules are the same on every node, and no mark bit
+//!   is taken that another program may use):
+//!   1. `-d <node_subnet> -j RETURN`: to this node's containers, the network's rules apply:
+//!      none from outside (a client's source is kept), hairpin and localhost MASQUERADE
+//!      from the node (a task reaching itself, or another task on the bridge, through the
+//!      VIP is masqueraded by the network's `--ctstate DNAT` hairpin rule).
+//!   2. `! -d <cluster_range> -j RETURN`: to the outside world: the network's rules.
+//!   3. `-s <node_subnet> -j ACCEPT`: this node's containers (or the node by its gateway
+//!      address) to another node's containers, directly or through a VIP: the source is
+//!      kept, and the network's `-s <subnet> ! -o <bridge> -j MASQUERADE` is not reached.
+//!      The reply comes back here since the source's subnet routes here.
+//!   4. `! -s <cluster_range> -j SNAT --to-source <gateway>`: the node itself (including
+//!      `127.0.0.1`) or a LAN client, DNATed to another node's task (or routed to another
+//!      node's container): the task's reply must come back through this node, so the
+//!      source becomes the gateway, which the other node routes back here and accepts as
+//!      cluster traffic (MASQUERADE could pick an address outside the cluster range).
+//!   5. `-m conntrack --ctstate DNAT -j SNAT --to-source <gateway>`: a container of another
+//!      node that reached this node's ingress port (on one of its cluster addresses) and
+//!      was sent to a third node: the same.
+//!
+//! `filter` table:
+//!
+//! * `BERTH-FORWARD`: `-j BERTH-MESH-FORWARD`, inserted first.
+//! * `BERTH-MESH-FORWARD`:
+//!   * `-j BERTH-NO-ENDPOINTS`.
+//!   * `-s <cluster_range> -d <cluster_range> -j ACCEPT`: container to container across
+//!     nodes, both ways (the overlay device is not the bridge, so the network's rules do
+//!     not cover it), and replies of connections SNATed to the gateway on another node.
+//!   * `-m conntrack --ctstate DNAT --ctreplsrc <cluster_range> -j ACCEPT`: connections
+//!     DNATed to a task (the reply source is the task), both ways: a LAN client's
+//!     connection to an ingress port sent to another node, and its replies.
+//! * `INPUT` and `OUTPUT`: `-j BERTH-NO-ENDPOINTS` (inserted first).
+//! * `BERTH-NO-ENDPOINTS`: per service without endpoints, `-d <vip>/32 -j REJECT` and per
+//!   ingress port `-p <proto> -m addrtype --dst-type LOCAL -m <proto> --dport <published>
+//!   -j REJECT` (`--reject-with icmp-port-unreachable`): a connection is refused at once
+//!   instead of hanging (from a container through `FORWARD`, from the node through
+//!   `OUTPUT`, from outside through `INPUT`).
+//!
+//! The jumps from `POSTROUTING` and `FORWARD` into `BERTH-POSTROUTING` and `BERTH-FORWARD`
+//! are the networks' shared ones (`berth:/jump`); [`ServiceFirewall::setup_mesh`] adds them
+//! (and the chains) if missing, and [`ServiceFirewall::teardown_mesh`] leaves them.
+//!
+//! ## Changing one service
+//!
+//! [`ServiceFirewall::apply_service`] writes one batch that touches only that service:
+//! declaring an existing chain in `iptables-restore --noflush` input flushes just that
+//! chain (kube-proxy's trick), so its `BERTH-SVC-` chain, and the `BERTH-SEP-` chains whose
+//! rules changed, are declared and written whole; the jump and `REJECT` rules that differ
+//! between the caller's `previous` and `next` are deleted and added one by one; the
+//! `BERTH-SEP-` chains of endpoints that went are flushed and deleted. It trusts
+//! `previous` (no `iptables-save`), and falls back to the exact path computed from
+//! `iptables-save` when iptables refuses the batch, as [`Firewall::add_new_ports`] does.
+//!
+//! ## Wiring the mesh up
+//!
+//! * Sysctls, set by the caller: `net.ipv4.ip_forward=1`; `route_localnet=1` on the bridge
+//!   *and on the device(s) towards other nodes* (or on `all`), for connections from the
+//!   node's `127.0.0.1` to an ingress port served on another node (the kernel refuses to
+//!   route a `127.0.0.0/8` source out of a device without it); `send_redirects=0` on `all`
+//!   *and* on the bridge (the kernel ORs them). A container's connection to a VIP that is
+//!   DNATed to another container on the same bridge leaves through the interface it came
+//!   in by, so the kernel sends the container an ICMP redirect naming that task as the
+//!   gateway for the VIP: wrong (a container that accepts it sends VIP traffic straight to
+//!   a task that drops it), and it drains the per-host ICMP rate limit, so the container's
+//!   next `REJECT` of a service without endpoints is sent no ICMP and its connection is
+//!   refused only on the SYN's retransmission, a second later (seen in the tests).
+//! * Order: [`Firewall::setup_network`], then [`ServiceFirewall::setup_mesh`] (its
+//!   `BERTH-MESH-POSTROUTING` jump must stand above the network's MASQUERADE rules: both
+//!   keep that order whichever runs first, since the mesh inserts and the network appends),
+//!   then [`ServiceFirewall::apply_service`] per change. After an agent restart,
+//!   [`ServiceFirewall::sync_services`] with every service makes the rules exactly those
+//!   (one read, one batch), or [`ServiceFirewall::services`] and
+//!   [`ServiceFirewall::remove_service_named`] remove the stale ones. Host-mode ports stay
+//!   the per-container rules in `BERTH-DNAT`.
 
 pub mod iptables;
+pub mod mesh;
+#[cfg(test)]
+mod mesh_tests;
+#[cfg(test)]
+mod mesh_traffic_tests;
 pub mod rules;
 #[cfg(test)]
 mod tests;
@@ -167,6 +279,97 @@ pub trait Firewall: Send + Sync + fmt::Debug {
     /// Owners whose port rules exist now, on the whole node (to remove stale rules of a
     /// crashed agent at start).
     fn owners(&self, net: &NetworkRules) -> Result<BTreeSet<String>, FirewallError>;
+}
+
+/// A back-end for service virtual IPs and the routing mesh (see the [module
+/// documentation](self#the-service-mesh) for the rules). Every call is one
+/// `iptables-restore --noflush --wait` batch (all or nothing per table), computed from
+/// `iptables-save` except where the call says it trusts the caller.
+pub trait ServiceFirewall: Send + Sync + fmt::Debug {
+    /// Creates the mesh's chains and rules for `mesh`, and the shared jumps into
+    /// `BERTH-POSTROUTING` and `BERTH-FORWARD` if missing (idempotent). Mesh rules of
+    /// another configuration (another node subnet) are replaced. Services are kept.
+    fn setup_mesh(&self, mesh: &MeshConfig) -> Result<(), FirewallError>;
+
+    /// Makes one service's rules those of `next`, fast: `previous` is what the caller last
+    /// applied for it (`None`: nothing is installed for `next.name`), so the current rules are
+    /// not read; only this service's chains that change are rewritten, and only its jump
+    /// and `REJECT` rules that change are deleted or added. If iptables refuses the batch
+    /// (`previous` was wrong, someone removed a rule, the mesh is not set up), falls back to
+    /// the exact path from `iptables-save` ([`sync_services`](Self::sync_services) for this
+    /// service alone, and the removal of `previous` if it had another name). Fails with
+    /// [`FirewallError::NotSetUp`] if the mesh is not set up.
+    fn apply_service(
+        &self,
+        previous: Option<&ServiceRules>,
+        next: &ServiceRules,
+    ) -> Result<(), FirewallError>;
+
+    /// Removes one service's rules and chains, fast (the caller says `service` is what is
+    /// installed), falling back to [`remove_service_named`](Self::remove_service_named).
+    fn remove_service(&self, service: &ServiceRules) -> Result<(), FirewallError>;
+
+    /// Removes every rule and chain of the service called `name`, found in `iptables-save`
+    /// (idempotent).
+    fn remove_service_named(&self, name: &str) -> Result<(), FirewallError>;
+
+    /// Makes the installed services exactly `services`, from one `iptables-save`, as one
+    /// batch: what is up to date is left alone, other services' rules and unused
+    /// `BERTH-SVC-`/`BERTH-SEP-` chains go (after an agent restart). Names must be unique.
+    fn sync_services(&self, services: &[ServiceRules]) -> Result<(), FirewallError>;
+
+    /// The names of the services that have rules now (from their `berth:/svc/<name>`
+    /// comments).
+    fn services(&self) -> Result<BTreeSet<String>, FirewallError>;
+
+    /// Removes every mesh and service rule and chain, keeping the networks' rules and
+    /// jumps. Collects every error and keeps going; repeating it is harmless.
+    fn teardown_mesh(&self) -> Result<(), FirewallError>;
+}
+
+/// The node's place in the cluster's network, for the mesh's rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshConfig {
+    /// The range every node's container subnet is cut from.
+    pub cluster_range: Ipv4Net,
+    /// This node's container subnet (inside `cluster_range`); the bridge has its first host
+    /// address, the [gateway](MeshConfig::gateway).
+    pub node_subnet: Ipv4Net,
+}
+
+impl MeshConfig {
+    /// The node's address on its subnet (the bridge's, the subnet's first host address):
+    /// the source of connections the mesh sends to another node on a client's behalf.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.node_subnet.network()).wrapping_add(1))
+    }
+}
+
+/// One service as the mesh sees it, the same on every node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRules {
+    /// The service's name (1 to 200 characters of `[A-Za-z0-9_.-]`).
+    pub name: String,
+    /// Its virtual IP, outside the cluster range; `None`: no VIP (ingress ports only, or
+    /// nothing).
+    pub vip: Option<Ipv4Addr>,
+    /// The addresses of its healthy tasks, on any node (order and duplicates do not
+    /// matter). Whether one is local is told by the address (the node subnet), not here.
+    pub endpoints: Vec<Ipv4Addr>,
+    /// Its ingress ports, published on every node.
+    pub ingress: Vec<IngressPort>,
+}
+
+/// A port published through the routing mesh: `published` on every node's local addresses
+/// goes to `target` of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IngressPort {
+    /// TCP or UDP.
+    pub protocol: Proto,
+    /// The port on every node (not 0).
+    pub published: u16,
+    /// The port of the task (not 0).
+    pub target: u16,
 }
 
 /// The network a set of rules is for: a Linux bridge and the IPv4 subnet on it.

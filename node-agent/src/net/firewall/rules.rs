@@ -78,7 +78,7 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn new(table: Table, chain: &str, spec: String) -> Rule {
+    pub(super) fn new(table: Table, chain: &str, spec: String) -> Rule {
         Rule {
             table,
             chain: chain.to_owned(),
@@ -248,6 +248,15 @@ impl State {
         })
     }
 
+    /// The rules of `table` as `(chain, text after "-A <chain> ", words)`, in order.
+    pub(super) fn saved(&self, table: Table) -> impl Iterator<Item = (&str, &str, &[String])> {
+        self.tables
+            .get(&table)
+            .into_iter()
+            .flat_map(|t| &t.rules)
+            .map(|r| (r.chain.as_str(), r.raw.as_str(), r.words.as_slice()))
+    }
+
     /// The chains of `table`, in order.
     pub fn chains(&self, table: Table) -> Vec<String> {
         self.tables
@@ -356,7 +365,7 @@ fn is_builtin(chain: &str) -> bool {
 
 /// Splits a rule into words the way iptables' own parser does: on blanks, with `"…"`
 /// grouping and `\` escaping inside quotes.
-fn words(text: &str) -> Vec<String> {
+pub(super) fn words(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
@@ -391,25 +400,25 @@ fn words(text: &str) -> Vec<String> {
     out
 }
 
-fn jump_target(words: &[String]) -> Option<String> {
+pub(super) fn jump_target(words: &[String]) -> Option<String> {
     words
         .windows(2)
         .find(|w| w[0] == "-j" || w[0] == "-g")
         .map(|w| w[1].clone())
 }
 
-fn comment_of(words: &[String]) -> Option<&str> {
+pub(super) fn comment_of(words: &[String]) -> Option<&str> {
     words
         .windows(2)
         .find(|w| w[0] == "--comment")
         .map(|w| w[1].as_str())
 }
 
-fn comment(owner: &str) -> String {
+pub(super) fn comment(owner: &str) -> String {
     format!("-m comment --comment \"{COMMENT_PREFIX}{owner}\"")
 }
 
-fn valid_name(s: &str) -> bool {
+pub(super) fn valid_name(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }

@@ -11,7 +11,7 @@ use super::{
     Firewall, FirewallError, IptablesFirewall, MemoryRunner, NetworkRules, Proto, Publish, Runner,
 };
 
-fn net() -> NetworkRules {
+pub(super) fn net() -> NetworkRules {
     NetworkRules {
         bridge: "berth0".to_owned(),
         subnet: "10.88.0.1/16".parse().unwrap(),
@@ -67,7 +67,7 @@ const SETUP: &[&str] = &[
 ];
 
 /// The state after applying `batches` to an empty model.
-fn model(batches: &[&Batch]) -> State {
+pub(super) fn model(batches: &[&Batch]) -> State {
     let mut s = State::default();
     for b in batches {
         s.apply(&b.render()).unwrap();
@@ -302,15 +302,15 @@ fn remove_owners_text() {
 
 /// A [`MemoryRunner`] that counts the calls, to check which path a call took.
 #[derive(Debug, Default)]
-struct Counting {
-    inner: MemoryRunner,
+pub(super) struct Counting {
+    pub(super) inner: MemoryRunner,
     saves: std::sync::atomic::AtomicUsize,
     restores: std::sync::atomic::AtomicUsize,
 }
 
 impl Counting {
     /// (saves, restores) since the last call, then zero.
-    fn take(&self) -> (usize, usize) {
+    pub(super) fn take(&self) -> (usize, usize) {
         use std::sync::atomic::Ordering::Relaxed;
         (self.saves.swap(0, Relaxed), self.restores.swap(0, Relaxed))
     }
@@ -446,7 +446,7 @@ fn parse_and_owners_of_real_save_output() {
 
 /// The rules berth owns in `state`: any `BERTH-` chain, or any rule naming one or marked
 /// with a `berth:` comment.
-fn berth_leftovers(state: &State) -> Vec<String> {
+pub(super) fn berth_leftovers(state: &State) -> Vec<String> {
     let mut out = Vec::new();
     for table in [Table::Nat, Table::Filter] {
         out.extend(
@@ -683,7 +683,7 @@ fn teardown_keeps_going_past_a_failing_step() {
 }
 
 /// The host's whole `iptables-save` output, without comments and counters.
-fn host_tables() -> Result<Vec<String>, FirewallError> {
+pub(super) fn host_tables() -> Result<Vec<String>, FirewallError> {
     let out = Command::new(super::iptables::find("iptables-save"))
         .output()
         .map_err(|source| FirewallError::Spawn {
@@ -710,7 +710,7 @@ fn host_tables() -> Result<Vec<String>, FirewallError> {
 /// Runs `body` as root in a network namespace of its own: on a new thread (namespaces are
 /// per thread, and the iptables processes it starts inherit the thread's), so the host's
 /// tables are never touched, which is checked. Skips, loudly, when it cannot.
-fn in_fresh_netns(test: &str, body: impl FnOnce() + Send + 'static) {
+pub(super) fn in_fresh_netns(test: &str, body: impl FnOnce() + Send + 'static) {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("SKIPPED: {test}: needs root");
         return;
@@ -746,7 +746,7 @@ fn iptables(args: &[&str]) {
     assert!(out.status.success(), "iptables {args:?}: {out:?}");
 }
 
-fn read_real() -> State {
+pub(super) fn read_real() -> State {
     State::parse(&Commands::system().save().unwrap())
 }
 
@@ -817,7 +817,7 @@ fn mapping(n: u16) -> Publish {
     }
 }
 
-fn p50(mut ms: Vec<f64>) -> f64 {
+pub(super) fn p50(mut ms: Vec<f64>) -> f64 {
     ms.sort_by(f64::total_cmp);
     ms[ms.len() / 2]
 }
