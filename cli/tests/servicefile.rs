@@ -206,12 +206,7 @@ services:
 "#);
     let ports = &p.services[0].ports;
     assert_eq!(ports.len(), 8);
-    assert_eq!(
-        p.warnings.len(),
-        3,
-        "two host addresses and mode: ingress: {:?}",
-        p.warnings
-    );
+    assert_eq!(p.warnings.len(), 2, "two host addresses: {:?}", p.warnings);
     assert_eq!(
         ports[3].published,
         Some(PortRange {
@@ -222,7 +217,10 @@ services:
     assert_eq!(ports[5].target, PortRange::one(82));
     assert_eq!(ports[6].protocol, Protocol::Udp);
     assert_eq!(ports[7].protocol, Protocol::Tcp);
+    assert_eq!(ports[6].mode, PortMode::Host);
     assert_eq!(ports[7].mode, PortMode::Ingress);
+    // Compose's default is the routing mesh.
+    assert_eq!(ports[0].mode, PortMode::Ingress);
     let spec = to_spec(&p.services[0]);
     let pairs: Vec<(u32, u32, i32)> = spec
         .ports

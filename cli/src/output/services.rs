@@ -231,6 +231,6 @@ pub(crate) mod tests {
 
     #[test]
     fn an_empty_ls_is_the_header() {
-        assert_eq!(table(&[]), "NAME   MODE   REPLICAS   IMAGE   PORTS\n");
+        assert_eq!(table(&[]), "NAME   MODE   REPLICAS   IMAGE   VIP   PORTS\n");
     }
 }

@@ -444,6 +444,15 @@ impl NodeNet {
             &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", cfg.bridge),
             "1",
         )?;
+        // A container reaching a task on its own bridge through a service VIP would get an
+        // ICMP redirect naming the task as the VIP's gateway (and the redirects use up the
+        // ICMP rate limit that fast "connection refused" answers need). The kernel ORs
+        // `all` and the device's setting.
+        set_sysctl("/proc/sys/net/ipv4/conf/all/send_redirects", "0")?;
+        set_sysctl(
+            &format!("/proc/sys/net/ipv4/conf/{}/send_redirects", cfg.bridge),
+            "0",
+        )?;
         if created {
             info!(bridge = cfg.bridge, subnet = %cfg.subnet, "created the node bridge");
             self.firewall.setup_network(&cfg.rules())?;

@@ -41,7 +41,6 @@ enum Msg {
     Prepare(NodeNetInfo, Sender<Result<Option<u32>, String>>),
     Bridge(Ipv4Addr),
     Update(NetworkUpdate),
-    Teardown(Sender<Vec<String>>),
 }
 
 /// What starts read: the resolver and every service's VIP and ports.
@@ -137,14 +136,6 @@ impl NodeNetwork {
             self.shared.view().full = false;
         }
         self.send(Msg::Update(update));
-    }
-
-    /// Removes the overlay, the mesh's and services' rules and stops the resolver; the
-    /// errors met (it keeps going).
-    pub fn teardown(&self) -> Vec<String> {
-        let (tx, rx) = mpsc::channel();
-        self.send(Msg::Teardown(tx));
-        rx.recv().unwrap_or_default()
     }
 
     /// What a container of a task linking to `links` (service names) needs: the resolver
@@ -258,10 +249,6 @@ impl Worker {
                         self.merge(u);
                         map_changed = true;
                     }
-                    Msg::Teardown(reply) => {
-                        let errors = self.teardown();
-                        let _ = reply.send(errors);
-                    }
                 }
             }
             if self.wants_dns() {
@@ -300,6 +287,17 @@ impl Worker {
             match self.rt.block_on(Overlay::ensure(config)) {
                 Ok(o) => {
                     info!(mode = %mode, mtu = o.mtu(), "node overlay ready");
+                    if mode == OverlayMode::Vxlan {
+                        // The node's 127.0.0.1 reaching an ingress port served on another
+                        // node leaves through the overlay device.
+                        let path = format!(
+                            "/proc/sys/net/ipv4/conf/{}/route_localnet",
+                            o.config().device
+                        );
+                        if let Err(e) = std::fs::write(&path, "1") {
+                            warn!(%path, error = %e, "cannot set route_localnet on the overlay");
+                        }
+                    }
                     let mtu = o.mtu();
                     self.overlay = Some(o);
                     Some(mtu)
@@ -511,27 +509,25 @@ impl Worker {
         drop(view);
         self.shared.changed.notify_all();
     }
+}
 
-    fn teardown(&mut self) -> Vec<String> {
-        let mut errors = Vec::new();
-        if let Some(dns) = self.dns.take() {
-            self.rt.block_on(dns.shutdown());
-        }
-        if let Err(e) = self.firewall.teardown_mesh() {
-            errors.push(format!("removing the service mesh's rules: {e}"));
-        }
-        let device = self
-            .overlay
-            .take()
-            .map_or_else(|| overlay::DEFAULT_DEVICE.to_owned(), |o| o.config().device.clone());
-        if let Err(e) = self.rt.block_on(overlay::teardown(&device)) {
-            errors.push(format!("removing the overlay: {e}"));
-        }
-        self.mesh = None;
-        self.gateway = None;
-        self.applied.clear();
-        errors
+/// Removes what the cluster network put on the node: the mesh's and services' rules (through
+/// `firewall`) and the overlay device and routes (`berth-agent teardown`, after the agent
+/// stopped). Keeps going past errors and returns them.
+pub fn teardown(firewall: &dyn ServiceFirewall) -> Vec<String> {
+    let mut errors = Vec::new();
+    if let Err(e) = firewall.teardown_mesh() {
+        errors.push(format!("removing the service mesh's rules: {e}"));
     }
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => {
+            if let Err(e) = rt.block_on(overlay::teardown(overlay::DEFAULT_DEVICE)) {
+                errors.push(format!("removing the overlay: {e}"));
+            }
+        }
+        Err(e) => errors.push(format!("removing the overlay: no runtime: {e}")),
+    }
+    errors
 }
 
 /// A service's ports as link variables count them.
