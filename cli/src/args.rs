@@ -641,6 +641,10 @@ pub struct ClusterInitArgs {
     /// Do not run a node agent on this host (a controller only).
     #[arg(long)]
     pub no_agent: bool,
+    /// How node subnets reach each other: `vxlan` (nodes on any subnets; UDP 4789 between
+    /// them) or `routed` (plain routes; every node on one L2 segment).
+    #[arg(long, value_parser = ["vxlan", "routed"])]
+    pub overlay: Option<String>,
     /// Where it lives.
     #[command(flatten)]
     pub place: ClusterPlaceArgs,

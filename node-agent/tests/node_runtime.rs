@@ -194,7 +194,8 @@ fn a_task_runs_with_published_ports_and_start_is_idempotent() {
     };
     a.netns.run(|| {
         let ex = executor(&a);
-        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet())).unwrap();
+        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet()))
+            .unwrap();
         let fixed = web_task(&tid(1), 1, 8080);
         let o = ex.start(&fixed).unwrap();
         assert_eq!(o.phase, Phase::Running, "{o:?}");
@@ -241,7 +242,8 @@ fn tasks_that_exit_are_complete_or_failed() {
     };
     a.netns.run(|| {
         let ex = executor(&a);
-        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet())).unwrap();
+        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet()))
+            .unwrap();
         ex.start(&task(&tid(1), 1, "bb", &["true"], vec![]))
             .unwrap();
         ex.start(&task(&tid(2), 2, "bb", &["sh", "-c", "exit 3"], vec![]))
@@ -279,7 +281,8 @@ fn stop_keeps_the_container_and_remove_takes_everything() {
     };
     a.netns.run(|| {
         let ex = executor(&a);
-        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet())).unwrap();
+        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet()))
+            .unwrap();
         let t = web_task(&tid(1), 1, 8081);
         ex.start(&t).unwrap();
         wait_http("127.0.0.1:8081");
@@ -329,7 +332,8 @@ fn containers_made_by_hand_are_neither_listed_nor_touched() {
     };
     a.netns.run(|| {
         let ex = executor(&a);
-        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet())).unwrap();
+        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet()))
+            .unwrap();
         // `berth-agent` on the same node, with the same network as the executor's.
         let subnet = subnet().to_string();
         a.ok([
@@ -353,7 +357,8 @@ fn a_missing_image_or_spec_is_an_error_naming_it() {
     };
     a.netns.run(|| {
         let ex = executor(&a);
-        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet())).unwrap();
+        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet()))
+            .unwrap();
         let err = ex
             .start(&task(
                 &tid(1),
@@ -396,7 +401,8 @@ fn a_restarted_agent_sees_every_task_including_stopped_ones() {
         let (running, done, stopped) = (tid(1), tid(2), tid(3));
         let before = {
             let ex = executor(&a);
-            ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet())).unwrap();
+            ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet()))
+                .unwrap();
             ex.start(&web_task(&running, 1, 8084)).unwrap();
             ex.start(&task(&done, 2, "bb", &["true"], vec![])).unwrap();
             ex.start(&task(&stopped, 3, "bb", &["sleep", "1000"], vec![]))
@@ -408,7 +414,8 @@ fn a_restarted_agent_sees_every_task_including_stopped_ones() {
             l
         };
         let ex = executor(&a);
-        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet())).unwrap();
+        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet()))
+            .unwrap();
         let mut after = ex.list().unwrap();
         after.sort_by(|x, y| x.task_id.cmp(&y.task_id));
         assert_eq!(after, before);
@@ -428,14 +435,19 @@ fn prepare_moves_a_free_subnet_and_refuses_one_in_use() {
     };
     a.netns.run(|| {
         let ex = executor(&a);
-        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet())).unwrap();
-        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet())).unwrap();
+        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet()))
+            .unwrap();
+        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet()))
+            .unwrap();
         let o = ex
             .start(&task(&tid(1), 1, "bb", &["sleep", "1000"], vec![]))
             .unwrap();
         assert!(subnet().contains(&o.address.unwrap()));
         let other: Ipv4Net = "10.232.0.0/16".parse().unwrap();
-        let err = ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(other)).unwrap_err().to_string();
+        let err = ex
+            .prepare(&berth_agent::node::NodeNetInfo::for_subnet(other))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("10.231.7.0/24") && err.contains("10.232.0.0/16"),
             "{err}"
@@ -443,7 +455,8 @@ fn prepare_moves_a_free_subnet_and_refuses_one_in_use() {
         // Nothing changed: the task still runs where it was.
         assert_eq!(find(&ex, &tid(1)).unwrap(), o);
         ex.remove(&tid(1)).unwrap();
-        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(other)).unwrap();
+        ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(other))
+            .unwrap();
         let o = ex
             .start(&task(&tid(2), 1, "bb", &["sleep", "1000"], vec![]))
             .unwrap();

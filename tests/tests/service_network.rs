@@ -54,7 +54,12 @@ impl Env {
             &cluster,
             1,
             init_args,
-            &["--agent-heartbeat-ms", "250", "--agent-missed-heartbeats", "4"],
+            &[
+                "--agent-heartbeat-ms",
+                "250",
+                "--agent-missed-heartbeats",
+                "4",
+            ],
         )
         .expect("a controller");
         let mut env = Env {
@@ -234,11 +239,14 @@ fn get(host: &Host, addr: SocketAddr, path: &str) -> Result<String, String> {
         s.read_to_string(&mut out).map_err(|e| e.to_string())?;
         // busybox httpd ends its own headers with CRLF and a CGI's with LF: the body starts
         // after the first empty line of either kind.
-        let end = [out.find("\r\n\r\n").map(|i| i + 4), out.find("\n\n").map(|i| i + 2)]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(out.len());
+        let end = [
+            out.find("\r\n\r\n").map(|i| i + 4),
+            out.find("\n\n").map(|i| i + 2),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(out.len());
         let (head, body) = out.split_at(end);
         if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
             return Err(format!("GET {addr}{path}: {head}"));
@@ -351,7 +359,11 @@ fn services_reach_each_other_across_segments_through_vips_names_and_the_mesh() {
     }
     let mut last = Ok(String::new());
     let through_link = env.wait_for("web answers through the link", || {
-        last = get(env.cluster.host(0), SocketAddr::new(ip(h1), 8080), "/cgi-bin/r");
+        last = get(
+            env.cluster.host(0),
+            SocketAddr::new(ip(h1), 8080),
+            "/cgi-bin/r",
+        );
         if std::env::var_os("BERTH_DEBUG").is_some() {
             eprintln!("{last:?}\n{}", env.rules(1));
         }
@@ -362,14 +374,23 @@ fn services_reach_each_other_across_segments_through_vips_names_and_the_mesh() {
     // The ingress port answers on h3 (segment B), which runs no web task; the client (h0)
     // is masqueraded there, but seen as itself when h1 serves it.
     let h3 = env.cluster.host(3);
-    let via_h3 = get(env.cluster.host(0), SocketAddr::new(ip(h3), 8080), "/cgi-bin/r")
-        .expect("the mesh answers on a node without a task");
+    let via_h3 = get(
+        env.cluster.host(0),
+        SocketAddr::new(ip(h3), 8080),
+        "/cgi-bin/r",
+    )
+    .expect("the mesh answers on a node without a task");
     assert!(!via_h3.is_empty(), "the mesh answered without redis");
-    let peer = get(env.cluster.host(0), SocketAddr::new(ip(h1), 8080), "/cgi-bin/peer")
-        .expect("peer address");
+    let peer = get(
+        env.cluster.host(0),
+        SocketAddr::new(ip(h1), 8080),
+        "/cgi-bin/peer",
+    )
+    .expect("peer address");
     // httpd shows it IPv4-mapped: [::ffff:192.168.100.2].
     assert!(
-        peer.trim_matches(['[', ']']).trim_start_matches("::ffff:") == env.cluster.host(0).ip.to_string(),
+        peer.trim_matches(['[', ']']).trim_start_matches("::ffff:")
+            == env.cluster.host(0).ip.to_string(),
         "source preserved on the task's node: {peer}"
     );
 
@@ -379,8 +400,11 @@ fn services_reach_each_other_across_segments_through_vips_names_and_the_mesh() {
     let backends = env.running("redis");
     let mut seen = BTreeSet::new();
     env.wait_for("every redis task answers through the VIP", || {
-        if let Ok(b) = get(env.cluster.host(0), SocketAddr::new(ip(h1), 8080), "/cgi-bin/r")
-            && !b.is_empty()
+        if let Ok(b) = get(
+            env.cluster.host(0),
+            SocketAddr::new(ip(h1), 8080),
+            "/cgi-bin/r",
+        ) && !b.is_empty()
         {
             seen.insert(b);
         }
@@ -393,10 +417,17 @@ fn services_reach_each_other_across_segments_through_vips_names_and_the_mesh() {
     let web_agent = &env.agents[&1];
     let web_ctr = env.container_on(1, "web");
     let looked = web_agent.ok(["exec", &web_ctr, "nslookup", "redis"]);
-    assert!(looked.contains(&redis_svc.vip), "redis → {}: {looked}", redis_svc.vip);
+    assert!(
+        looked.contains(&redis_svc.vip),
+        "redis → {}: {looked}",
+        redis_svc.vip
+    );
     let tasks = web_agent.ok(["exec", &web_ctr, "nslookup", "tasks.redis"]);
     for addr in backends.keys() {
-        assert!(tasks.contains(addr.as_str()), "tasks.redis has {addr}: {tasks}");
+        assert!(
+            tasks.contains(addr.as_str()),
+            "tasks.redis has {addr}: {tasks}"
+        );
     }
     let hosts_file = web_agent.ok(["exec", &web_ctr, "cat", "/etc/hosts"]);
     assert!(
@@ -428,7 +459,10 @@ fn services_reach_each_other_across_segments_through_vips_names_and_the_mesh() {
                 gone_at.insert(i, killed.elapsed());
             }
         }
-        assert!(killed.elapsed() < WAIT, "the killed task stays in the rules");
+        assert!(
+            killed.elapsed() < WAIT,
+            "the killed task stays in the rules"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let slowest = gone_at.values().max().copied().unwrap_or_default();
@@ -438,8 +472,12 @@ fn services_reach_each_other_across_segments_through_vips_names_and_the_mesh() {
         "a killed task left every node's rules after {slowest:?}"
     );
     for _ in 0..20 {
-        let b = get(env.cluster.host(0), SocketAddr::new(ip(h1), 8080), "/cgi-bin/r")
-            .expect("web answers after the kill");
+        let b = get(
+            env.cluster.host(0),
+            SocketAddr::new(ip(h1), 8080),
+            "/cgi-bin/r",
+        )
+        .expect("web answers after the kill");
         assert!(!b.is_empty(), "a request reached the killed task");
     }
 
@@ -451,7 +489,10 @@ fn services_reach_each_other_across_segments_through_vips_names_and_the_mesh() {
     });
     for i in 0..4 {
         let rules = env.rules(i);
-        assert!(!rules.contains(&redis_svc.vip), "h{i} still has the VIP: {rules}");
+        assert!(
+            !rules.contains(&redis_svc.vip),
+            "h{i} still has the VIP: {rules}"
+        );
         assert!(!rules.contains("dport 8080"), "h{i} still publishes 8080");
     }
 
@@ -491,11 +532,18 @@ fn the_routed_overlay_carries_links_between_hosts_of_one_segment() {
     });
     let h1 = env.cluster.host(1);
     env.wait_for("web answers through the link (routed)", || {
-        get(env.cluster.host(0), SocketAddr::new(ip(h1), 8080), "/cgi-bin/r")
-            .is_ok_and(|b| !b.is_empty())
+        get(
+            env.cluster.host(0),
+            SocketAddr::new(ip(h1), 8080),
+            "/cgi-bin/r",
+        )
+        .is_ok_and(|b| !b.is_empty())
     });
     let routes = env.routes(1);
-    assert!(!routes.contains("berth.vx"), "no vxlan device in routed mode: {routes}");
+    assert!(
+        !routes.contains("berth.vx"),
+        "no vxlan device in routed mode: {routes}"
+    );
     assert!(
         routes.contains(&format!("via {}", env.cluster.host(2).ip)),
         "a plain route to h2's subnet via h2: {routes}"

@@ -56,6 +56,7 @@ pub fn join_command(token: &str, addr: &str) -> String {
 fn init(g: &GlobalArgs, a: &ClusterInitArgs, io: &mut Io) -> Result<u8, CliError> {
     let mut o = options(&a.place, Some(&a.node))?;
     o.agent = !a.no_agent;
+    o.overlay = a.overlay.clone();
     o.addr_given = a.advertise.is_some();
     o.addr = advertise(&o, a.advertise.as_deref())?;
     let r = local::up(&o, "cluster init")?;

@@ -65,6 +65,9 @@ pub struct Options {
     pub bin_dir: PathBuf,
     /// How long to wait for the cluster to be ready.
     pub timeout: Duration,
+    /// How a new cluster's node subnets reach each other (`vxlan` or `routed`); `None`:
+    /// the controller's default (vxlan).
+    pub overlay: Option<String>,
 }
 
 impl Options {
@@ -85,6 +88,7 @@ impl Options {
             cgroup_parent: "berth".into(),
             bin_dir,
             timeout: Duration::from_secs(30),
+            overlay: None,
         })
     }
 
@@ -375,7 +379,8 @@ pub fn up(opts: &Options, command: &'static str) -> Result<UpReport, LocalError>
                 .arg("init")
                 .arg("--data-dir")
                 .arg(&ctl_dir)
-                .args(["--advertise", &opts.addr]),
+                .args(["--advertise", &opts.addr])
+                .args(opts.overlay.iter().flat_map(|o| ["--overlay", o.as_str()])),
         )?;
         for role in [TokenRole::Agent, TokenRole::Controller] {
             let label = format!("{} join token:", role.as_str());

@@ -115,6 +115,7 @@ pub(crate) mod tests {
             v1::Service {
                 spec: Some(web),
                 version: 2,
+                vip: "10.201.18.7".into(),
                 ..Default::default()
             },
             v1::Service {

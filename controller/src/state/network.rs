@@ -87,11 +87,9 @@ pub fn port_candidate(name: &str, target: u16, protocol: Protocol, attempt: u64)
 /// target and protocol, so that an update keeps it.
 pub fn kept_auto_port(previous: Option<&Service>, target: u16, protocol: Protocol) -> Option<u16> {
     let previous = previous?;
-    let chosen_by_cluster = previous
-        .spec
-        .ports
-        .iter()
-        .any(|p| p.is_ingress() && p.published.is_none() && p.target == target && p.protocol == protocol);
+    let chosen_by_cluster = previous.spec.ports.iter().any(|p| {
+        p.is_ingress() && p.published.is_none() && p.target == target && p.protocol == protocol
+    });
     if !chosen_by_cluster {
         return None;
     }
@@ -120,9 +118,10 @@ mod tests {
         seen.sort();
         seen.dedup();
         assert_eq!(seen.len(), 6, "every host address once: {seen:?}");
-        assert!(seen.iter().all(|ip| range.contains(ip)
-            && *ip != range.network()
-            && *ip != range.broadcast()));
+        assert!(
+            seen.iter()
+                .all(|ip| range.contains(ip) && *ip != range.network() && *ip != range.broadcast())
+        );
         // Stable for a name, different for most names.
         assert_eq!(
             vip_candidate(net("10.201.0.0/16"), "web", 0),

@@ -122,11 +122,7 @@ pub fn spec_to_wire(s: &ServiceSpec) -> v1::ServiceSpec {
         env: s.env.clone(),
         global,
         replicas,
-        ports: s
-            .ports
-            .iter()
-            .map(port_to_wire)
-            .collect(),
+        ports: s.ports.iter().map(port_to_wire).collect(),
         links: s
             .links
             .iter()

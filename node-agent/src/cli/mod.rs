@@ -147,9 +147,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         C::Events(a) => crate::serve::print_events(&m, a.follow),
         C::Network(a) => container_cmds::network(&m, a),
         C::Teardown => {
-            let errors = crate::node::network::teardown(
-                &crate::net::firewall::IptablesFirewall::new(),
-            );
+            let errors =
+                crate::node::network::teardown(&crate::net::firewall::IptablesFirewall::new());
             m.teardown()?;
             if !errors.is_empty() {
                 anyhow::bail!("{}", errors.join("; "));

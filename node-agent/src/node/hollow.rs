@@ -575,7 +575,10 @@ mod tests {
     fn hollow_tasks_run_at_once_with_addresses_from_the_subnet() {
         let running = Arc::new(AtomicI64::new(0));
         let ex = HollowExecutor::new().with_running_gauge(running.clone());
-        ex.prepare(&crate::node::NodeNetInfo::for_subnet("10.200.3.0/24".parse().unwrap())).unwrap();
+        ex.prepare(&crate::node::NodeNetInfo::for_subnet(
+            "10.200.3.0/24".parse().unwrap(),
+        ))
+        .unwrap();
         let a = ex.start(&assignment("t1")).unwrap();
         let b = ex.start(&assignment("t2")).unwrap();
         assert_eq!(a.phase, Phase::Running);
@@ -601,7 +604,10 @@ mod tests {
         let ex = HollowExecutor::new();
         let e = ex.start(&assignment("t1")).unwrap_err();
         assert!(e.0.contains("no address"), "{e}");
-        ex.prepare(&crate::node::NodeNetInfo::for_subnet("10.200.3.0/30".parse().unwrap())).unwrap();
+        ex.prepare(&crate::node::NodeNetInfo::for_subnet(
+            "10.200.3.0/30".parse().unwrap(),
+        ))
+        .unwrap();
         ex.fail_next_start("t1", "image not found");
         assert_eq!(
             ex.start(&assignment("t1")).unwrap_err().0,

@@ -272,7 +272,9 @@ impl Worker {
     fn prepare(&mut self, info: NodeNetInfo) -> Result<Option<u32>, String> {
         let (Some(cluster_range), IpAddr::V4(local)) = (info.cluster_range, info.address) else {
             self.info = Some(info);
-            warn!("the controller gave no cluster range, or the node's address is not IPv4: no overlay nor service addresses");
+            warn!(
+                "the controller gave no cluster range, or the node's address is not IPv4: no overlay nor service addresses"
+            );
             return Ok(None);
         };
         let mode: OverlayMode = if info.overlay.is_empty() {
@@ -354,7 +356,9 @@ impl Worker {
                 (Ok(a), Ok(s)) => {
                     self.nodes.insert(n.id, (a, s));
                 }
-                _ => warn!(node = %n.id, address = %n.address, subnet = %n.subnet, "a node of the network map has no IPv4 address or subnet; left out of the overlay"),
+                _ => {
+                    warn!(node = %n.id, address = %n.address, subnet = %n.subnet, "a node of the network map has no IPv4 address or subnet; left out of the overlay")
+                }
             }
         }
         for name in u.services_removed {
@@ -519,7 +523,10 @@ pub fn teardown(firewall: &dyn ServiceFirewall) -> Vec<String> {
     if let Err(e) = firewall.teardown_mesh() {
         errors.push(format!("removing the service mesh's rules: {e}"));
     }
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => {
             if let Err(e) = rt.block_on(overlay::teardown(overlay::DEFAULT_DEVICE)) {
                 errors.push(format!("removing the overlay: {e}"));

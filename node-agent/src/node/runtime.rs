@@ -168,7 +168,11 @@ impl RuntimeExecutor {
         let network = NodeNetwork::start(Arc::new(IptablesFirewall::new())).map_err(|source| {
             RunError::Open {
                 state_dir: config.state_dir.clone(),
-                source: Box::new(ContainerError::io("start the network worker", &config.state_dir, source)),
+                source: Box::new(ContainerError::io(
+                    "start the network worker",
+                    &config.state_dir,
+                    source,
+                )),
             }
         })?;
         Ok(Self {

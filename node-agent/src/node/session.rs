@@ -30,8 +30,8 @@ use berth_controller::api::dispatch::{LEADER_METADATA, MAX_REPORTS};
 use berth_controller::transport::MtlsConnector;
 use berth_proto::v1::dispatcher_client::DispatcherClient;
 use berth_proto::v1::{
-    AssignmentsRequest, AssignmentsUpdate, HeartbeatRequest, RegisterRequest, RegisterResponse,
-    NetworkRequest, ReportOutcome, ReportStatusRequest, RequestsRequest,
+    AssignmentsRequest, AssignmentsUpdate, HeartbeatRequest, NetworkRequest, RegisterRequest,
+    RegisterResponse, ReportOutcome, ReportStatusRequest, RequestsRequest,
 };
 use ipnet::Ipv4Net;
 use tokio::sync::{mpsc, watch};

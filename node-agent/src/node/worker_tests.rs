@@ -308,7 +308,10 @@ struct Harness {
 impl Harness {
     fn start(ex: HollowExecutor) -> Self {
         let ex = Arc::new(ex);
-        ex.prepare(&crate::node::NodeNetInfo::for_subnet("10.200.7.0/24".parse().unwrap())).unwrap();
+        ex.prepare(&crate::node::NodeNetInfo::for_subnet(
+            "10.200.7.0/24".parse().unwrap(),
+        ))
+        .unwrap();
         let (updates, rx) = mpsc::channel(16);
         let reports = Arc::new(Reports::default());
         let (stop, stop_rx) = watch::channel(false);

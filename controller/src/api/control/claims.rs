@@ -24,7 +24,9 @@ impl ControlService {
     async fn service_range(&self) -> Result<Ipv4Net, ControlError> {
         Ok(store::read::<ClusterInfo>(&self.reader, keys::CLUSTER)
             .await?
-            .map_or_else(crate::state::default_service_range, |(_, c)| c.service_range))
+            .map_or_else(crate::state::default_service_range, |(_, c)| {
+                c.service_range
+            }))
     }
 
     /// Who claims `key`, with the claim's version.

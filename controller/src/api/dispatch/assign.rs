@@ -36,8 +36,8 @@ use tonic::Status;
 use tracing::{debug, warn};
 
 use super::Inner;
-use super::netmap::{NetIndex, NetMap};
 use super::error::DispatchError;
+use super::netmap::{NetIndex, NetMap};
 use super::session::Ended;
 use crate::api::control::ControlError;
 use crate::api::store::READ_TIMEOUT;

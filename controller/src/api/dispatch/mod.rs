@@ -22,8 +22,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use berth_proto::v1::dispatcher_server::{Dispatcher, DispatcherServer};
 use berth_proto::v1::{
     AssignmentsRequest, AssignmentsUpdate, AttachUp, HeartbeatRequest, HeartbeatResponse,
-    NodeRequest, RegisterRequest, RegisterResponse, ReportStatusRequest, ReportStatusResponse,
-    NetworkRequest, NetworkUpdate, RequestsRequest,
+    NetworkRequest, NetworkUpdate, NodeRequest, RegisterRequest, RegisterResponse,
+    ReportStatusRequest, ReportStatusResponse, RequestsRequest,
 };
 use ipnet::Ipv4Net;
 use openraft::Raft;

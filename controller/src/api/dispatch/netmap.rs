@@ -63,7 +63,10 @@ pub(crate) fn diff(old: &NetMap, new: &NetMap, revision: u64) -> Option<NetworkU
     }
     let (nodes, nodes_removed) = changed(&old.nodes, &new.nodes);
     let (services, services_removed) = changed(&old.services, &new.services);
-    if nodes.is_empty() && nodes_removed.is_empty() && services.is_empty() && services_removed.is_empty()
+    if nodes.is_empty()
+        && nodes_removed.is_empty()
+        && services.is_empty()
+        && services_removed.is_empty()
     {
         return None;
     }
@@ -85,13 +88,16 @@ struct Endpoint {
     node: String,
 }
 
+/// What the map shows of a service record: its VIP, ingress ports and spec's ports.
+type Entry = (Option<Ipv4Addr>, Vec<PortSpec>, Vec<PortSpec>);
+
 /// The map's sources, kept as the store changes.
 #[derive(Debug, Default)]
 pub(crate) struct NetIndex {
     /// By node id: (address, subnet).
     nodes: BTreeMap<String, (String, String)>,
-    /// By service name: (VIP, ingress ports, the spec's ports).
-    services: HashMap<String, (Option<Ipv4Addr>, Vec<PortSpec>, Vec<PortSpec>)>,
+    /// By service name.
+    services: HashMap<String, Entry>,
     /// Running tasks by task id.
     endpoints: HashMap<String, Endpoint>,
     /// Each service's running tasks' ids.
@@ -117,8 +123,8 @@ impl NetIndex {
     /// The task with id `id` was written (`Some`) or removed (`None`).
     pub(crate) fn task(&mut self, id: &str, task: Option<&Task>) {
         let next = task.and_then(|t| {
-            let running = t.desired == DesiredState::Running
-                && t.observed == ObservedState::Running;
+            let running =
+                t.desired == DesiredState::Running && t.observed == ObservedState::Running;
             Some(Endpoint {
                 service: t.service.clone(),
                 address: t.address.filter(|_| running)?,

@@ -284,11 +284,15 @@ impl Inner {
             "node registered"
         );
         let cluster = store::read::<ClusterInfo>(&self.reader, keys::CLUSTER)
-            .await
-            .map_err(crate::api::control::ControlError::from)?
+            .await?
             .map(|(_, c)| c);
         let (service_range, overlay) = cluster.map_or_else(
-            || (crate::state::default_service_range(), OverlayMode::default()),
+            || {
+                (
+                    crate::state::default_service_range(),
+                    OverlayMode::default(),
+                )
+            },
             |c| (c.service_range, c.overlay),
         );
         Ok(RegisterResponse {

@@ -4,11 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::*;
-use crate::state::{ObservedState, PortMode};
 use crate::state::{
     Availability, DesiredState, Node, NodeResources, NodeStatus, PortSpec, Protocol, RestartPolicy,
     ServiceMode,
 };
+use crate::state::{ObservedState, PortMode};
 
 const GIB: u64 = 1 << 30;
 

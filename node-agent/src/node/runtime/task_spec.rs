@@ -198,7 +198,6 @@ fn link_env_and_hosts(
 mod tests {
     use berth_proto::v1::{ServicePort, ServiceResources};
 
-
     use super::*;
 
     fn task(slot: u32) -> Assignment {
@@ -318,10 +317,16 @@ mod tests {
         assert_eq!(o.extra_hosts, ["10.201.0.9\tdb redis"]);
         assert_eq!(o.dns, net.dns);
         assert!(o.env.contains(&"DB_PORT=tcp://10.201.0.9:6379".to_owned()));
-        assert!(o.env.contains(&"DB_PORT_6379_TCP_ADDR=10.201.0.9".to_owned()));
+        assert!(
+            o.env
+                .contains(&"DB_PORT_6379_TCP_ADDR=10.201.0.9".to_owned())
+        );
         // The spec's own variable wins over the link's.
         assert!(o.env.contains(&"DB_NAME=mine".to_owned()));
-        assert_eq!(o.env.iter().filter(|e| e.starts_with("DB_NAME=")).count(), 1);
+        assert_eq!(
+            o.env.iter().filter(|e| e.starts_with("DB_NAME=")).count(),
+            1
+        );
         let missing = create_options(&task(1), &s, &TaskNetwork::default()).unwrap_err();
         assert!(missing.contains("\"redis\""), "{missing}");
     }

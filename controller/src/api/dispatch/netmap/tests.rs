@@ -87,9 +87,36 @@ fn only_running_tasks_are_endpoints_and_a_change_touches_its_service_only() {
     ix.node("n1", Some(&node("n1", "192.168.1.1", "10.200.1.0/24")));
     ix.service("web", Some(&service("web", "10.201.0.5", &[(8080, 80)])));
     ix.service("db", Some(&service("db", "10.201.0.6", &[])));
-    ix.task("t1", Some(&task("t1", "web", "n1", "10.200.1.2", ObservedState::Running)));
-    ix.task("t2", Some(&task("t2", "web", "n1", "10.200.1.3", ObservedState::Starting)));
-    ix.task("t3", Some(&task("t3", "db", "n1", "10.200.1.4", ObservedState::Running)));
+    ix.task(
+        "t1",
+        Some(&task(
+            "t1",
+            "web",
+            "n1",
+            "10.200.1.2",
+            ObservedState::Running,
+        )),
+    );
+    ix.task(
+        "t2",
+        Some(&task(
+            "t2",
+            "web",
+            "n1",
+            "10.200.1.3",
+            ObservedState::Starting,
+        )),
+    );
+    ix.task(
+        "t3",
+        Some(&task(
+            "t3",
+            "db",
+            "n1",
+            "10.200.1.4",
+            ObservedState::Running,
+        )),
+    );
     let first = ix.publish().expect("a first map");
     assert_eq!(first.nodes["n1"].subnet, "10.200.1.0/24");
     let web = &first.services["web"];
@@ -100,7 +127,16 @@ fn only_running_tasks_are_endpoints_and_a_change_touches_its_service_only() {
     assert!(ix.publish().is_none(), "nothing changed, nothing published");
 
     // t2 runs: only web changes, db's entry is the same allocation.
-    ix.task("t2", Some(&task("t2", "web", "n1", "10.200.1.3", ObservedState::Running)));
+    ix.task(
+        "t2",
+        Some(&task(
+            "t2",
+            "web",
+            "n1",
+            "10.200.1.3",
+            ObservedState::Running,
+        )),
+    );
     let second = ix.publish().unwrap();
     assert!(Arc::ptr_eq(&first.services["db"], &second.services["db"]));
     let update = diff(&first, &second, 9).unwrap();
