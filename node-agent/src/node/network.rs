@@ -287,6 +287,12 @@ impl Worker {
             self.overlay.as_ref().map(Overlay::mtu)
         } else {
             match self.rt.block_on(Overlay::ensure(config)) {
+                Err(e) => {
+                    // The node keeps its service addresses and DNS without an overlay; only
+                    // other nodes' tasks are out of reach.
+                    warn!(mode = %mode, error = %e, "cannot set up the overlay; other nodes' containers are unreachable");
+                    None
+                }
                 Ok(o) => {
                     info!(mode = %mode, mtu = o.mtu(), "node overlay ready");
                     if mode == OverlayMode::Vxlan {
@@ -304,7 +310,6 @@ impl Worker {
                     self.overlay = Some(o);
                     Some(mtu)
                 }
-                Err(e) => return Err(format!("setting up the {mode} overlay: {e}")),
             }
         };
         let mesh = MeshConfig {
