@@ -27,7 +27,9 @@ use super::NodeNetInfo;
 use super::runtime::task_spec::{LinkedService, TaskNetwork};
 use crate::net::dns::{DnsRecords, DnsServer, ServiceEntry, upstreams_from_resolv_conf};
 use crate::net::files::{ExposedPort, LinkProto};
-use crate::net::firewall::{IngressPort, MeshConfig, Proto, ServiceFirewall, ServiceRules};
+use crate::net::firewall::{
+    IngressPort, MeshConfig, Proto, ServiceChange, ServiceFirewall, ServiceRules,
+};
 use crate::net::overlay::{self, Overlay, OverlayConfig, OverlayMode, Peer};
 
 /// How long a start waits for the network map to name the services its task links to.
@@ -452,6 +454,10 @@ impl Worker {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort();
         dirty.dedup();
+        if dirty.len() > 1 {
+            self.apply_batch(dirty);
+            return;
+        }
         for name in dirty {
             let started = Instant::now();
             let result = match self.services.get(&name) {
@@ -482,6 +488,45 @@ impl Worker {
                     warn!(service = %name, error = %e, "cannot apply the service's rules; syncing them all");
                     self.resync = true;
                 }
+            }
+        }
+    }
+
+    /// Several services changed at once (a deploy, a node lost): their changes go in one
+    /// `iptables-restore` instead of one each; if it is refused, everything is synced.
+    fn apply_batch(&mut self, names: Vec<String>) {
+        let started = Instant::now();
+        let next: Vec<(String, Option<ServiceRules>)> = names
+            .into_iter()
+            .map(|name| {
+                let rules = self.services.get(&name).map(|s| self.rules_of(s));
+                (name, rules)
+            })
+            .filter(|(name, rules)| self.applied.get(name) != rules.as_ref())
+            .collect();
+        if next.is_empty() {
+            return;
+        }
+        let changes: Vec<ServiceChange<'_>> = next
+            .iter()
+            .map(|(name, rules)| ServiceChange {
+                previous: self.applied.get(name),
+                next: rules.as_ref(),
+            })
+            .collect();
+        match self.firewall.apply_services(&changes) {
+            Ok(()) => {
+                debug!(services = next.len(), took = ?started.elapsed(), "service rules applied");
+                for (name, rules) in next {
+                    match rules {
+                        Some(r) => self.applied.insert(name, r),
+                        None => self.applied.remove(&name),
+                    };
+                }
+            }
+            Err(e) => {
+                warn!(services = next.len(), error = %e, "cannot apply the services' rules; syncing them all");
+                self.resync = true;
             }
         }
     }

@@ -16,7 +16,8 @@ use tracing::{debug, warn};
 use super::mesh::{self, Scope, ServicePlan};
 use super::rules::{self, Batch, State, Table};
 use super::{
-    Firewall, FirewallError, MeshConfig, NetworkRules, Publish, ServiceFirewall, ServiceRules,
+    Firewall, FirewallError, MeshConfig, NetworkRules, Publish, ServiceChange, ServiceFirewall,
+    ServiceRules,
 };
 
 /// Runs `iptables-save` and `iptables-restore`; the seam between [`IptablesFirewall`]'s
@@ -376,6 +377,25 @@ impl<R: Runner> ServiceFirewall for IptablesFirewall<R> {
                 .extend(mesh::sync(&[], Scope::Service(&prev_plan.name), &state)?.ops);
         }
         self.apply("sync service", &batch)
+    }
+
+    fn apply_services(&self, changes: &[ServiceChange<'_>]) -> Result<(), FirewallError> {
+        let mut batch = Batch { ops: Vec::new() };
+        for c in changes {
+            let name = match (c.previous, c.next) {
+                (_, Some(r)) | (Some(r), None) => &r.name,
+                (None, None) => continue,
+            };
+            let plan = |r: Option<&ServiceRules>| match r {
+                Some(r) => mesh::service_plan(r),
+                None => Ok(ServicePlan::empty(name)),
+            };
+            batch
+                .ops
+                .extend(mesh::change(&plan(c.previous)?, &plan(c.next)?).ops);
+        }
+        let _g = self.lock();
+        self.apply("apply services", &batch)
     }
 
     fn remove_service(&self, service: &ServiceRules) -> Result<(), FirewallError> {

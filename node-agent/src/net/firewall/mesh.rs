@@ -185,12 +185,12 @@ pub fn hook_rules() -> Vec<Rule> {
         top(
             Table::Filter,
             "INPUT",
-            format!("{m} -j {NO_ENDPOINTS_CHAIN}"),
+            format!("-m conntrack --ctstate NEW {m} -j {NO_ENDPOINTS_CHAIN}"),
         ),
         top(
             Table::Filter,
             "OUTPUT",
-            format!("{m} -j {NO_ENDPOINTS_CHAIN}"),
+            format!("-m conntrack --ctstate NEW {m} -j {NO_ENDPOINTS_CHAIN}"),
         ),
     ]
 }
@@ -233,7 +233,9 @@ pub fn mesh_chain_rules(mesh: &MeshConfig) -> Result<Vec<OwnChain>, FirewallErro
             table: Table::Filter,
             chain: MESH_FORWARD_CHAIN,
             rules: vec![
-                fwd(format!("{m} -j {NO_ENDPOINTS_CHAIN}")),
+                fwd(format!(
+                    "-m conntrack --ctstate NEW {m} -j {NO_ENDPOINTS_CHAIN}"
+                )),
                 fwd(format!("-s {cluster} -d {cluster} {m} -j ACCEPT")),
                 fwd(format!(
                     "-m conntrack --ctstate DNAT --ctreplsrc {cluster} {m} -j ACCEPT"

@@ -10,7 +10,7 @@ use super::rules::{self, Batch, State, Table};
 use super::tests::{Counting, berth_leftovers, in_fresh_netns, model, net, read_real};
 use super::{
     Commands, Firewall, FirewallError, IngressPort, IptablesFirewall, MemoryRunner, MeshConfig,
-    Proto, Runner, ServiceFirewall, ServiceRules,
+    Proto, Runner, ServiceChange, ServiceFirewall, ServiceRules,
 };
 
 pub(super) fn mesh_config() -> MeshConfig {
@@ -109,13 +109,13 @@ const MESH_SETUP: &[&str] = &[
     ":BERTH-FORWARD - [0:0]",
     ":BERTH-MESH-FORWARD - [0:0]",
     ":BERTH-NO-ENDPOINTS - [0:0]",
-    "-A BERTH-MESH-FORWARD -m comment --comment \"berth:/mesh\" -j BERTH-NO-ENDPOINTS",
+    "-A BERTH-MESH-FORWARD -m conntrack --ctstate NEW -m comment --comment \"berth:/mesh\" -j BERTH-NO-ENDPOINTS",
     "-A BERTH-MESH-FORWARD -s 10.42.0.0/16 -d 10.42.0.0/16 -m comment --comment \"berth:/mesh\" -j ACCEPT",
     "-A BERTH-MESH-FORWARD -m conntrack --ctstate DNAT --ctreplsrc 10.42.0.0/16 -m comment --comment \"berth:/mesh\" -j ACCEPT",
     "-I FORWARD 1 -m comment --comment \"berth:/jump\" -j BERTH-FORWARD",
     "-I BERTH-FORWARD 1 -m comment --comment \"berth:/mesh\" -j BERTH-MESH-FORWARD",
-    "-I INPUT 1 -m comment --comment \"berth:/mesh\" -j BERTH-NO-ENDPOINTS",
-    "-I OUTPUT 1 -m comment --comment \"berth:/mesh\" -j BERTH-NO-ENDPOINTS",
+    "-I INPUT 1 -m conntrack --ctstate NEW -m comment --comment \"berth:/mesh\" -j BERTH-NO-ENDPOINTS",
+    "-I OUTPUT 1 -m conntrack --ctstate NEW -m comment --comment \"berth:/mesh\" -j BERTH-NO-ENDPOINTS",
     "COMMIT",
 ];
 
@@ -717,6 +717,55 @@ pub(super) fn mesh_conformance<F: Firewall + ServiceFirewall>(
             "db left rules"
         );
     }
+
+    // Several services at once, in one batch: a change, an addition and a removal give what
+    // the one-by-one calls give; an empty change list does nothing.
+    fw.apply_services(&[
+        ServiceChange {
+            previous: Some(&v1),
+            next: Some(&v2),
+        },
+        ServiceChange {
+            previous: None,
+            next: Some(&db),
+        },
+    ])
+    .unwrap();
+    let batched = read();
+    fw.apply_services(&[
+        ServiceChange {
+            previous: Some(&v2),
+            next: Some(&v1),
+        },
+        ServiceChange {
+            previous: Some(&db),
+            next: None,
+        },
+    ])
+    .unwrap();
+    assert_eq!(read(), without_db, "a batch and its inverse");
+    fw.apply_service(Some(&v1), &v2).unwrap();
+    fw.apply_service(None, &db).unwrap();
+    assert_eq!(read(), batched, "a batch and the same calls one by one");
+    fw.apply_services(&[]).unwrap();
+    assert_eq!(read(), batched);
+    // A wrong `previous` (web is v2, not v1) is refused as a whole: db's valid removal in
+    // the same batch did not happen either.
+    let err = fw.apply_services(&[
+        ServiceChange {
+            previous: Some(&db),
+            next: None,
+        },
+        ServiceChange {
+            previous: Some(&v1),
+            next: Some(&v2),
+        },
+    ]);
+    assert!(err.is_err(), "a batch with a wrong previous was accepted");
+    assert_eq!(read(), batched, "a refused batch changed something");
+    fw.apply_service(Some(&v2), &v1).unwrap();
+    fw.remove_service(&db).unwrap();
+    assert_eq!(read(), without_db);
 
     // Sync: the listed services exactly.
     fw.sync_services(std::slice::from_ref(&db)).unwrap();

@@ -136,14 +136,16 @@
 //!
 //! * `BERTH-FORWARD`: `-j BERTH-MESH-FORWARD`, inserted first.
 //! * `BERTH-MESH-FORWARD`:
-//!   * `-j BERTH-NO-ENDPOINTS`.
+//!   * `-m conntrack --ctstate NEW -j BERTH-NO-ENDPOINTS`: only a connection's first
+//!     packet walks the list (as kube-proxy does), not every packet.
 //!   * `-s <cluster_range> -d <cluster_range> -j ACCEPT`: container to container across
 //!     nodes, both ways (the overlay device is not the bridge, so the network's rules do
 //!     not cover it), and replies of connections SNATed to the gateway on another node.
 //!   * `-m conntrack --ctstate DNAT --ctreplsrc <cluster_range> -j ACCEPT`: connections
 //!     DNATed to a task (the reply source is the task), both ways: a LAN client's
 //!     connection to an ingress port sent to another node, and its replies.
-//! * `INPUT` and `OUTPUT`: `-j BERTH-NO-ENDPOINTS` (inserted first).
+//! * `INPUT` and `OUTPUT`: `-m conntrack --ctstate NEW -j BERTH-NO-ENDPOINTS` (inserted
+//!   first).
 //! * `BERTH-NO-ENDPOINTS`: per service without endpoints, `-d <vip>/32 -j REJECT` and per
 //!   ingress port `-p <proto> -m addrtype --dst-type LOCAL -m <proto> --dport <published>
 //!   -j REJECT` (`--reject-with icmp-port-unreachable`): a connection is refused at once
@@ -281,6 +283,16 @@ pub trait Firewall: Send + Sync + fmt::Debug {
     fn owners(&self, net: &NetworkRules) -> Result<BTreeSet<String>, FirewallError>;
 }
 
+/// One service's change for [`ServiceFirewall::apply_services`]: what is installed for it
+/// (`None`: nothing) and what it must become (`None`: nothing).
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceChange<'a> {
+    /// The rules last applied for the service.
+    pub previous: Option<&'a ServiceRules>,
+    /// The rules it must have now.
+    pub next: Option<&'a ServiceRules>,
+}
+
 /// A back-end for service virtual IPs and the routing mesh (see the [module
 /// documentation](self#the-service-mesh) for the rules). Every call is one
 /// `iptables-restore --noflush --wait` batch (all or nothing per table), computed from
@@ -304,6 +316,12 @@ pub trait ServiceFirewall: Send + Sync + fmt::Debug {
         previous: Option<&ServiceRules>,
         next: &ServiceRules,
     ) -> Result<(), FirewallError>;
+
+    /// Applies several services' changes as one batch, fast (one `iptables-restore` for all
+    /// of them): each change is `(previous, next)` as in [`apply_service`](Self::apply_service),
+    /// and `next: None` removes `previous`. If iptables refuses the batch nothing changed;
+    /// the error is returned and the caller syncs ([`sync_services`](Self::sync_services)).
+    fn apply_services(&self, changes: &[ServiceChange<'_>]) -> Result<(), FirewallError>;
 
     /// Removes one service's rules and chains, fast (the caller says `service` is what is
     /// installed), falling back to [`remove_service_named`](Self::remove_service_named).
