@@ -628,10 +628,7 @@ impl Inner {
                         }
                     }
                     why = wait_end(&mut ended) => {
-                        let error = match why {
-                            Ended::LeadershipLost => self.not_leader(),
-                            other => other.error(&session),
-                        };
+                        let error = self.stream_ended(why, &session);
                         debug!(node, ?why, "assignments stream ends");
                         let _ = tx.send(Err(error.into())).await;
                         return;

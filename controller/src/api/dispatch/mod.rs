@@ -41,6 +41,7 @@ use crate::api::store::{WRITE_TIMEOUT, Written};
 use crate::pki::Role;
 use crate::raft::{CommandResponse, KvReader, NodeId, Op, Proposer, TypeConfig, blocking};
 use crate::transport::authorize_peer;
+use session::Ended;
 
 mod assign;
 mod error;
@@ -203,6 +204,15 @@ impl Inner {
     /// Whether this member is the leader, as far as its Raft node knows.
     fn is_leader(&self) -> bool {
         leadership(&self.raft, self.id) == Leadership::Leading
+    }
+
+    /// The error a session's stream ends with: where the leader is now, or why the
+    /// session ended.
+    fn stream_ended(&self, why: Ended, session: &str) -> DispatchError {
+        match why {
+            Ended::LeadershipLost => self.not_leader(),
+            other => other.error(session),
+        }
     }
 
     /// [`DispatchError::NotLeader`] with what this member knows of the leader.

@@ -13,7 +13,6 @@ use super::Inner;
 use super::assign::wait_end;
 use super::error::DispatchError;
 use super::netmap::diff;
-use super::session::Ended;
 use crate::api::control::ControlError;
 use crate::api::store::READ_TIMEOUT;
 
@@ -74,10 +73,7 @@ impl Inner {
                         }
                     }
                     why = wait_end(&mut ended) => {
-                        let error = match why {
-                            Ended::LeadershipLost => self.not_leader(),
-                            other => other.error(&session),
-                        };
+                        let error = self.stream_ended(why, &session);
                         debug!(node, ?why, "network stream ends");
                         let _ = tx.send(Err(error.into())).await;
                         return;

@@ -12,7 +12,6 @@ use tonic::{Status, Streaming};
 use tracing::debug;
 
 use super::assign::wait_end;
-use super::session::Ended;
 use super::{DispatchError, Inner};
 use crate::api::relay::REQUEST_QUEUE;
 
@@ -44,10 +43,7 @@ impl Inner {
                         }
                     }
                     why = wait_end(&mut ended) => {
-                        let error = match why {
-                            Ended::LeadershipLost => self.not_leader(),
-                            other => other.error(&session),
-                        };
+                        let error = self.stream_ended(why, &session);
                         debug!(node, ?why, "requests stream ends");
                         let _ = tx.send(Err(error.into())).await;
                         break;
