@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod control_plane;
+pub mod env;
 pub mod images;
 pub mod lan;
 pub mod local;

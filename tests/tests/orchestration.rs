@@ -19,144 +19,37 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use berth_proto::v1;
-use berth_tests::TestAgent;
 use berth_tests::cluster::Cluster;
-use berth_tests::control_plane::{Control, ControlPlane};
+use berth_tests::control_plane::ControlPlane;
 
-const WAIT: Duration = Duration::from_secs(40);
 /// Hosts 0–2 run the controllers; 3–5 the agents; 6 an agent that joins later.
 const HOSTS: usize = 7;
 
-/// The harness and its agents. Dropping it kills the daemons first (so that none starts a
-/// container while the agents' containers are killed), then the containers and cgroups,
-/// then the hosts.
-struct Env {
-    agents: BTreeMap<usize, TestAgent>,
-    cluster: Cluster,
-    cp: ControlPlane,
+/// The shared harness ([`berth_tests::env::Env`]) with this test's views of it.
+struct Env(berth_tests::env::Env);
+
+impl std::ops::Deref for Env {
+    type Target = berth_tests::env::Env;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        for h in &self.cluster.hosts {
-            h.kill("agent");
-        }
-        for h in &self.cluster.hosts {
-            h.kill("controller");
-        }
+impl std::ops::DerefMut for Env {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
 }
 
 impl Env {
-    /// Runs `f` with a Control client of a controller that answers, from host 0's network.
-    fn control<T: Send>(
-        &self,
-        f: impl AsyncFnOnce(&mut Control) -> Result<T, tonic::Status> + Send,
-    ) -> Result<T, tonic::Status> {
-        self.cluster.host(0).run(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            rt.block_on(async {
-                // The first controller that answers a status call serves the request (a
-                // follower forwards writes to the leader).
-                let mut last = tonic::Status::unavailable("no controller answered");
-                for a in &self.cp.addrs {
-                    let mut c = self.cp.client(a).expect("a client");
-                    match tokio::time::timeout(Duration::from_secs(1), c.status(v1::Empty {})).await
-                    {
-                        Ok(Ok(s)) if s.get_ref().leader_id.is_some() => return f(&mut c).await,
-                        Ok(Err(e)) => last = e,
-                        _ => {}
-                    }
-                }
-                Err(last)
-            })
-        })
-    }
-
-    fn apply(&self, spec: v1::ServiceSpec) {
-        let name = spec.name.clone();
-        self.retry(&format!("apply {name}"), || {
-            let spec = spec.clone();
-            self.control(async move |c| {
-                c.apply_service(v1::ApplyServiceRequest {
-                    spec: Some(spec),
-                    expected_version: None,
-                })
-                .await
-                .map(|_| ())
-            })
-        });
-    }
-
-    fn scale(&self, name: &str, replicas: u32) {
-        self.retry(&format!("scale {name}"), || {
-            self.control(async |c| {
-                c.scale_service(v1::ScaleServiceRequest {
-                    name: name.to_owned(),
-                    replicas,
-                    expected_version: None,
-                })
-                .await
-                .map(|_| ())
-            })
-        });
-    }
-
-    fn remove(&self, name: &str) {
-        self.retry(&format!("remove {name}"), || {
-            self.control(async |c| {
-                c.remove_service(v1::RemoveServiceRequest {
-                    name: name.to_owned(),
-                    ..Default::default()
-                })
-                .await
-                .map(|_| ())
-            })
-        });
-    }
-
-    /// Retries a call while no controller can serve it (an election), up to [`WAIT`].
-    fn retry(&self, what: &str, mut f: impl FnMut() -> Result<(), tonic::Status>) {
-        let until = Instant::now() + WAIT;
-        loop {
-            match f() {
-                Ok(()) => return,
-                Err(e) if Instant::now() < until => {
-                    eprintln!("{what}: {e}; retrying");
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err(e) => panic!("{what}: {e}"),
-            }
-        }
-    }
-
-    fn tasks(&self, service: &str) -> Vec<v1::Task> {
-        self.control(async |c| {
-            c.list_tasks(v1::ListTasksRequest {
-                service: service.to_owned(),
-                stale: true,
-            })
-            .await
-            .map(|r| r.into_inner().tasks)
-        })
-        .unwrap_or_default()
-    }
-
     /// The nodes, each with its host index (from the hostnames the agents joined with:
     /// `h3`, …).
     fn nodes(&self) -> Vec<(usize, v1::Node)> {
-        self.control(async |c| {
-            c.list_nodes(v1::ListNodesRequest::default())
-                .await
-                .map(|r| r.into_inner().nodes)
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|n| Some((n.hostname.strip_prefix('h')?.parse().ok()?, n)))
-        .collect()
+        self.0
+            .nodes()
+            .into_iter()
+            .filter_map(|n| Some((n.hostname.strip_prefix('h')?.parse().ok()?, n)))
+            .collect()
     }
 
     /// The hosts whose nodes are ready (registered, heartbeating).
@@ -225,27 +118,13 @@ impl Env {
             .collect()
     }
 
-    fn wait_for(&self, what: &str, mut check: impl FnMut() -> bool) -> Duration {
-        let started = Instant::now();
-        while !check() {
-            assert!(started.elapsed() < WAIT, "never: {what}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        eprintln!("{what}: {:.2} s", started.elapsed().as_secs_f64());
-        started.elapsed()
-    }
-
-    /// Joins the agent of host `i` and starts its daemon.
+    /// Joins the agent of host `i` with `labels` and starts its daemon.
     fn start_agent(&mut self, i: usize, labels: &[&str]) {
         let mut args = vec!["--stop-timeout-s", "1"];
         for l in labels {
             args.extend(["--label", l]);
         }
-        let agent = self
-            .cp
-            .start_agent(&self.cluster, i, &args)
-            .expect("an agent");
-        self.agents.insert(i, agent);
+        self.0.start_agent(i, &args);
     }
 }
 
@@ -264,11 +143,7 @@ fn start_env() -> Env {
     // Heartbeats every 250 ms, a node down after 3 missed: the test waits less.
     let cp = ControlPlane::start(&cluster, 3, &[], &["--agent-heartbeat-ms", "250"])
         .expect("three controllers");
-    Env {
-        agents: BTreeMap::new(),
-        cluster,
-        cp,
-    }
+    Env(berth_tests::env::Env::new(cluster, cp))
 }
 
 #[test]

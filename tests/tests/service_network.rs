@@ -23,26 +23,18 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use berth_proto::v1;
-use berth_tests::TestAgent;
 use berth_tests::cluster::{Cluster, Host};
-use berth_tests::control_plane::{Control, ControlPlane};
+use berth_tests::control_plane::ControlPlane;
 
-const WAIT: Duration = Duration::from_secs(40);
+use berth_tests::env::WAIT;
 
-struct Env {
-    agents: BTreeMap<usize, TestAgent>,
-    cluster: Cluster,
-    cp: ControlPlane,
-}
+/// The shared harness ([`berth_tests::env::Env`]) with this test's views of it.
+struct Env(berth_tests::env::Env);
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        for h in &self.cluster.hosts {
-            h.kill("agent");
-        }
-        for h in &self.cluster.hosts {
-            h.kill("controller");
-        }
+impl std::ops::Deref for Env {
+    type Target = berth_tests::env::Env;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
@@ -62,88 +54,14 @@ impl Env {
             ],
         )
         .expect("a controller");
-        let mut env = Env {
-            agents: BTreeMap::new(),
-            cluster,
-            cp,
-        };
+        let mut env = berth_tests::env::Env::new(cluster, cp);
         let n: usize = sizes.iter().sum();
         for i in 0..n {
-            let agent = env
-                .cp
-                .start_agent(&env.cluster, i, &["--stop-timeout-s", "1"])
-                .expect("an agent");
-            env.agents.insert(i, agent);
+            env.start_agent(i, &["--stop-timeout-s", "1"]);
         }
+        let env = Env(env);
         env.wait_for("every node ready", || env.ready() == n);
         env
-    }
-
-    fn control<T: Send>(
-        &self,
-        f: impl AsyncFnOnce(&mut Control) -> Result<T, tonic::Status> + Send,
-    ) -> Result<T, tonic::Status> {
-        self.cluster.host(0).run(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            rt.block_on(async {
-                let mut c = self.cp.client(&self.cp.addrs[0]).expect("a client");
-                f(&mut c).await
-            })
-        })
-    }
-
-    fn retry<T>(&self, what: &str, mut f: impl FnMut() -> Result<T, tonic::Status>) -> T {
-        let until = Instant::now() + WAIT;
-        loop {
-            match f() {
-                Ok(v) => return v,
-                Err(e) if Instant::now() < until => {
-                    eprintln!("{what}: {e}; retrying");
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err(e) => panic!("{what}: {e}"),
-            }
-        }
-    }
-
-    fn apply(&self, spec: v1::ServiceSpec) -> v1::Service {
-        let name = spec.name.clone();
-        self.retry(&format!("apply {name}"), || {
-            let spec = spec.clone();
-            self.control(async move |c| {
-                c.apply_service(v1::ApplyServiceRequest {
-                    spec: Some(spec),
-                    expected_version: None,
-                })
-                .await
-                .map(|r| r.into_inner().service.expect("the service"))
-            })
-        })
-    }
-
-    fn remove(&self, name: &str) {
-        self.retry(&format!("remove {name}"), || {
-            self.control(async |c| {
-                c.remove_service(v1::RemoveServiceRequest {
-                    name: name.to_owned(),
-                    ..Default::default()
-                })
-                .await
-                .map(|_| ())
-            })
-        });
-    }
-
-    fn nodes(&self) -> Vec<v1::Node> {
-        self.control(async |c| {
-            c.list_nodes(v1::ListNodesRequest::default())
-                .await
-                .map(|r| r.into_inner().nodes)
-        })
-        .unwrap_or_default()
     }
 
     fn ready(&self) -> usize {
@@ -160,33 +78,15 @@ impl Env {
             .into_iter()
             .filter_map(|n| Some((n.id, n.hostname.strip_prefix('h')?.parse().ok()?)))
             .collect();
-        self.control(async |c| {
-            c.list_tasks(v1::ListTasksRequest {
-                service: service.to_owned(),
-                stale: true,
+        self.tasks(service)
+            .into_iter()
+            .filter(|t| {
+                t.desired == v1::TaskDesiredState::Running as i32
+                    && t.observed == v1::TaskState::Running as i32
+                    && !t.address.is_empty()
             })
-            .await
-            .map(|r| r.into_inner().tasks)
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|t| {
-            t.desired == v1::TaskDesiredState::Running as i32
-                && t.observed == v1::TaskState::Running as i32
-                && !t.address.is_empty()
-        })
-        .filter_map(|t| Some((t.address, *hosts.get(&t.node)?)))
-        .collect()
-    }
-
-    fn wait_for(&self, what: &str, mut check: impl FnMut() -> bool) -> Duration {
-        let started = Instant::now();
-        while !check() {
-            assert!(started.elapsed() < WAIT, "never: {what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("{what}: {:.2} s", started.elapsed().as_secs_f64());
-        started.elapsed()
+            .filter_map(|t| Some((t.address, *hosts.get(&t.node)?)))
+            .collect()
     }
 
     /// The name of a running container of `service` on host `i`.
