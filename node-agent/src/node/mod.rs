@@ -22,6 +22,7 @@ use futures::future::BoxFuture;
 use ipnet::Ipv4Net;
 
 mod error;
+pub mod health;
 pub mod hollow;
 pub mod identity;
 pub mod io;
