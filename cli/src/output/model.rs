@@ -82,6 +82,46 @@ pub struct SpecView {
     /// The restart policy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restart: Option<RestartView>,
+    /// The health check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthCheckView>,
+}
+
+/// A health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthCheckView {
+    /// `CMD …`, `CMD-SHELL …`, `HTTP GET :port/path` or `TCP :port`.
+    pub test: String,
+    /// Milliseconds between probes.
+    pub interval_ms: u64,
+    /// Milliseconds a probe may take.
+    pub timeout_ms: u64,
+    /// Failures in a row before unhealthy.
+    pub retries: u32,
+    /// Milliseconds of grace after a start.
+    pub start_period_ms: u64,
+    /// Milliseconds between probes in the start period.
+    pub start_interval_ms: u64,
+}
+
+impl From<&v1::ServiceHealthCheck> for HealthCheckView {
+    fn from(h: &v1::ServiceHealthCheck) -> Self {
+        let test = match h.kind() {
+            v1::HealthProbeKind::Cmd => format!("CMD {}", h.command.join(" ")),
+            v1::HealthProbeKind::CmdShell => format!("CMD-SHELL {}", h.command.join(" ")),
+            v1::HealthProbeKind::Http => format!("HTTP GET :{}{}", h.port, h.path),
+            v1::HealthProbeKind::Tcp => format!("TCP :{}", h.port),
+            v1::HealthProbeKind::Unspecified => "unknown".to_owned(),
+        };
+        HealthCheckView {
+            test,
+            interval_ms: h.interval_ms,
+            timeout_ms: h.timeout_ms,
+            retries: h.retries,
+            start_period_ms: h.start_period_ms,
+            start_interval_ms: h.start_interval_ms,
+        }
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -344,6 +384,7 @@ impl From<&v1::ServiceSpec> for SpecView {
                 max_attempts: r.max_attempts,
                 window_ms: r.window_ms,
             }),
+            healthcheck: s.healthcheck.as_ref().map(HealthCheckView::from),
         }
     }
 }

@@ -1,11 +1,13 @@
 //! A [`ServiceModel`] to the [`v1::ServiceSpec`] sent to the controller. What the spec has
-//! no place for yet (health checks, update policies, volumes, `expose`, `depends_on`,
+//! no place for yet (update policies, volumes, `expose`, `depends_on`,
 //! `stop_grace_period`, a port's host address) stays in the model; the parser has
 //! warned about each of those that changes behaviour.
 
 use berth_proto::v1;
 
-use super::model::{Mode, PortMode, Protocol, RestartCondition, ServiceModel};
+use super::model::{
+    HealthTest, Healthcheck, Mode, PortMode, Protocol, RestartCondition, ServiceModel,
+};
 
 /// The restart delay when `restart_policy` gives none: Swarm's, and the cluster's default.
 pub const DEFAULT_RESTART_DELAY_MS: u64 = 5_000;
@@ -99,5 +101,37 @@ pub fn to_spec(m: &ServiceModel) -> v1::ServiceSpec {
             .iter()
             .map(|k| format!("spread: node.labels.{k}"))
             .collect(),
+        healthcheck: m.healthcheck.as_ref().and_then(healthcheck),
     }
+}
+
+/// The health check of `h`; none when it is disabled or has no test (berth does not read
+/// an image's own check). Unset timings are 0: the controller fills in Docker's defaults.
+fn healthcheck(h: &Healthcheck) -> Option<v1::ServiceHealthCheck> {
+    if h.disable {
+        return None;
+    }
+    let (kind, command, port, path) = match h.test.as_ref()? {
+        HealthTest::None => return None,
+        HealthTest::Cmd(args) => (v1::HealthProbeKind::Cmd, args.clone(), 0, String::new()),
+        HealthTest::Shell(text) => (
+            v1::HealthProbeKind::CmdShell,
+            vec![text.clone()],
+            0,
+            String::new(),
+        ),
+        HealthTest::Http { port, path } => (v1::HealthProbeKind::Http, vec![], *port, path.clone()),
+        HealthTest::Tcp { port } => (v1::HealthProbeKind::Tcp, vec![], *port, String::new()),
+    };
+    Some(v1::ServiceHealthCheck {
+        kind: kind.into(),
+        command,
+        port: port.into(),
+        path,
+        interval_ms: millis(h.interval),
+        timeout_ms: millis(h.timeout),
+        retries: h.retries.unwrap_or(0),
+        start_period_ms: millis(h.start_period),
+        start_interval_ms: millis(h.start_interval),
+    })
 }

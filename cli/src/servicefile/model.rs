@@ -182,6 +182,19 @@ pub enum HealthTest {
     Cmd(Vec<String>),
     /// `"string"` or `["CMD-SHELL", "string"]`: run with `/bin/sh -c`.
     Shell(String),
+    /// `["HTTP", "<port>", "<path>"]` (berth's own): `GET` on the task's address from its
+    /// node; a 2xx or 3xx status is healthy. The path defaults to `/`.
+    Http {
+        /// The container port.
+        port: u16,
+        /// The path.
+        path: String,
+    },
+    /// `["TCP", "<port>"]` (berth's own): a connection to the task's address accepted.
+    Tcp {
+        /// The container port.
+        port: u16,
+    },
 }
 
 /// `healthcheck:`.

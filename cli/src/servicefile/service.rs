@@ -410,7 +410,7 @@ impl Ctx<'_> {
     }
 
     fn health_test(&mut self, node: &Node, key: &str) -> Option<HealthTest> {
-        let help = "write a string (run with /bin/sh -c), or a list starting with CMD, CMD-SHELL or NONE: [\"CMD\", \"curl\", \"-f\", \"http://localhost\"]";
+        let help = "write a string (run with /bin/sh -c), or a list starting with CMD, CMD-SHELL, HTTP, TCP or NONE: [\"CMD\", \"redis-cli\", \"ping\"], [\"HTTP\", \"8080\", \"/health\"], [\"TCP\", \"5432\"]";
         match &node.value {
             Value::Seq(_) => {
                 let items = self.string_or_list(node, key)?;
@@ -426,9 +426,59 @@ impl Ctx<'_> {
                     Some((first, rest)) if first == "CMD-SHELL" && !rest.is_empty() => {
                         Some(HealthTest::Shell(rest.join(" ")))
                     }
+                    Some((first, rest)) if first == "HTTP" || first == "TCP" => {
+                        let port = rest
+                            .first()
+                            .and_then(|p| p.parse::<u16>().ok())
+                            .filter(|p| *p > 0);
+                        let path = rest.get(1).cloned().unwrap_or_else(|| "/".to_owned());
+                        let max = if first == "HTTP" { 3 } else { 2 };
+                        // (message, the item pointed at, its label)
+                        let fault = match port {
+                            None => Some((
+                                format!(
+                                    "`{key}`: {first} needs a container port in 1-65535 after it"
+                                ),
+                                1,
+                                "expected a port",
+                            )),
+                            Some(_) if items.len() > max => Some((
+                                format!(
+                                    "`{key}`: {first} takes {} after it",
+                                    if first == "HTTP" {
+                                        "a port and a path"
+                                    } else {
+                                        "only a port"
+                                    }
+                                ),
+                                max,
+                                "one too many",
+                            )),
+                            Some(_) if !path.starts_with('/') => Some((
+                                format!(
+                                    "`{key}`: the HTTP path must start with /, not {}",
+                                    shorten(&path)
+                                ),
+                                2,
+                                "expected /path",
+                            )),
+                            Some(_) => None,
+                        };
+                        if let Some((message, item, label)) = fault {
+                            let at = items.get(item).map_or(node.at, |(_, n)| n.at);
+                            self.error(Kind::Invalid, at, key, message, label, Some(help.into()));
+                            return None;
+                        }
+                        let port = port.unwrap_or_default();
+                        Some(if first == "HTTP" {
+                            HealthTest::Http { port, path }
+                        } else {
+                            HealthTest::Tcp { port }
+                        })
+                    }
                     Some((first, _)) => {
                         let at = items.first().map_or(node.at, |(_, n)| n.at);
-                        self.error(Kind::Invalid, at, key, format!("`{key}` starts with `{}`; expected CMD, CMD-SHELL or NONE followed by the command", shorten(first)), "expected CMD, CMD-SHELL or NONE", Some(help.into()));
+                        self.error(Kind::Invalid, at, key, format!("`{key}` starts with `{}`; expected CMD, CMD-SHELL, HTTP, TCP or NONE", shorten(first)), "expected CMD, CMD-SHELL, HTTP, TCP or NONE", Some(help.into()));
                         None
                     }
                     None => {

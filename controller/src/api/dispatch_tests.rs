@@ -137,6 +137,7 @@ fn service(image: &str) -> Service {
             labels: Default::default(),
             max_replicas_per_node: None,
             preferences: vec![],
+            healthcheck: None,
             restart: Default::default(),
         },
         version: 1,

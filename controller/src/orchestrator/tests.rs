@@ -40,6 +40,7 @@ fn service(name: &str, mode: ServiceMode) -> Service {
             restart: RestartPolicy::default(),
             max_replicas_per_node: None,
             preferences: vec![],
+            healthcheck: None,
         },
         version: 1,
         created_at: 0,

@@ -106,6 +106,7 @@ mod tests {
                 restart: RestartPolicy::default(),
                 max_replicas_per_node: None,
                 preferences: vec![],
+                healthcheck: None,
             },
             version: 2,
             created_at: 0,

@@ -216,6 +216,7 @@ mod tests {
                 restart,
                 max_replicas_per_node: None,
                 preferences: vec![],
+                healthcheck: None,
             },
             version: 3,
             created_at: 0,

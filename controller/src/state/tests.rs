@@ -20,6 +20,7 @@ fn spec(name: &str, image: &str, replicas: u32) -> ServiceSpec {
         labels: Default::default(),
         max_replicas_per_node: None,
         preferences: vec![],
+        healthcheck: None,
         restart: RestartPolicy::default(),
     }
 }

@@ -52,6 +52,67 @@ pub struct ServiceSpec {
     /// out over the values of a node label before evening them out over nodes.
     #[serde(default)]
     pub preferences: Vec<String>,
+    /// How the tasks' health is probed (`None`: healthy once running).
+    #[serde(default)]
+    pub healthcheck: Option<HealthCheckSpec>,
+}
+
+/// A task's health check (Docker's rules), with every default filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSpec {
+    /// What runs.
+    pub probe: HealthProbe,
+    /// Time between probes, in milliseconds.
+    pub interval_ms: u64,
+    /// Time one probe may take, in milliseconds.
+    pub timeout_ms: u64,
+    /// Failures in a row (outside the start period) before unhealthy.
+    pub retries: u32,
+    /// Grace time after the container starts, in milliseconds.
+    pub start_period_ms: u64,
+    /// Time between probes during the start period, in milliseconds.
+    pub start_interval_ms: u64,
+}
+
+/// Docker's defaults for a health check's timing.
+impl HealthCheckSpec {
+    /// 30 s between probes.
+    pub const DEFAULT_INTERVAL_MS: u64 = 30_000;
+    /// 30 s per probe.
+    pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+    /// 3 failures in a row.
+    pub const DEFAULT_RETRIES: u32 = 3;
+    /// 5 s between probes in the start period.
+    pub const DEFAULT_START_INTERVAL_MS: u64 = 5_000;
+}
+
+/// What a health check runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum HealthProbe {
+    /// A program and its arguments, in the container; exit code 0 is healthy.
+    Cmd {
+        /// Program and arguments.
+        args: Vec<String>,
+    },
+    /// A command run with `/bin/sh -c` in the container.
+    Shell {
+        /// The command text.
+        command: String,
+    },
+    /// `GET` on the task's address: a 2xx or 3xx status is healthy.
+    Http {
+        /// The container port.
+        port: u16,
+        /// The path, starting with `/`.
+        path: String,
+    },
+    /// A TCP connection to the task's address accepted is healthy.
+    Tcp {
+        /// The container port.
+        port: u16,
+    },
 }
 
 /// Replicated or global.

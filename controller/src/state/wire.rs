@@ -64,6 +64,11 @@ pub fn spec_from_wire(w: &v1::ServiceSpec) -> Result<ServiceSpec, StateError> {
             window_ms: r.window_ms,
         },
     };
+    let healthcheck = w
+        .healthcheck
+        .as_ref()
+        .map(|h| healthcheck_from_wire(h).map_err(|reason| bad("healthcheck", reason)))
+        .transpose()?;
     let r = w.resources.unwrap_or_default();
     let spec = ServiceSpec {
         name: w.name.clone(),
@@ -102,6 +107,7 @@ pub fn spec_from_wire(w: &v1::ServiceSpec) -> Result<ServiceSpec, StateError> {
         restart,
         max_replicas_per_node: nonzero(w.max_replicas_per_node),
         preferences: w.preferences.clone(),
+        healthcheck,
     };
     super::validate_spec(&spec)?;
     Ok(spec)
@@ -152,6 +158,94 @@ pub fn spec_to_wire(s: &ServiceSpec) -> v1::ServiceSpec {
         }),
         max_replicas_per_node: s.max_replicas_per_node.unwrap_or(0),
         preferences: s.preferences.clone(),
+        healthcheck: s.healthcheck.as_ref().map(healthcheck_to_wire),
+    }
+}
+
+/// A health check sent by a client: checked, Docker's defaults for zero values.
+fn healthcheck_from_wire(h: &v1::ServiceHealthCheck) -> Result<HealthCheckSpec, String> {
+    let port = |kind: &str| match u16::try_from(h.port) {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!(
+            "a {kind} probe needs a port in 1-65535, not {}",
+            h.port
+        )),
+    };
+    let probe = match h.kind() {
+        v1::HealthProbeKind::Cmd => {
+            if h.command.first().is_none_or(|c| c.is_empty()) {
+                return Err("a CMD probe needs a command".into());
+            }
+            HealthProbe::Cmd {
+                args: h.command.clone(),
+            }
+        }
+        v1::HealthProbeKind::CmdShell => match h.command.as_slice() {
+            [text] if !text.trim().is_empty() => HealthProbe::Shell {
+                command: text.clone(),
+            },
+            _ => return Err("a CMD-SHELL probe needs one command string".into()),
+        },
+        v1::HealthProbeKind::Http => {
+            if !h.path.starts_with('/') {
+                return Err(format!(
+                    "an HTTP probe's path must start with /, not {:?}",
+                    h.path
+                ));
+            }
+            HealthProbe::Http {
+                port: port("HTTP")?,
+                path: h.path.clone(),
+            }
+        }
+        v1::HealthProbeKind::Tcp => HealthProbe::Tcp { port: port("TCP")? },
+        v1::HealthProbeKind::Unspecified => {
+            return Err("the probe kind is missing (CMD, CMD-SHELL, HTTP or TCP)".into());
+        }
+    };
+    let or = |v: u64, default: u64| if v == 0 { default } else { v };
+    Ok(HealthCheckSpec {
+        probe,
+        interval_ms: or(h.interval_ms, HealthCheckSpec::DEFAULT_INTERVAL_MS),
+        timeout_ms: or(h.timeout_ms, HealthCheckSpec::DEFAULT_TIMEOUT_MS),
+        retries: if h.retries == 0 {
+            HealthCheckSpec::DEFAULT_RETRIES
+        } else {
+            h.retries
+        },
+        start_period_ms: h.start_period_ms,
+        start_interval_ms: or(
+            h.start_interval_ms,
+            HealthCheckSpec::DEFAULT_START_INTERVAL_MS,
+        ),
+    })
+}
+
+/// A health check in its wire form.
+pub fn healthcheck_to_wire(h: &HealthCheckSpec) -> v1::ServiceHealthCheck {
+    let (kind, command, port, path) = match &h.probe {
+        HealthProbe::Cmd { args } => (v1::HealthProbeKind::Cmd, args.clone(), 0, String::new()),
+        HealthProbe::Shell { command } => (
+            v1::HealthProbeKind::CmdShell,
+            vec![command.clone()],
+            0,
+            String::new(),
+        ),
+        HealthProbe::Http { port, path } => {
+            (v1::HealthProbeKind::Http, vec![], *port, path.clone())
+        }
+        HealthProbe::Tcp { port } => (v1::HealthProbeKind::Tcp, vec![], *port, String::new()),
+    };
+    v1::ServiceHealthCheck {
+        kind: kind.into(),
+        command,
+        port: u32::from(port),
+        path,
+        interval_ms: h.interval_ms,
+        timeout_ms: h.timeout_ms,
+        retries: h.retries,
+        start_period_ms: h.start_period_ms,
+        start_interval_ms: h.start_interval_ms,
     }
 }
 
@@ -339,6 +433,17 @@ mod tests {
             },
             max_replicas_per_node: Some(2),
             preferences: vec!["spread: node.labels.zone".into()],
+            healthcheck: Some(HealthCheckSpec {
+                probe: HealthProbe::Http {
+                    port: 80,
+                    path: "/health".into(),
+                },
+                interval_ms: 2_000,
+                timeout_ms: 500,
+                retries: 2,
+                start_period_ms: 10_000,
+                start_interval_ms: 1_000,
+            }),
         }
     }
 
@@ -346,10 +451,74 @@ mod tests {
     fn specs_round_trip_through_the_wire() {
         let s = full_spec();
         assert_eq!(spec_from_wire(&spec_to_wire(&s)).unwrap(), s);
+        // And through the stored JSON.
+        let stored = serde_json::to_string(&s).unwrap();
+        assert!(
+            stored.contains(r#""probe":{"kind":"http","port":80,"path":"/health"}"#),
+            "{stored}"
+        );
+        assert_eq!(serde_json::from_str::<ServiceSpec>(&stored).unwrap(), s);
         let mut g = full_spec();
         g.mode = ServiceMode::Global;
         g.entrypoint = None;
+        g.healthcheck = None;
         assert_eq!(spec_from_wire(&spec_to_wire(&g)).unwrap(), g);
+        for probe in [
+            HealthProbe::Cmd {
+                args: vec!["redis-cli".into(), "ping".into()],
+            },
+            HealthProbe::Shell {
+                command: "wget -qO- localhost || exit 1".into(),
+            },
+            HealthProbe::Tcp { port: 6379 },
+        ] {
+            let mut h = full_spec();
+            h.healthcheck.as_mut().unwrap().probe = probe;
+            assert_eq!(spec_from_wire(&spec_to_wire(&h)).unwrap(), h);
+        }
+    }
+
+    #[test]
+    fn health_checks_take_dockers_defaults_and_bad_ones_are_refused() {
+        let mut w = spec_to_wire(&full_spec());
+        w.healthcheck = Some(v1::ServiceHealthCheck {
+            kind: v1::HealthProbeKind::Tcp.into(),
+            port: 5432,
+            ..Default::default()
+        });
+        let h = spec_from_wire(&w).unwrap().healthcheck.unwrap();
+        assert_eq!(
+            h,
+            HealthCheckSpec {
+                probe: HealthProbe::Tcp { port: 5432 },
+                interval_ms: 30_000,
+                timeout_ms: 30_000,
+                retries: 3,
+                start_period_ms: 0,
+                start_interval_ms: 5_000,
+            }
+        );
+        let refused = |f: &dyn Fn(&mut v1::ServiceHealthCheck)| {
+            let mut w = spec_to_wire(&full_spec());
+            f(w.healthcheck.as_mut().unwrap());
+            let e = spec_from_wire(&w).unwrap_err().to_string();
+            assert!(e.contains("healthcheck"), "{e}");
+            e
+        };
+        assert!(refused(&|h| h.path = "health".into()).contains("must start with /"));
+        assert!(refused(&|h| h.port = 0).contains("port in 1-65535"));
+        assert!(refused(&|h| h.port = 70_000).contains("70000"));
+        assert!(refused(&|h| h.kind = 0).contains("kind is missing"));
+        let e = refused(&|h| {
+            h.kind = v1::HealthProbeKind::Cmd.into();
+            h.command.clear();
+        });
+        assert!(e.contains("needs a command"), "{e}");
+        let e = refused(&|h| {
+            h.kind = v1::HealthProbeKind::CmdShell.into();
+            h.command = vec!["a".into(), "b".into()];
+        });
+        assert!(e.contains("one command string"), "{e}");
     }
 
     #[test]

@@ -661,6 +661,7 @@ mod tests {
             labels: Default::default(),
             max_replicas_per_node: None,
             preferences: vec![],
+            healthcheck: None,
             restart: Default::default(),
         }
     }

@@ -60,6 +60,7 @@ fn spec(name: &str) -> ServiceSpec {
         restart: RestartPolicy::default(),
         max_replicas_per_node: None,
         preferences: vec![],
+        healthcheck: None,
     }
 }
 

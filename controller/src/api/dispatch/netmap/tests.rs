@@ -27,6 +27,7 @@ fn service(name: &str, vip: &str, ingress: &[(u16, u16)]) -> Service {
             labels: Default::default(),
             max_replicas_per_node: None,
             preferences: vec![],
+            healthcheck: None,
             restart: Default::default(),
         },
         version: 1,
