@@ -314,6 +314,26 @@ struct ResolvConf<'a> {
 }
 
 impl<'a> ResolvConf<'a> {
+    /// The file with `nameservers` in place of the parsed ones, then `search`, `options` and
+    /// the other directives.
+    fn render(&self, nameservers: &[Ipv4Addr]) -> String {
+        let mut out = String::new();
+        for ns in nameservers {
+            out.push_str(&format!("nameserver {ns}\n"));
+        }
+        if !self.search.is_empty() {
+            out.push_str(&format!("search {}\n", self.search.join(" ")));
+        }
+        if !self.options.is_empty() {
+            out.push_str(&format!("options {}\n", self.options.join(" ")));
+        }
+        for line in &self.other {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+
     fn parse(text: &'a str) -> Self {
         let mut rc = ResolvConf::default();
         // `str::lines` splits on '\n' and drops a trailing '\r', as Go's bufio.ScanLines.
@@ -380,43 +400,14 @@ pub fn container_resolv_conf(host: &str) -> (String, bool) {
         nameservers = DEFAULT_NAMESERVERS.to_vec();
     }
 
-    let mut out = String::new();
-    for ns in &nameservers {
-        out.push_str(&format!("nameserver {ns}\n"));
-    }
-    if !rc.search.is_empty() {
-        out.push_str(&format!("search {}\n", rc.search.join(" ")));
-    }
-    if !rc.options.is_empty() {
-        out.push_str(&format!("options {}\n", rc.options.join(" ")));
-    }
-    for line in &rc.other {
-        out.push_str(line);
-        out.push('\n');
-    }
-    (out, defaulted)
+    (rc.render(&nameservers), defaulted)
 }
 
 /// resolv.conf for a container whose nameservers are `nameservers` (the node's resolver),
 /// keeping the host's search domains, options and other directives (as Docker does with
 /// `--dns`).
 pub fn resolv_conf_with(host: &str, nameservers: &[Ipv4Addr]) -> String {
-    let rc = ResolvConf::parse(host);
-    let mut out = String::new();
-    for ns in nameservers {
-        out.push_str(&format!("nameserver {ns}\n"));
-    }
-    if !rc.search.is_empty() {
-        out.push_str(&format!("search {}\n", rc.search.join(" ")));
-    }
-    if !rc.options.is_empty() {
-        out.push_str(&format!("options {}\n", rc.options.join(" ")));
-    }
-    for line in &rc.other {
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
+    ResolvConf::parse(host).render(nameservers)
 }
 
 /// Reads the host's resolver config the way Docker picks it: `etc` (normally
