@@ -210,6 +210,14 @@ pub enum CmdError {
     /// A call to a member failed.
     #[error("{0}: {1}")]
     Status(String, tonic::Status),
+    /// A call to a member got no answer in time.
+    #[error("{addr}: no answer within {}s; is the member running and reachable?", .after.as_secs())]
+    TimedOut {
+        /// The member's address.
+        addr: String,
+        /// The limit.
+        after: std::time::Duration,
+    },
     /// Joining failed.
     #[error(transparent)]
     Join(#[from] crate::join::JoinClientError),
@@ -247,6 +255,24 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CmdError> {
         Command::Join(a) => join(a, out),
         Command::Token(TokenCommand::Rotate(a)) => rotate(a, out),
     }
+}
+
+/// How long an admin command waits for a member's answer (connecting included).
+const CALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs `f` to completion within [`CALL_LIMIT`], naming `addr` when it does not finish.
+fn call<T>(
+    addr: &str,
+    f: impl std::future::Future<Output = Result<T, CmdError>>,
+) -> Result<T, CmdError> {
+    runtime()?.block_on(async {
+        tokio::time::timeout(CALL_LIMIT, f)
+            .await
+            .map_err(|_| CmdError::TimedOut {
+                addr: addr.to_owned(),
+                after: CALL_LIMIT,
+            })?
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CmdError> {
@@ -296,7 +322,7 @@ fn rotate(a: &RotateArgs, out: &mut dyn Write) -> Result<(), CmdError> {
         }
     };
     let connector = admin_connector(&a.data_dir)?;
-    let token = runtime()?.block_on(async {
+    let token = call(&a.addr, async {
         let channel = connector
             .channel(&a.addr)
             .map_err(crate::member::MemberError::from)?;
@@ -339,7 +365,7 @@ fn admin_connector(
 
 fn status(a: &StatusArgs, out: &mut dyn Write) -> Result<(), CmdError> {
     let connector = admin_connector(&a.data_dir)?;
-    let st = runtime()?.block_on(async {
+    let st = call(&a.addr, async {
         let channel = connector
             .channel(&a.addr)
             .map_err(crate::member::MemberError::from)?;

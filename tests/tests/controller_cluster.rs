@@ -18,12 +18,26 @@ use berth_tests::cluster::{Cluster, Host};
 
 const PORT: u16 = 7443;
 
+/// The longest a `berth-controller` command may run (its own call limits are 10 and 30 s).
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// `Command::output` with [`LIMIT`]: a stuck command fails the test instead of hanging it.
+trait OutputWithin {
+    fn output_within(&mut self, limit: Duration) -> std::process::Output;
+}
+
+impl OutputWithin for Command {
+    fn output_within(&mut self, limit: Duration) -> std::process::Output {
+        berth_tests::output_within(self, limit)
+    }
+}
+
 fn controller_bin() -> PathBuf {
     berth_tests::target_dir().join("berth-controller")
 }
 
 fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run berth-controller");
+    let out = berth_tests::output_within(cmd, LIMIT);
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",
@@ -43,8 +57,7 @@ fn status(h: &Host, admin_dir: &Path) -> Option<serde_json::Value> {
             .args(["status", "--data-dir"])
             .arg(admin_dir)
             .args(["--addr", &addr(h.ip)])
-            .output()
-            .ok()?;
+            .output_within(LIMIT);
     if !out.status.success() {
         return None;
     }
@@ -361,6 +374,9 @@ fn a_controller_joins_with_the_token_and_the_leader_is_removed_while_writes_go_o
     let acked = Mutex::new(Vec::<String>::new());
     let fourth = c.host(3);
     let new = std::thread::scope(|scope| {
+        // Stops the writer however this closure ends: a failed assertion below must fail the
+        // test, not leave the scope waiting for a writer that never stops.
+        let _stop_writer = berth_tests::SetOnDrop(&stop);
         scope.spawn(|| {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -392,8 +408,7 @@ fn a_controller_joins_with_the_token_and_the_leader_is_removed_while_writes_go_o
                 .arg("--data-dir")
                 .arg(&dirs[3])
                 .args(["--id", "4", "--advertise", &addr(fourth.ip)])
-                .output()
-                .unwrap();
+                .output_within(LIMIT);
             if out.status.success() {
                 break;
             }
@@ -527,8 +542,7 @@ fn a_controller_joins_with_the_token_and_the_leader_is_removed_while_writes_go_o
                 "--advertise",
                 &format!("{}:{}", fourth.ip, PORT + 20),
             ])
-            .output()
-            .unwrap();
+            .output_within(LIMIT);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(words), "{bad}: {err}");
         assert!(!fourth.dir.join("ctl-refused/cluster.json").exists());
@@ -556,8 +570,7 @@ fn a_controller_joins_with_the_token_and_the_leader_is_removed_while_writes_go_o
         .args(["token", "rotate", "controller", "--data-dir"])
         .arg(&admin_dir)
         .args(["--addr", &addr(via.ip)])
-        .output()
-        .unwrap();
+        .output_within(LIMIT);
     assert!(
         out.status.success(),
         "{}",
@@ -576,8 +589,7 @@ fn a_controller_joins_with_the_token_and_the_leader_is_removed_while_writes_go_o
             "--advertise",
             &format!("{}:{}", fourth.ip, PORT + 10),
         ])
-        .output()
-        .unwrap();
+        .output_within(LIMIT);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("secret is not valid"),

@@ -52,6 +52,17 @@ pub enum JoinClientError {
         /// The gRPC status (its message and causes are in `message`).
         status: tonic::Status,
     },
+    /// The controller did not answer in time (a cluster without a leader holds joins).
+    #[error(
+        "joining through {addr}: no answer within {}s; is the cluster up and does it have a leader?",
+        .after.as_secs()
+    )]
+    TimedOut {
+        /// The join address.
+        addr: String,
+        /// The limit.
+        after: std::time::Duration,
+    },
     /// A key, a CSR or a check of the answer failed.
     #[error(transparent)]
     Pki(#[from] PkiError),
@@ -136,6 +147,9 @@ fn pinned_ca_failure(status: &tonic::Status) -> Option<PkiError> {
     None
 }
 
+/// How long a join waits for the controller's answer (connecting included).
+const JOIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Joins through the join listener at `addr` (`host:port`; the controller's certificate
 /// must be valid for that host).
 pub async fn join_cluster(addr: &str, request: JoinRequest) -> Result<Joined, JoinClientError> {
@@ -155,9 +169,12 @@ pub async fn join_cluster(addr: &str, request: JoinRequest) -> Result<Joined, Jo
         advertise: request.advertise.clone(),
         controller_id: request.controller_id.unwrap_or(0),
     };
-    let answer = JoinClient::new(channel)
-        .join_cluster(message)
+    let answer = tokio::time::timeout(JOIN_LIMIT, JoinClient::new(channel).join_cluster(message))
         .await
+        .map_err(|_| JoinClientError::TimedOut {
+            addr: addr.to_owned(),
+            after: JOIN_LIMIT,
+        })?
         .map_err(|status| match pinned_ca_failure(&status) {
             Some(source) => JoinClientError::Untrusted {
                 addr: addr.to_owned(),
