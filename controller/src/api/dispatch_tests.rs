@@ -163,6 +163,7 @@ fn task(id: &str, node: &str, slot: u32) -> Task {
         reason: None,
         created_at: 1,
         updated_at: 1,
+        health: None,
     }
 }
 

@@ -185,6 +185,7 @@ async fn scale_makes_a_new_version_and_watchers_see_every_change_in_order() {
             reason: None,
             created_at: 0,
             updated_at: 0,
+            health: None,
         };
         let key = crate::state::keys::task(id);
         let op = crate::raft::Op::Put {

@@ -145,6 +145,7 @@ pub(crate) fn run(
                 reason: None,
                 created_at: now,
                 updated_at: now,
+                health: None,
             });
         }
     }

@@ -175,6 +175,7 @@ fn a_lost_node_orphans_its_tasks_and_they_are_replaced_elsewhere() {
         reason: None,
         created_at: 0,
         updated_at: 0,
+        health: None,
     };
     let tasks = [task("a", 1, "n1"), task("b", 2, "n2"), task("c", 3, "n3")];
     nodes[1].status = NodeStatus::Down;
@@ -213,6 +214,7 @@ fn a_removed_nodes_tasks_are_orphaned_and_replaced_like_a_down_nodes() {
         reason: None,
         created_at: 0,
         updated_at: 0,
+        health: None,
     };
     let mut v = view(
         &[web],
@@ -280,6 +282,7 @@ fn unplaceable_tasks_stay_pending_with_the_reason_and_restarts_wait_for_their_de
         reason: None,
         created_at: 0,
         updated_at: 10 * MS,
+        health: None,
     };
     let mut v = view(&[web], &[failed], &three_nodes());
     let p = run(&mut v, 20 * MS);

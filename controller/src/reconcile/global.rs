@@ -149,6 +149,7 @@ mod tests {
             reason: None,
             created_at: 0,
             updated_at: 0,
+            health: None,
         }
     }
 

@@ -241,6 +241,7 @@ mod tests {
             reason: None,
             created_at: at,
             updated_at: at,
+            health: None,
         }
     }
 

@@ -337,6 +337,21 @@ pub struct Task {
     pub created_at: i128,
     /// When it last changed.
     pub updated_at: i128,
+    /// Its health check's verdict while it runs; `None` without a check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+/// What a running task's health check says (Docker's states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Checked, not yet healthy.
+    Starting,
+    /// The last probe passed.
+    Healthy,
+    /// `retries` probes in a row failed.
+    Unhealthy,
 }
 
 /// Whether a node is up.

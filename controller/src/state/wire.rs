@@ -326,6 +326,28 @@ pub fn task_to_wire(t: &Task) -> v1::Task {
         reason: t.reason.clone().unwrap_or_default(),
         created_at: nanos(t.created_at),
         updated_at: nanos(t.updated_at),
+        health: health_to_wire(t.health).into(),
+    }
+}
+
+/// A task's health in its wire form.
+pub fn health_to_wire(h: Option<Health>) -> v1::TaskHealth {
+    match h {
+        None => v1::TaskHealth::Unspecified,
+        Some(Health::Starting) => v1::TaskHealth::Starting,
+        Some(Health::Healthy) => v1::TaskHealth::Healthy,
+        Some(Health::Unhealthy) => v1::TaskHealth::Unhealthy,
+    }
+}
+
+/// A task's health from its wire form (`None`: no check, or a value this build does not
+/// know).
+pub fn health_from_wire(h: i32) -> Option<Health> {
+    match v1::TaskHealth::try_from(h) {
+        Ok(v1::TaskHealth::Starting) => Some(Health::Starting),
+        Ok(v1::TaskHealth::Healthy) => Some(Health::Healthy),
+        Ok(v1::TaskHealth::Unhealthy) => Some(Health::Unhealthy),
+        Ok(v1::TaskHealth::Unspecified) | Err(_) => None,
     }
 }
 

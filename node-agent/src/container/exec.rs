@@ -59,13 +59,24 @@ impl ContainerManager {
             .clone()
             .unwrap_or_else(|| info.spec.cwd.clone());
 
+        let parent = nix::unistd::getpid();
         // SAFETY: the caller is single-threaded (documented above), so the child may run
         // arbitrary code before it execs or exits.
         match unsafe { fork() }
             .map_err(|e| ContainerError::Runtime(berth_runtime::RuntimeError::sys("fork", e)))?
         {
             ForkResult::Child => {
-                let code = match self.enter(&info.spec.cgroup_path, &namespaces) {
+                // Whoever runs `exec` and kills it (a health check's timeout, a client gone)
+                // kills what it runs in the container too: each process dies with its parent.
+                let orphaned = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .is_err()
+                    || nix::unistd::getppid() != parent;
+                let entered = if orphaned {
+                    Err("the exec command ended before the process started".to_owned())
+                } else {
+                    self.enter(&info.spec.cgroup_path, &namespaces)
+                };
+                let code = match entered {
                     Err(msg) => {
                         eprintln!("error: exec: {msg}");
                         125
@@ -80,7 +91,13 @@ impl ContainerManager {
                                 user: &user,
                                 cwd: &cwd,
                             };
-                            let Err((code, msg)) = exec_process(&info.spec, &p, &mut || Ok(()));
+                            // Set last: a change of credentials clears it.
+                            let mut die_with_parent = || {
+                                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                                    .map_err(|e| format!("prctl pdeathsig: {e}"))
+                            };
+                            let Err((code, msg)) =
+                                exec_process(&info.spec, &p, &mut die_with_parent);
                             eprintln!("error: exec: {msg}");
                             code
                         }

@@ -201,6 +201,7 @@ impl Executor for HollowExecutor {
             address: Some(address),
             exit_code: None,
             reason: None,
+            health: None,
         };
         h.tasks.insert(task.task_id.clone(), o.clone());
         drop(h);
@@ -218,6 +219,7 @@ impl Executor for HollowExecutor {
                 address: None,
                 exit_code: None,
                 reason: Some("no container".into()),
+                health: None,
             });
         };
         let was_running = o.phase == Phase::Running;

@@ -70,6 +70,9 @@ pub struct Observed {
     pub exit_code: Option<i32>,
     /// Why it failed or stopped, in words.
     pub reason: Option<String>,
+    /// Its health check's verdict while it runs: the worker's, from its probes (executors
+    /// leave it `None`).
+    pub health: Option<health::Health>,
 }
 
 /// Why an executor could not do something; the text is what the task's report says.
@@ -133,6 +136,13 @@ pub trait Executor: Send + Sync + 'static {
     /// Removes the task's container (stopping it first if needed); removing a task that has
     /// no container is not an error.
     fn remove(&self, task_id: &str) -> Result<(), ExecError>;
+    /// The command line that runs a command in `task_id`'s container, up to the command
+    /// itself, for health checks' `CMD` probes; `None`: this executor runs no health checks
+    /// (a hollow node's tasks stay `starting`).
+    fn probe_exec(&self, task_id: &str) -> Result<Option<Vec<std::ffi::OsString>>, ExecError> {
+        let _ = task_id;
+        Ok(None)
+    }
     /// Whether [`Executor::serve_io`] serves requests; a node that does not never opens the
     /// `Requests` stream (thousands of hollow nodes would only load the controller).
     fn serves_io(&self) -> bool {

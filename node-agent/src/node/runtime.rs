@@ -21,6 +21,7 @@ mod index;
 mod observe;
 pub mod task_spec;
 
+use std::ffi::OsString;
 use std::fs;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -199,6 +200,28 @@ impl RuntimeExecutor {
     }
 
     /// The name of the container of task `task_id`, if it has one on this node.
+    /// The command line of `berth-agent exec` on this node's containers, up to the
+    /// options of `exec` (the container's name comes next): the agent's threads cannot enter
+    /// a mount namespace, a fresh process can.
+    pub fn exec_command_line(&self) -> Vec<OsString> {
+        let config = self.config();
+        let bin = config.agent_bin.clone().unwrap_or_else(|| {
+            config
+                .monitor_bin
+                .parent()
+                .map(|d| d.join("berth-agent"))
+                .unwrap_or_else(|| std::path::PathBuf::from("berth-agent"))
+        });
+        vec![
+            bin.into_os_string(),
+            "--state-dir".into(),
+            config.state_dir.clone().into_os_string(),
+            "--cgroup-parent".into(),
+            config.cgroup_parent.clone().into(),
+            "exec".into(),
+        ]
+    }
+
     pub fn container_of(&self, task_id: &str) -> Result<Option<String>, RunError> {
         let m = self.manager();
         Ok(self.find(&m, task_id)?.map(|t| t.name))
@@ -239,6 +262,7 @@ impl RuntimeExecutor {
                     address: None,
                     exit_code: None,
                     reason: Some(format!("container {}: {e}", t.name)),
+                    health: None,
                 });
             }
         };
@@ -402,6 +426,7 @@ impl RuntimeExecutor {
                 address: None,
                 exit_code: None,
                 reason: Some("no container on this node".into()),
+                health: None,
             });
         };
         let dir = m.config().state_dir.join("containers").join(&t.id);
@@ -426,6 +451,7 @@ impl RuntimeExecutor {
             address: None,
             exit_code: None,
             reason: Some("its container was removed".into()),
+            health: None,
         });
         info!(task = %task_id, container = %t.name, phase = ?o.phase, "task stopped");
         Ok(o)
@@ -498,6 +524,16 @@ fn open(config: &AgentConfig) -> Result<ContainerManager, RunError> {
 impl Executor for RuntimeExecutor {
     fn serves_io(&self) -> bool {
         true
+    }
+
+    fn probe_exec(&self, task_id: &str) -> Result<Option<Vec<OsString>>, ExecError> {
+        let name = self
+            .container_of(task_id)
+            .map_err(|e| ExecError(e.to_string()))?
+            .ok_or_else(|| ExecError(format!("task {task_id} has no container on this node")))?;
+        let mut line = self.exec_command_line();
+        line.extend([name.into(), "--".into()]);
+        Ok(Some(line))
     }
 
     fn serve_io(

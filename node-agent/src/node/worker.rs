@@ -26,11 +26,14 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use berth_proto::v1::{Assignment, AssignmentsUpdate, TaskDesiredState, TaskState, TaskStatus};
+use berth_proto::v1::{
+    Assignment, AssignmentsUpdate, TaskDesiredState, TaskHealth, TaskState, TaskStatus,
+};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use super::health::{self, Health, HealthCheck};
 use super::{ExecError, Executor, Observed, Phase};
 
 /// Why a task with no spec is not started.
@@ -51,6 +54,17 @@ pub enum Command {
     Remove(String),
     /// Report the task's state to the controller.
     Report(Observed),
+    /// Start the task's health check: its container runs at `address`.
+    Watch {
+        /// The task.
+        task_id: String,
+        /// Its check.
+        check: Box<HealthCheck>,
+        /// Its address, for HTTP and TCP probes.
+        address: Option<Ipv4Addr>,
+    },
+    /// Stop the task's health check.
+    Unwatch(String),
 }
 
 /// What an executor call answered.
@@ -70,6 +84,7 @@ struct Reported {
     phase: Phase,
     exit_code: Option<i32>,
     address: Option<Ipv4Addr>,
+    health: Option<Health>,
 }
 
 impl Reported {
@@ -78,6 +93,7 @@ impl Reported {
             phase: o.phase,
             exit_code: o.exit_code,
             address: o.address,
+            health: o.health,
         }
     }
 }
@@ -95,6 +111,12 @@ struct Local {
     started: bool,
     /// What was last reported.
     reported: Option<Reported>,
+    /// Its health check runs.
+    watching: bool,
+    /// Its health, from its check.
+    health: Option<Health>,
+    /// Stopped because its check found it unhealthy: why, for its end report.
+    unhealthy: Option<String>,
 }
 
 /// The worker's pure state: the assignment set and what the executor runs.
@@ -115,6 +137,7 @@ fn observed(task_id: &str, phase: Phase, reason: &str) -> Observed {
         address: None,
         exit_code: None,
         reason: Some(reason.to_owned()),
+        health: None,
     }
 }
 
@@ -183,7 +206,16 @@ impl Core {
         local.busy = false;
         local.answered_at = clock;
         match done {
-            Done::Started(Ok(o)) | Done::Stopped(Ok(o)) => local.observed = Some(o),
+            Done::Started(Ok(o)) => local.observed = Some(o),
+            Done::Stopped(Ok(mut o)) => {
+                // Stopped for failing its health check: a failure, whatever the exit code
+                // (the restart policy replaces it).
+                if let Some(why) = &local.unhealthy {
+                    o.phase = Phase::Failed;
+                    o.reason = Some(why.clone());
+                }
+                local.observed = Some(o);
+            }
             Done::Started(Err(e)) => {
                 local.observed = Some(observed(task_id, Phase::Failed, &e.0));
             }
@@ -198,6 +230,48 @@ impl Core {
             Done::Removed(Ok(())) => local.observed = None,
             // Unknown until the next listing, which tries again if it is still there.
             Done::Removed(Err(_)) => local.observed = None,
+        }
+        if self.synced {
+            self.reconcile(task_id, &mut out);
+        }
+        out
+    }
+
+    /// The health check of `task_id` says `health` (`output`: what its last probe printed).
+    /// An unhealthy task that runs is stopped and reported failed, so that its restart
+    /// policy replaces it.
+    pub fn health(&mut self, task_id: &str, health: Health, output: &str) -> Vec<Command> {
+        let mut out = Vec::new();
+        let Some(local) = self.tasks.get_mut(task_id) else {
+            return out;
+        };
+        if !local.watching {
+            return out;
+        }
+        local.health = Some(health);
+        if health == Health::Unhealthy && local.unhealthy.is_none() {
+            let output = output.trim();
+            local.unhealthy = Some(if output.is_empty() {
+                "unhealthy: its health check failed".to_owned()
+            } else {
+                format!("unhealthy: {output}")
+            });
+            if !local.busy
+                && local
+                    .observed
+                    .as_ref()
+                    .is_some_and(|o| o.phase == Phase::Running)
+            {
+                local.busy = true;
+                local.watching = false;
+                out.push(Command::Unwatch(task_id.to_owned()));
+                if let Some(mut o) = local.observed.clone() {
+                    o.health = local.health;
+                    report(local, o, &mut out);
+                }
+                out.push(Command::Stop(task_id.to_owned()));
+                return out;
+            }
         }
         if self.synced {
             self.reconcile(task_id, &mut out);
@@ -244,6 +318,12 @@ impl Core {
     /// What to do about `id` now.
     fn reconcile(&mut self, id: &str, out: &mut Vec<Command>) {
         let Some(assignment) = self.desired.get(id) else {
+            if let Some(local) = self.tasks.get_mut(id)
+                && local.watching
+            {
+                local.watching = false;
+                out.push(Command::Unwatch(id.to_owned()));
+            }
             match self.tasks.get_mut(id) {
                 Some(local) if local.busy => {}
                 Some(local) if local.observed.is_some() => {
@@ -262,13 +342,35 @@ impl Core {
             return;
         }
         let run = assignment.desired() == TaskDesiredState::Running;
+        let running = run
+            && local
+                .observed
+                .as_ref()
+                .is_some_and(|o| o.phase == Phase::Running);
+        if local.watching && !running {
+            local.watching = false;
+            out.push(Command::Unwatch(id.to_owned()));
+        } else if running
+            && !local.watching
+            && local.health.is_none()
+            && let Some(check) = check_of(assignment)
+        {
+            local.watching = true;
+            local.health = Some(Health::Starting);
+            out.push(Command::Watch {
+                task_id: id.to_owned(),
+                check: Box::new(check),
+                address: local.observed.as_ref().and_then(|o| o.address),
+            });
+        }
         match (&local.observed, run) {
             (Some(o), false) if !o.phase.is_end() => {
                 local.busy = true;
                 out.push(Command::Stop(id.to_owned()));
             }
             (Some(o), _) => {
-                let o = o.clone();
+                let mut o = o.clone();
+                o.health = local.health;
                 report(local, o, out);
             }
             (None, true) if !local.started => {
@@ -295,6 +397,18 @@ impl Core {
     }
 }
 
+/// The health check of `assignment`'s spec, if it has a usable one.
+fn check_of(assignment: &Assignment) -> Option<HealthCheck> {
+    let wire = assignment.spec.as_ref()?.healthcheck.as_ref()?;
+    match health::monitor::from_wire(wire) {
+        Ok(check) => check,
+        Err(e) => {
+            warn!(task = %assignment.task_id, error = %e, "the health check is not usable; the task runs without it");
+            None
+        }
+    }
+}
+
 fn observed_starting(id: &str) -> Observed {
     Observed {
         task_id: id.to_owned(),
@@ -302,6 +416,7 @@ fn observed_starting(id: &str) -> Observed {
         address: None,
         exit_code: None,
         reason: None,
+        health: None,
     }
 }
 
@@ -435,6 +550,13 @@ pub fn status_of(o: &Observed) -> TaskStatus {
         exit_code: o.exit_code.unwrap_or(0),
         reason,
         timestamp: now_nanos(),
+        health: match o.health {
+            None => TaskHealth::Unspecified,
+            Some(Health::Starting) => TaskHealth::Starting,
+            Some(Health::Healthy) => TaskHealth::Healthy,
+            Some(Health::Unhealthy) => TaskHealth::Unhealthy,
+        }
+        .into(),
     }
 }
 
@@ -487,6 +609,15 @@ pub async fn run<E: Executor>(
     // A full set that arrived when the executor could not be listed: applied at the next
     // successful listing (never without one, or running tasks could be started twice).
     let mut waiting_full: Option<Vec<Assignment>> = None;
+    let (health_tx, mut health_rx) = mpsc::channel(256);
+    let mut shell = Shell {
+        executor,
+        reports,
+        starts,
+        monitors: HashMap::new(),
+        health: health_tx,
+    };
+    let executor = shell.executor.clone();
     loop {
         let commands = tokio::select! {
             () = stopped(&mut shutdown) => break,
@@ -514,11 +645,17 @@ pub async fn run<E: Executor>(
                     Vec::new()
                 }
             },
+            Some(event) = health_rx.recv() => {
+                core.health(&event.task_id, event.health, &event.output)
+            }
             _ = tick.tick() => apply_listing(&executor, &mut core, &mut waiting_full).await,
         };
         for command in commands {
-            carry_out(command, &executor, &reports, &starts, &mut ops);
+            shell.carry_out(command, &mut ops);
         }
+    }
+    for (_, monitor) in shell.monitors.drain() {
+        monitor.abort();
     }
     debug!("worker stopped; containers are left running");
 }
@@ -544,51 +681,92 @@ async fn apply_listing<E: Executor>(
     }
 }
 
-fn carry_out<E: Executor>(
-    command: Command,
-    executor: &Arc<E>,
-    reports: &Reports,
-    starts: &Arc<Semaphore>,
-    ops: &mut JoinSet<(String, Done)>,
-) {
-    let ex = executor.clone();
-    match command {
-        Command::Report(o) => {
-            debug!(task = %o.task_id, phase = ?o.phase, "task state");
-            reports.push(status_of(&o));
-        }
-        Command::Start(a) => {
-            let starts = starts.clone();
-            ops.spawn(async move {
-                let id = a.task_id.clone();
-                // Never closed: acquiring fails only if it were.
-                let _permit = starts.acquire_owned().await;
-                let r = blocking(move || ex.start(&a)).await;
-                if let Err(e) = &r {
-                    warn!(task = %id, error = %e, "the task did not start");
+/// What carries the core's commands out.
+struct Shell<E> {
+    executor: Arc<E>,
+    reports: Arc<Reports>,
+    starts: Arc<Semaphore>,
+    /// The health checks running, by task.
+    monitors: HashMap<String, tokio::task::AbortHandle>,
+    /// Where they send changes of health.
+    health: mpsc::Sender<health::monitor::HealthEvent>,
+}
+
+impl<E: Executor> Shell<E> {
+    fn carry_out(&mut self, command: Command, ops: &mut JoinSet<(String, Done)>) {
+        let ex = self.executor.clone();
+        match command {
+            Command::Report(o) => {
+                debug!(task = %o.task_id, phase = ?o.phase, health = ?o.health, "task state");
+                self.reports.push(status_of(&o));
+            }
+            Command::Watch {
+                task_id,
+                check,
+                address,
+            } => {
+                let events = self.health.clone();
+                let id = task_id.clone();
+                let started = std::time::Instant::now();
+                let monitor = tokio::spawn(async move {
+                    let task = id.clone();
+                    let exec = match blocking(move || ex.probe_exec(&task)).await {
+                        Ok(Some(exec)) => exec,
+                        // This executor runs no health checks (hollow nodes).
+                        Ok(None) => return,
+                        Err(e) => {
+                            warn!(task = %id, error = %e, "cannot run the health check");
+                            return;
+                        }
+                    };
+                    let target = health::probe::Target {
+                        address: address.map(std::net::IpAddr::V4),
+                        exec,
+                    };
+                    health::monitor::watch(id, *check, target, started, events).await;
+                });
+                if let Some(old) = self.monitors.insert(task_id, monitor.abort_handle()) {
+                    old.abort();
                 }
-                (id, Done::Started(r))
-            });
-        }
-        Command::Stop(id) => {
-            ops.spawn(async move {
-                let task = id.clone();
-                let r = blocking(move || ex.stop(&task)).await;
-                if let Err(e) = &r {
-                    warn!(task = %id, error = %e, "cannot stop the task");
+            }
+            Command::Unwatch(task_id) => {
+                if let Some(monitor) = self.monitors.remove(&task_id) {
+                    monitor.abort();
                 }
-                (id, Done::Stopped(r))
-            });
-        }
-        Command::Remove(id) => {
-            ops.spawn(async move {
-                let task = id.clone();
-                let r = blocking(move || ex.remove(&task)).await;
-                if let Err(e) = &r {
-                    warn!(task = %id, error = %e, "cannot remove the task's container");
-                }
-                (id, Done::Removed(r))
-            });
+            }
+            Command::Start(a) => {
+                let starts = self.starts.clone();
+                ops.spawn(async move {
+                    let id = a.task_id.clone();
+                    // Never closed: acquiring fails only if it were.
+                    let _permit = starts.acquire_owned().await;
+                    let r = blocking(move || ex.start(&a)).await;
+                    if let Err(e) = &r {
+                        warn!(task = %id, error = %e, "the task did not start");
+                    }
+                    (id, Done::Started(r))
+                });
+            }
+            Command::Stop(id) => {
+                ops.spawn(async move {
+                    let task = id.clone();
+                    let r = blocking(move || ex.stop(&task)).await;
+                    if let Err(e) = &r {
+                        warn!(task = %id, error = %e, "cannot stop the task");
+                    }
+                    (id, Done::Stopped(r))
+                });
+            }
+            Command::Remove(id) => {
+                ops.spawn(async move {
+                    let task = id.clone();
+                    let r = blocking(move || ex.remove(&task)).await;
+                    if let Err(e) = &r {
+                        warn!(task = %id, error = %e, "cannot remove the task's container");
+                    }
+                    (id, Done::Removed(r))
+                });
+            }
         }
     }
 }

@@ -44,6 +44,7 @@ fn obs(id: &str, phase: Phase) -> Observed {
         address: (phase == Phase::Running).then(|| Ipv4Addr::new(10, 200, 0, 2)),
         exit_code: None,
         reason: None,
+        health: None,
     }
 }
 
@@ -479,4 +480,96 @@ async fn at_most_the_limit_of_starts_run_at_once() {
         began.elapsed()
     );
     h.stop().await;
+}
+
+fn checked(id: &str) -> Assignment {
+    let mut a = assignment(id);
+    a.spec.as_mut().unwrap().healthcheck = Some(berth_proto::v1::ServiceHealthCheck {
+        kind: berth_proto::v1::HealthProbeKind::Tcp.into(),
+        port: 80,
+        interval_ms: 100,
+        ..Default::default()
+    });
+    a
+}
+
+#[test]
+fn a_running_task_with_a_check_is_watched_reported_by_health_and_stopped_when_unhealthy() {
+    let mut core = Core::default();
+    core.full(vec![checked("t1"), assignment("t2")], vec![], 0);
+    // Running: the check starts and RUNNING is reported as starting; a task without a check
+    // is not watched and has no health.
+    let out = core.done("t1", Done::Started(Ok(obs("t1", Phase::Running))));
+    let watch = out
+        .iter()
+        .find_map(|c| match c {
+            Command::Watch {
+                task_id,
+                check,
+                address,
+            } => Some((task_id.clone(), check.clone(), *address)),
+            _ => None,
+        })
+        .expect("a watch");
+    assert_eq!(watch.0, "t1");
+    assert_eq!(watch.1.probe, health::Probe::Tcp { port: 80 });
+    assert_eq!(watch.1.interval, Duration::from_millis(100));
+    assert_eq!(watch.2, Some(Ipv4Addr::new(10, 200, 0, 2)));
+    let healths = |out: &[Command]| -> Vec<Option<Health>> {
+        out.iter()
+            .filter_map(|c| match c {
+                Command::Report(o) => Some(o.health),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(healths(&out), [Some(Health::Starting)]);
+    let out = core.done("t2", Done::Started(Ok(obs("t2", Phase::Running))));
+    assert!(!out.iter().any(|c| matches!(c, Command::Watch { .. })));
+    assert_eq!(healths(&out), [None]);
+
+    // Healthy is reported once; a listing does not start a second check.
+    let out = core.health("t1", Health::Healthy, "ok");
+    assert_eq!(healths(&out), [Some(Health::Healthy)]);
+    let out = core.listed(
+        vec![obs("t1", Phase::Running), obs("t2", Phase::Running)],
+        0,
+    );
+    assert!(out.is_empty(), "{out:?}");
+
+    // Unhealthy: reported, the check stops and the container is stopped; its end is a
+    // failure that says why, whatever its exit code.
+    let out = core.health("t1", Health::Unhealthy, "connection refused\n");
+    assert_eq!(healths(&out), [Some(Health::Unhealthy)]);
+    assert!(out.contains(&Command::Unwatch("t1".into())));
+    assert!(out.contains(&Command::Stop("t1".into())));
+    let mut stopped = obs("t1", Phase::Shutdown);
+    stopped.exit_code = Some(143);
+    let out = core.done("t1", Done::Stopped(Ok(stopped)));
+    let Some(Command::Report(end)) = out.first() else {
+        panic!("an end report: {out:?}");
+    };
+    assert_eq!(end.phase, Phase::Failed);
+    assert_eq!(end.reason.as_deref(), Some("unhealthy: connection refused"));
+    assert_eq!(end.health, Some(Health::Unhealthy));
+    let status = status_of(end);
+    assert_eq!(status.health(), TaskHealth::Unhealthy);
+
+    // A late event of a stopped check changes nothing.
+    assert!(core.health("t1", Health::Healthy, "").is_empty());
+}
+
+#[test]
+fn a_watched_task_that_stops_or_leaves_the_set_stops_its_check() {
+    let mut core = Core::default();
+    core.full(vec![checked("t1")], vec![], 0);
+    core.done("t1", Done::Started(Ok(obs("t1", Phase::Running))));
+    // Exited on its own: the check stops.
+    let out = core.listed(vec![obs("t1", Phase::Failed)], 1);
+    assert!(out.contains(&Command::Unwatch("t1".into())), "{out:?}");
+    let mut core = Core::default();
+    core.full(vec![checked("t2")], vec![], 0);
+    core.done("t2", Done::Started(Ok(obs("t2", Phase::Running))));
+    let out = core.change(vec![], vec!["t2".into()]);
+    assert!(out.contains(&Command::Unwatch("t2".into())), "{out:?}");
 }

@@ -708,6 +708,7 @@ mod tests {
             reason: None,
             created_at: 0,
             updated_at: 0,
+            health: None,
         };
         (keys::task(id), at, serde_json::to_vec(&t).unwrap())
     }

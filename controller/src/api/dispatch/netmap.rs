@@ -15,7 +15,7 @@ use std::sync::Arc;
 use berth_proto::v1::{NetworkEndpoint, NetworkNode, NetworkService, NetworkUpdate};
 
 use crate::state::wire::port_to_wire;
-use crate::state::{DesiredState, Node, ObservedState, PortSpec, Service, Task};
+use crate::state::{DesiredState, Health, Node, ObservedState, PortSpec, Service, Task};
 
 /// One snapshot of the map.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -123,8 +123,11 @@ impl NetIndex {
     /// The task with id `id` was written (`Some`) or removed (`None`).
     pub(crate) fn task(&mut self, id: &str, task: Option<&Task>) {
         let next = task.and_then(|t| {
-            let running =
-                t.desired == DesiredState::Running && t.observed == ObservedState::Running;
+            // Traffic goes to a running task once its health check (if any) passed, as with
+            // Swarm: never to one still starting or unhealthy.
+            let running = t.desired == DesiredState::Running
+                && t.observed == ObservedState::Running
+                && matches!(t.health, None | Some(Health::Healthy));
             Some(Endpoint {
                 service: t.service.clone(),
                 address: t.address.filter(|_| running)?,

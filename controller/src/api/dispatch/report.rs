@@ -24,7 +24,7 @@ use super::{Inner, now_wall};
 use crate::api::control::ControlError;
 use crate::api::store::{self, Written};
 use crate::raft::{Expect, Op, blocking};
-use crate::state::{ObservedState, Task, keys};
+use crate::state::{Health, ObservedState, Task, keys};
 
 /// The most reports in one request.
 pub const MAX_REPORTS: usize = 1000;
@@ -44,6 +44,7 @@ pub(crate) struct Report {
     pub exit_code: Option<i32>,
     pub reason: Option<String>,
     pub timestamp: i64,
+    pub health: Option<Health>,
 }
 
 /// Checks the reports of a node whose subnet is `subnet`; keeps each task's newest report
@@ -152,6 +153,7 @@ fn check_one(i: usize, s: &TaskStatus, subnet: Ipv4Net) -> Result<Report, Dispat
         exit_code: s.has_exit_code.then_some(s.exit_code),
         reason: (!s.reason.is_empty()).then(|| s.reason.clone()),
         timestamp: s.timestamp,
+        health: crate::state::wire::health_from_wire(s.health),
     })
 }
 
@@ -198,6 +200,11 @@ pub(crate) fn decide(task: &Task, report: &Report, now: i128) -> Decision {
         new.exit_code = report.exit_code;
     }
     new.reason = report.reason.clone();
+    // A task's health is its running container's: an ended task keeps its last verdict
+    // (`ps` shows why it was stopped), a running one takes the report's.
+    if report.state == ObservedState::Running || report.health.is_some() {
+        new.health = report.health;
+    }
     if new == *task {
         return Decision::Unchanged;
     }
@@ -355,6 +362,7 @@ mod tests {
             reason: Some("assigned to n1".into()),
             created_at: 1,
             updated_at: 1,
+            health: None,
         }
     }
 
@@ -435,6 +443,7 @@ mod tests {
             exit_code: None,
             reason: None,
             timestamp: 1,
+            health: None,
         };
         let Decision::Update(t) = decide(
             &task(ObservedState::Assigned),
@@ -479,6 +488,51 @@ mod tests {
         assert_eq!(
             (t.observed, t.exit_code),
             (ObservedState::Complete, Some(0))
+        );
+    }
+
+    #[test]
+    fn a_change_of_health_alone_is_written_and_an_end_keeps_the_last_verdict() {
+        let running = Task {
+            address: Some("10.200.1.5".parse().unwrap()),
+            ..task(ObservedState::Running)
+        };
+        let report = |state, health| Report {
+            task_id: "t1".into(),
+            state,
+            address: Some("10.200.1.5".parse().unwrap()),
+            exit_code: None,
+            reason: None,
+            timestamp: 1,
+            health,
+        };
+        let Decision::Update(healthy) = decide(
+            &running,
+            &report(ObservedState::Running, Some(Health::Healthy)),
+            5,
+        ) else {
+            panic!("a health change is an update");
+        };
+        assert_eq!(healthy.health, Some(Health::Healthy));
+        assert_eq!(
+            decide(
+                &healthy,
+                &report(ObservedState::Running, Some(Health::Healthy)),
+                6
+            ),
+            Decision::Unchanged
+        );
+        let unhealthy = Task {
+            health: Some(Health::Unhealthy),
+            ..healthy
+        };
+        let Decision::Update(failed) = decide(&unhealthy, &report(ObservedState::Failed, None), 7)
+        else {
+            panic!("an update");
+        };
+        assert_eq!(
+            (failed.observed, failed.health),
+            (ObservedState::Failed, Some(Health::Unhealthy))
         );
     }
 }

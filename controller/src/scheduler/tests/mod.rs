@@ -82,6 +82,7 @@ fn task(id: &str, service: &str, node: Option<&str>, observed: ObservedState) ->
         reason: None,
         created_at: 0,
         updated_at: 0,
+        health: None,
     }
 }
 

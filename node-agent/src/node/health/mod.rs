@@ -7,6 +7,7 @@
 //! [`probe`] runs the probes: a command in the container (`CMD` / `CMD-SHELL`, through
 //! `berth-agent exec`), an HTTP `GET` or a TCP connect to the task's address, from the node.
 
+pub mod monitor;
 pub mod probe;
 #[cfg(test)]
 mod tests;

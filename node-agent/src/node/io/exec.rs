@@ -3,7 +3,6 @@
 //! or on a pseudo-terminal with `tty`.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 
@@ -42,12 +41,9 @@ pub(super) async fn serve(ex: Arc<RuntimeExecutor>, r: NodeExec, down: Down, up:
         Ok(Err(e)) => return up.fail(Code::Internal, e.to_string()).await,
         Err(e) => return up.fail(Code::Internal, e.to_string()).await,
     };
-    let mut cmd = Command::new(agent_bin(&ex));
-    let config = ex.config();
-    cmd.arg("--state-dir")
-        .arg(&config.state_dir)
-        .args(["--cgroup-parent", &config.cgroup_parent])
-        .arg("exec");
+    let line = ex.exec_command_line();
+    let mut cmd = Command::new(&line[0]);
+    cmd.args(&line[1..]);
     for e in &spec.env {
         cmd.args(["--env", e]);
     }
@@ -74,18 +70,6 @@ pub(super) async fn serve(ex: Arc<RuntimeExecutor>, r: NodeExec, down: Down, up:
         Ok(None) => {}
         Err(e) => up.fail(Code::Internal, e).await,
     }
-}
-
-/// The `berth-agent` executable to run `exec` with.
-fn agent_bin(ex: &RuntimeExecutor) -> PathBuf {
-    let config = ex.config();
-    config.agent_bin.clone().unwrap_or_else(|| {
-        config
-            .monitor_bin
-            .parent()
-            .map(|d| d.join("berth-agent"))
-            .unwrap_or_else(|| PathBuf::from("berth-agent"))
-    })
 }
 
 fn exit_code(status: ExitStatus) -> i32 {

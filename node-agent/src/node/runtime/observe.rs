@@ -40,6 +40,7 @@ pub fn observed(s: &Seen<'_>) -> Observed {
         address: None,
         exit_code: None,
         reason: None,
+        health: None,
     };
     match st.status {
         Status::Created if s.stop_requested => {

@@ -61,6 +61,7 @@ fn task(id: &str, service: &str, node: &str, ip: &str, observed: ObservedState) 
         reason: None,
         created_at: 0,
         updated_at: 0,
+        health: None,
     }
 }
 
@@ -151,6 +152,25 @@ fn only_running_tasks_are_endpoints_and_a_change_touches_its_service_only() {
     ix.task("t1", Some(&stopping));
     let third = ix.publish().unwrap();
     assert_eq!(third.services["web"].endpoints.len(), 1);
+
+    // A running task with a health check takes traffic only once healthy, and leaves the
+    // backends when it turns unhealthy.
+    let mut checked = task("t9", "web", "n1", "10.200.1.9", ObservedState::Running);
+    for (health, backends) in [
+        (Some(crate::state::Health::Starting), 1),
+        (Some(crate::state::Health::Healthy), 2),
+        (Some(crate::state::Health::Unhealthy), 1),
+    ] {
+        checked.health = health;
+        ix.task("t9", Some(&checked));
+        // Nothing to publish when the backends did not change.
+        let now = ix.publish().map(|m| m.services["web"].endpoints.len());
+        assert_eq!(
+            now.unwrap_or(third.services["web"].endpoints.len()),
+            backends,
+            "with health {health:?}"
+        );
+    }
 
     // Removing the service and the node.
     ix.service("web", None);
