@@ -193,6 +193,9 @@ pub struct TaskView {
     pub desired: &'static str,
     /// What it was last seen doing.
     pub state: &'static str,
+    /// Its health check's verdict (`starting`, `healthy`, `unhealthy`); absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<&'static str>,
     /// The spec version it runs.
     pub spec_version: u64,
     /// Its address; empty until known.
@@ -260,6 +263,16 @@ pub fn desired_word(d: v1::TaskDesiredState) -> &'static str {
         v1::TaskDesiredState::Running => "running",
         v1::TaskDesiredState::Shutdown => "shutdown",
         v1::TaskDesiredState::Unspecified => "unknown",
+    }
+}
+
+/// The word for a task's health; `None` without a check.
+pub fn health_word(h: v1::TaskHealth) -> Option<&'static str> {
+    match h {
+        v1::TaskHealth::Unspecified => None,
+        v1::TaskHealth::Starting => Some("starting"),
+        v1::TaskHealth::Healthy => Some("healthy"),
+        v1::TaskHealth::Unhealthy => Some("unhealthy"),
     }
 }
 
@@ -438,6 +451,7 @@ impl TaskView {
             node_name,
             desired: desired_word(t.desired()),
             state: state_word(t.observed()),
+            health: health_word(t.health()),
             spec_version: t.spec_version,
             address: t.address.clone(),
             exit_code: t.has_exit_code.then_some(t.exit_code),

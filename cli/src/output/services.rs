@@ -153,25 +153,29 @@ pub(crate) mod tests {
             T - 5_000_000_000,
         );
         pending.reason = "no node has 4 CPUs free".into();
+        let mut healthy = task(
+            "0190f3a2b4c5d6e7a1b2c3d4e5f60718",
+            "web",
+            1,
+            "n1",
+            R,
+            Running,
+            T - 300_000_000_000,
+        );
+        healthy.health = v1::TaskHealth::Healthy.into();
+        let mut checking = task(
+            "0190f3a2b9e8d7c6b5a4f3e2d1c0b9a8",
+            "web",
+            2,
+            "n2",
+            R,
+            Running,
+            T - 60_000_000_000,
+        );
+        checking.health = v1::TaskHealth::Starting.into();
         let tasks = vec![
-            task(
-                "0190f3a2b4c5d6e7a1b2c3d4e5f60718",
-                "web",
-                1,
-                "n1",
-                R,
-                Running,
-                T - 300_000_000_000,
-            ),
-            task(
-                "0190f3a2b9e8d7c6b5a4f3e2d1c0b9a8",
-                "web",
-                2,
-                "n2",
-                R,
-                Running,
-                T - 60_000_000_000,
-            ),
+            healthy,
+            checking,
             failed,
             task(
                 "0190f3a40a0b0c0d0e0f101112131415",

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use berth_proto::v1;
 
-use super::model::{TaskView, desired_word, state_word, task_name};
+use super::model::{TaskView, desired_word, health_word, state_word, task_name};
 use super::table::Table;
 use super::time::age;
 
@@ -112,10 +112,17 @@ pub fn table(tasks: &[v1::Task], nodes: &BTreeMap<String, String>, opts: PsOptio
         };
         let error = error_text(task);
         let when = age(opts.now, task.updated_at);
+        // `running (healthy) 3 seconds ago`, as `docker ps` shows health.
+        let word = match health_word(task.health()) {
+            Some(h) if task.observed() == v1::TaskState::Running => {
+                format!("{} ({h})", state_word(task.observed()))
+            }
+            _ => state_word(task.observed()).to_owned(),
+        };
         let state = if when.is_empty() {
-            state_word(task.observed()).to_owned()
+            word
         } else {
-            format!("{} {when} ago", state_word(task.observed()))
+            format!("{word} {when} ago")
         };
         t.row(vec![
             id,

@@ -143,12 +143,7 @@ impl Ctx<'_> {
                     }
                 }
                 "labels" => m.labels.extend(self.labels(v, &path)),
-                "healthcheck" => {
-                    m.healthcheck = self.healthcheck(v, &path);
-                    if m.healthcheck.is_some() {
-                        self.not_applied(k, &path, "tasks count as healthy once running");
-                    }
-                }
+                "healthcheck" => m.healthcheck = self.healthcheck(v, &path),
                 "stop_grace_period" => {
                     m.stop_grace_period = self.duration(v, &path);
                     if m.stop_grace_period.is_some() {
