@@ -6,7 +6,8 @@
 use berth_proto::v1;
 
 use super::model::{
-    HealthTest, Healthcheck, Mode, PortMode, Protocol, RestartCondition, ServiceModel,
+    FailureAction, HealthTest, Healthcheck, Mode, PortMode, Protocol, RestartCondition,
+    ServiceModel, UpdateConfig, UpdateOrder,
 };
 
 /// The restart delay when `restart_policy` gives none: Swarm's, and the cluster's default.
@@ -102,6 +103,33 @@ pub fn to_spec(m: &ServiceModel) -> v1::ServiceSpec {
             .map(|k| format!("spread: node.labels.{k}"))
             .collect(),
         healthcheck: m.healthcheck.as_ref().and_then(healthcheck),
+        update_config: m.deploy.update_config.as_ref().map(update_config),
+        rollback_config: m.deploy.rollback_config.as_ref().map(update_config),
+        force_update: 0,
+    }
+}
+
+/// `update_config` / `rollback_config`: Compose's defaults for what is unset (one task at a
+/// time; the controller fills in the rest).
+fn update_config(c: &UpdateConfig) -> v1::ServiceUpdateConfig {
+    v1::ServiceUpdateConfig {
+        parallelism: c.parallelism.unwrap_or(1),
+        delay_ms: millis(c.delay),
+        order: match c.order {
+            None => v1::UpdateOrder::Unspecified,
+            Some(UpdateOrder::StopFirst) => v1::UpdateOrder::StopFirst,
+            Some(UpdateOrder::StartFirst) => v1::UpdateOrder::StartFirst,
+        }
+        .into(),
+        monitor_ms: millis(c.monitor),
+        failure_action: match c.failure_action {
+            None => v1::FailureAction::Unspecified,
+            Some(FailureAction::Pause) => v1::FailureAction::Pause,
+            Some(FailureAction::Continue) => v1::FailureAction::Continue,
+            Some(FailureAction::Rollback) => v1::FailureAction::Rollback,
+        }
+        .into(),
+        max_failure_ratio: c.max_failure_ratio.unwrap_or(0.0),
     }
 }
 

@@ -105,14 +105,6 @@ impl Ctx<'_> {
                 "restart_policy" => d.restart_policy = self.restart_policy(v, &path),
                 "update_config" | "rollback_config" => {
                     let c = self.update_config(v, &path);
-                    self.warn(
-                        Kind::NotApplied,
-                        k.at,
-                        &path,
-                        format!("`{name}` is parsed but not yet applied by this berth version"),
-                        "not applied yet",
-                        Some("tasks are replaced one at a time, stopping the old one first".into()),
-                    );
                     if name == "update_config" {
                         d.update_config = Some(c);
                     } else {

@@ -139,6 +139,9 @@ fn service(image: &str) -> Service {
             preferences: vec![],
             healthcheck: None,
             restart: Default::default(),
+            update_config: None,
+            rollback_config: None,
+            force_update: 0,
         },
         version: 1,
         created_at: 1,
@@ -146,6 +149,7 @@ fn service(image: &str) -> Service {
         history: vec![],
         vip: None,
         ingress: Vec::new(),
+        update: None,
     }
 }
 

@@ -323,6 +323,16 @@ fn to_op(w: Write) -> Result<Op, OrchestratorError> {
     match w {
         Write::Create(t) => put(&t, Expect::Absent),
         Write::Update { version, task } => put(&task, Expect::Version(version)),
+        Write::Service { version, service } => serde_json::to_vec(&*service)
+            .map(|value| Op::Put {
+                key: keys::service(&service.spec.name),
+                value,
+                expect: Expect::Version(version),
+            })
+            .map_err(|source| OrchestratorError::Encode {
+                id: service.spec.name.clone(),
+                source,
+            }),
         Write::Delete { id, version } => Ok(Op::Delete {
             key: keys::task(&id),
             expect: Expect::Version(version),

@@ -11,9 +11,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::reconcile::{global, nodes, replicated};
+use crate::reconcile::{global, nodes, replicated, update};
 use crate::scheduler::{Decision, Scheduler, holds_resources};
-use crate::state::{DesiredState, Node, ObservedState, ServiceMode, ServiceSpec, Task};
+use crate::state::wire::spec_at;
+use crate::state::{
+    DesiredState, Node, ObservedState, RolloutState, Service, ServiceMode, ServiceSpec, Task,
+    UpdateStatus,
+};
 
 use super::view::View;
 
@@ -28,6 +32,14 @@ pub(crate) enum Write {
         version: u64,
         /// The new record.
         task: Task,
+    },
+    /// A service's record changed by its rollout (its status, or a rollback's spec),
+    /// expecting the version it was decided from.
+    Service {
+        /// The version read.
+        version: u64,
+        /// The new record.
+        service: Box<Service>,
     },
     /// A task to forget, expecting the version it was decided from.
     Delete {
@@ -74,6 +86,7 @@ pub(crate) fn run(
             deleted.extend(versioned.iter().map(|t| (t.value.id.clone(), t.version)));
             continue;
         };
+        let service_version = service.version;
         let service = &service.value;
         let versions: HashMap<&str, u64> = versioned
             .iter()
@@ -87,9 +100,23 @@ pub(crate) fn run(
                 changed.insert(i);
             }
         }
+        let up = update::plan(service, &current, now);
+        if let Some(due) = up.due {
+            pass.due.push((due, name.clone()));
+        }
+        if let Some(record) = rollout_record(service, &up, now) {
+            pass.writes.push(Write::Service {
+                version: service_version,
+                service: Box::new(record),
+            });
+        }
         let plan = match service.spec.mode {
-            ServiceMode::Replicated { .. } => replicated::reconcile(service, &current, now),
-            ServiceMode::Global => global::reconcile(service, &current, &all_nodes, now),
+            ServiceMode::Replicated { .. } => {
+                replicated::reconcile_with(service, &current, now, &up.rollout)
+            }
+            ServiceMode::Global => {
+                global::reconcile_with(service, &current, &all_nodes, now, &up.rollout)
+            }
         };
         let index: HashMap<String, usize> = current
             .iter()
@@ -223,4 +250,51 @@ pub(crate) fn run(
         pass.writes.push(Write::Delete { id, version });
     }
     pass
+}
+
+/// The service's record after its rollout's decision `up`, if it changes: the new status, or
+/// for a rollback the spec it goes back to (keeping the replica count) as a new version.
+fn rollout_record(service: &Service, up: &update::UpdatePlan, now: i128) -> Option<Service> {
+    let Some(back) = up.rollback_to else {
+        let status = up.status.clone()?;
+        return Some(Service {
+            update: Some(status),
+            ..service.clone()
+        });
+    };
+    let message = up
+        .status
+        .as_ref()
+        .map(|s| s.message.clone())
+        .unwrap_or_default();
+    let Some(previous) = spec_at(service, back) else {
+        return Some(Service {
+            update: Some(UpdateStatus {
+                state: RolloutState::Paused,
+                message: format!(
+                    "update paused: cannot roll back, version {back} is no longer in the service's history ({message})"
+                ),
+                ..up.status.clone().or_else(|| service.update.clone())?
+            }),
+            ..service.clone()
+        });
+    };
+    let spec = ServiceSpec {
+        mode: service.spec.mode,
+        ..previous.clone()
+    };
+    let mut record = match crate::state::apply_service(Some(service), spec, None, now) {
+        Ok(crate::state::Applied::Updated(s)) => s,
+        // The same spec (or one that no longer passes the checks): nothing to roll back to.
+        _ => return None,
+    };
+    record.update = Some(UpdateStatus {
+        state: RolloutState::RollingBack,
+        from_version: service.version,
+        to_version: record.version,
+        started_at: now,
+        completed_at: None,
+        message,
+    });
+    Some(record)
 }

@@ -41,6 +41,9 @@ fn service(name: &str, mode: ServiceMode) -> Service {
             max_replicas_per_node: None,
             preferences: vec![],
             healthcheck: None,
+            update_config: None,
+            rollback_config: None,
+            force_update: 0,
         },
         version: 1,
         created_at: 0,
@@ -48,6 +51,7 @@ fn service(name: &str, mode: ServiceMode) -> Service {
         history: vec![],
         vip: None,
         ingress: Vec::new(),
+        update: None,
     }
 }
 

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use super::replicated::{Plan, ended, is_live, reconcile_slot};
+use super::update::Rollout;
 use crate::scheduler::constraint::satisfies_all;
 use crate::state::validate::parse_constraint;
 use crate::state::{Availability, Node, NodeStatus, Service, ServiceMode, Task};
@@ -20,6 +21,17 @@ use crate::state::{Availability, Node, NodeStatus, Service, ServiceMode, Task};
 /// The plan for global `service` given its `tasks` (others are ignored) and the cluster's
 /// `nodes`, at time `now`. A replicated service's plan is empty.
 pub fn reconcile(service: &Service, tasks: &[Task], nodes: &[Node], now: i128) -> Plan {
+    reconcile_with(service, tasks, nodes, now, &Rollout::default())
+}
+
+/// [`reconcile`], replacing the outdated tasks `rollout` chose.
+pub fn reconcile_with(
+    service: &Service,
+    tasks: &[Task],
+    nodes: &[Node],
+    now: i128,
+    rollout: &Rollout,
+) -> Plan {
     let mut plan = Plan::default();
     if service.spec.mode != ServiceMode::Global {
         return plan;
@@ -46,7 +58,7 @@ pub fn reconcile(service: &Service, tasks: &[Task], nodes: &[Node], now: i128) -
         match (node.status, node.availability) {
             (NodeStatus::Down | NodeStatus::Unknown, _) => {}
             (NodeStatus::Ready, Availability::Active) if fits => {
-                reconcile_slot(service, 0, Some(&node.id), &here, now, &mut plan);
+                reconcile_slot(service, 0, Some(&node.id), &here, now, rollout, &mut plan);
             }
             (NodeStatus::Ready, Availability::Pause) if fits => {}
             (NodeStatus::Ready, Availability::Drain) => {
@@ -107,6 +119,9 @@ mod tests {
                 max_replicas_per_node: None,
                 preferences: vec![],
                 healthcheck: None,
+                update_config: None,
+                rollback_config: None,
+                force_update: 0,
             },
             version: 2,
             created_at: 0,
@@ -114,6 +129,7 @@ mod tests {
             history: vec![],
             vip: None,
             ingress: Vec::new(),
+            update: None,
         }
     }
 

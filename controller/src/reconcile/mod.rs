@@ -6,8 +6,10 @@
 //! - [`replicated`]: a replicated service's slots (create, restart under the policy, stop
 //!   extra slots and duplicates, bound each slot's history);
 //! - [`global`]: a global service's task on every eligible node;
-//! - [`nodes`]: what a node that is down, gone or drained does to its tasks.
+//! - [`nodes`]: what a node that is down, gone or drained does to its tasks;
+//! - [`update`]: a rollout: which outdated tasks to replace now, and how it goes.
 
 pub mod global;
 pub mod nodes;
 pub mod replicated;
+pub mod update;

@@ -6,11 +6,22 @@
 //! before the policy's delay after that end; a task orphaned by a lost node is always
 //! replaced at once; a slot with two live tasks keeps the most advanced; slots beyond the
 //! replica count are stopped; each slot keeps at most [`HISTORY_PER_SLOT`] ended tasks.
-//! Updating tasks to a new spec version is the rolling updater's (issue 8), not this.
+//! Which outdated tasks a rollout replaces, and when, is the updater's ([`super::update`]);
+//! this carries it out in the slot: stop-first stops the old task and starts its replacement
+//! once it has stopped; start-first starts the replacement and stops the old task once the
+//! new one runs and is healthy.
 
 use std::collections::BTreeMap;
 
-use crate::state::{DesiredState, ObservedState, RestartCondition, Service, ServiceMode, Task};
+use super::update::{Rollout, is_current};
+use crate::state::{
+    DesiredState, Health, ObservedState, RestartCondition, Service, ServiceMode, Task, UpdateOrder,
+};
+
+/// Why an outdated task is stopped once its replacement runs.
+pub const REPLACED: &str = "replaced by a task of the new spec";
+/// Why an outdated task is stopped before its replacement starts (stop-first).
+pub const UPDATING: &str = "stopped to be updated to the new spec";
 
 /// How many ended tasks a slot keeps as its history (Swarm's default task history limit).
 pub const HISTORY_PER_SLOT: usize = 5;
@@ -63,9 +74,14 @@ fn progress(t: &Task) -> u8 {
     }
 }
 
-/// The plan for `service` given its `tasks` (others are ignored) at time `now`. A global
-/// service has no slots: its plan is empty.
+/// The plan for `service` given its `tasks` (others are ignored) at time `now`, with no
+/// task chosen for a rollout. A global service has no slots: its plan is empty.
 pub fn reconcile(service: &Service, tasks: &[Task], now: i128) -> Plan {
+    reconcile_with(service, tasks, now, &Rollout::default())
+}
+
+/// [`reconcile`], replacing the outdated tasks `rollout` chose.
+pub fn reconcile_with(service: &Service, tasks: &[Task], now: i128, rollout: &Rollout) -> Plan {
     let mut plan = Plan::default();
     let ServiceMode::Replicated { replicas } = service.spec.mode else {
         return plan;
@@ -76,7 +92,7 @@ pub fn reconcile(service: &Service, tasks: &[Task], now: i128) -> Plan {
     }
     for slot in 1..=replicas {
         let in_slot = slots.remove(&slot).unwrap_or_default();
-        reconcile_slot(service, slot, None, &in_slot, now, &mut plan);
+        reconcile_slot(service, slot, None, &in_slot, now, rollout, &mut plan);
     }
     // Slots beyond the replica count: stop what runs, forget what ended.
     for (_, in_slot) in slots {
@@ -111,21 +127,41 @@ pub(super) fn reconcile_slot(
     node: Option<&str>,
     tasks: &[&Task],
     now: i128,
+    rollout: &Rollout,
     plan: &mut Plan,
 ) {
-    let mut live: Vec<&Task> = tasks.iter().copied().filter(|t| is_live(t)).collect();
-    // The most advanced, then the newest spec, then the newest task is kept.
-    live.sort_by(|a, b| {
-        (progress(b), b.spec_version, b.created_at).cmp(&(
-            progress(a),
-            a.spec_version,
-            a.created_at,
-        ))
-    });
-    for extra in live.iter().skip(1) {
+    // Live tasks of the current spec and outdated ones, each the most advanced (then the
+    // newest) first.
+    let order =
+        |a: &&Task, b: &&Task| (progress(b), b.created_at).cmp(&(progress(a), a.created_at));
+    let (mut current, mut outdated): (Vec<&Task>, Vec<&Task>) = tasks
+        .iter()
+        .copied()
+        .filter(|t| is_live(t))
+        .partition(|t| is_current(service, t));
+    current.sort_by(order);
+    outdated.sort_by(order);
+    for extra in current.iter().skip(1) {
         plan.shutdown
             .push((extra.id.clone(), "another task runs in its slot"));
     }
+    if let Some(new) = current.first() {
+        // The old task of a start-first rollout stays until its replacement runs (and is
+        // healthy): then it is stopped.
+        let ready = new.observed == ObservedState::Running
+            && matches!(new.health, None | Some(Health::Healthy));
+        for (i, old) in outdated.iter().enumerate() {
+            if ready || i > 0 {
+                plan.shutdown.push((old.id.clone(), REPLACED));
+            }
+        }
+    } else {
+        for extra in outdated.iter().skip(1) {
+            plan.shutdown
+                .push((extra.id.clone(), "another task runs in its slot"));
+        }
+    }
+    let live: Vec<&Task> = current.iter().chain(outdated.first()).copied().collect();
     let mut history: Vec<&Task> = tasks.iter().copied().filter(|t| ended(t)).collect();
     history.sort_by_key(|t| std::cmp::Reverse(t.updated_at));
     // A slot whose policy limits its restarts keeps enough history to count them.
@@ -133,15 +169,29 @@ pub(super) fn reconcile_slot(
     for old in history.iter().skip(keep) {
         plan.remove.push(old.id.clone());
     }
-    if !live.is_empty() {
-        return;
-    }
     let new = |not_before| NewTask {
         slot,
         node: node.map(str::to_owned),
         spec_version: service.version,
         not_before,
     };
+    if let Some(old) = live.first() {
+        // Only an outdated task runs: the rollout replaces it when it chose it.
+        if current.is_empty() && rollout.selected.contains(&old.id) {
+            match rollout.order {
+                UpdateOrder::StopFirst => plan.shutdown.push((old.id.clone(), UPDATING)),
+                UpdateOrder::StartFirst => plan.create.push(new(now)),
+            }
+        }
+        return;
+    }
+    // A stop-first rollout starts the replacement once the old task has stopped.
+    if tasks
+        .iter()
+        .any(|t| t.desired == DesiredState::Shutdown && !ended(t) && !is_current(service, t))
+    {
+        return;
+    }
     let Some(last) = history.first() else {
         // Nothing ran in this slot yet (or its records are gone).
         plan.create.push(new(now));
@@ -217,6 +267,9 @@ mod tests {
                 max_replicas_per_node: None,
                 preferences: vec![],
                 healthcheck: None,
+                update_config: None,
+                rollback_config: None,
+                force_update: 0,
             },
             version: 3,
             created_at: 0,
@@ -224,6 +277,7 @@ mod tests {
             history: vec![],
             vip: None,
             ingress: Vec::new(),
+            update: None,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod subnets;
 pub mod types;
 pub mod validate;
 pub mod wire;
+mod wire_update;
 
 use ipnet::Ipv4Net;
 
@@ -213,6 +214,7 @@ pub fn apply_service(
             history: Vec::new(),
             vip: None,
             ingress: Vec::new(),
+            update: None,
         }));
     };
     if cur.spec == spec {
@@ -235,6 +237,7 @@ pub fn apply_service(
         history,
         vip: cur.vip,
         ingress: cur.ingress.clone(),
+        update: cur.update.clone(),
     }))
 }
 

@@ -22,6 +22,9 @@ fn spec(name: &str, image: &str, replicas: u32) -> ServiceSpec {
         preferences: vec![],
         healthcheck: None,
         restart: RestartPolicy::default(),
+        update_config: None,
+        rollback_config: None,
+        force_update: 0,
     }
 }
 

@@ -55,6 +55,167 @@ pub struct ServiceSpec {
     /// How the tasks' health is probed (`None`: healthy once running).
     #[serde(default)]
     pub healthcheck: Option<HealthCheckSpec>,
+    /// How a change of the tasks' spec rolls out (`None`: Swarm's defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_config: Option<UpdateConfig>,
+    /// How a rollback rolls out (`None`: Swarm's defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_config: Option<UpdateConfig>,
+    /// Bumped to redeploy every task without another change (`rollout restart`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub force_update: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl ServiceSpec {
+    /// Whether tasks of `self` and of `other` are the same: they differ at most in what does
+    /// not reach a task (the replica count, the rollout settings). A new version that only
+    /// scales does not replace the running tasks.
+    pub fn same_tasks_as(&self, other: &ServiceSpec) -> bool {
+        let strip = |s: &ServiceSpec| ServiceSpec {
+            mode: match s.mode {
+                ServiceMode::Replicated { .. } => ServiceMode::Replicated { replicas: 0 },
+                ServiceMode::Global => ServiceMode::Global,
+            },
+            update_config: None,
+            rollback_config: None,
+            ..s.clone()
+        };
+        strip(self) == strip(other)
+    }
+
+    /// The rollout settings of an update (`rollback`: of a rollback), defaults filled in.
+    pub fn rollout(&self, rollback: bool) -> UpdateConfig {
+        let c = if rollback {
+            &self.rollback_config
+        } else {
+            &self.update_config
+        };
+        c.clone().unwrap_or_default()
+    }
+}
+
+/// How a rollout replaces tasks (Swarm's `update_config` / `rollback_config`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConfig {
+    /// Tasks replaced at once (0: all).
+    pub parallelism: u32,
+    /// Wait between one task (batch) done and the next started, ms.
+    pub delay_ms: u64,
+    /// Stop the old task first, or start the new one first.
+    pub order: UpdateOrder,
+    /// How long a new task without a health check must run to count as updated, ms (a
+    /// task with a check counts once healthy); failures in that time count.
+    pub monitor_ms: u64,
+    /// What a failed rollout does.
+    pub failure_action: FailureAction,
+    /// The share of failed tasks tolerated, 0 to 1.
+    pub max_failure_ratio: f64,
+}
+
+impl Default for UpdateConfig {
+    /// Swarm's defaults: one at a time, no delay, stop first, monitor 5 s, pause, no
+    /// failure tolerated.
+    fn default() -> Self {
+        UpdateConfig {
+            parallelism: 1,
+            delay_ms: 0,
+            order: UpdateOrder::StopFirst,
+            monitor_ms: 5_000,
+            failure_action: FailureAction::Pause,
+            max_failure_ratio: 0.0,
+        }
+    }
+}
+
+/// The order of a rollout's stop and start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateOrder {
+    /// Stop the old task, then start the new one.
+    StopFirst,
+    /// Start the new task; stop the old one once the new one runs (and is healthy).
+    StartFirst,
+}
+
+/// What a rollout does when too many new tasks fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureAction {
+    /// Stop replacing tasks until `rollout resume`.
+    Pause,
+    /// Go on.
+    Continue,
+    /// Go back to the previous spec (under `rollback_config`).
+    Rollback,
+}
+
+/// Where a service's rollout is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutState {
+    /// Replacing tasks.
+    Updating,
+    /// Stopped by a failure or by `rollout pause`.
+    Paused,
+    /// Every task runs the new spec.
+    Completed,
+    /// Going back to the previous spec.
+    RollingBack,
+    /// A rollback stopped by a failure or by `rollout pause`.
+    RollbackPaused,
+    /// Every task runs the previous spec again.
+    RolledBack,
+}
+
+/// A service's rollout: from which version to which, and how it goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateStatus {
+    /// Where it is.
+    pub state: RolloutState,
+    /// The version the tasks leave.
+    pub from_version: u64,
+    /// The version they get (the service's version when it began).
+    pub to_version: u64,
+    /// When it began.
+    pub started_at: i128,
+    /// When it ended (completed or rolled back).
+    #[serde(default)]
+    pub completed_at: Option<i128>,
+    /// What happened last, in words.
+    #[serde(default)]
+    pub message: String,
+}
+
+impl UpdateStatus {
+    /// Whether this is a rollback.
+    pub fn is_rollback(&self) -> bool {
+        matches!(
+            self.state,
+            RolloutState::RollingBack | RolloutState::RollbackPaused | RolloutState::RolledBack
+        )
+    }
+
+    /// Whether it is paused.
+    pub fn is_paused(&self) -> bool {
+        matches!(
+            self.state,
+            RolloutState::Paused | RolloutState::RollbackPaused
+        )
+    }
+
+    /// Whether it ended.
+    pub fn is_done(&self) -> bool {
+        matches!(
+            self.state,
+            RolloutState::Completed | RolloutState::RolledBack
+        )
+    }
 }
 
 /// A task's health check (Docker's rules), with every default filled in.
@@ -259,6 +420,9 @@ pub struct Service {
     /// chosen.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ingress: Vec<PortSpec>,
+    /// Its last rollout (`None`: its tasks never changed spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateStatus>,
 }
 
 /// One earlier version of a service's spec.

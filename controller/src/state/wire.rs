@@ -6,6 +6,7 @@ use berth_proto::v1;
 
 use super::StateError;
 use super::types::*;
+pub use super::wire_update::*;
 
 fn protocol_from(p: v1::Protocol) -> Protocol {
     match p {
@@ -108,6 +109,21 @@ pub fn spec_from_wire(w: &v1::ServiceSpec) -> Result<ServiceSpec, StateError> {
         max_replicas_per_node: nonzero(w.max_replicas_per_node),
         preferences: w.preferences.clone(),
         healthcheck,
+        update_config: w
+            .update_config
+            .as_ref()
+            .map(|c| {
+                update_config_from_wire(c, "update_config").map_err(|r| bad("update_config", r))
+            })
+            .transpose()?,
+        rollback_config: w
+            .rollback_config
+            .as_ref()
+            .map(|c| {
+                update_config_from_wire(c, "rollback_config").map_err(|r| bad("rollback_config", r))
+            })
+            .transpose()?,
+        force_update: w.force_update,
     };
     super::validate_spec(&spec)?;
     Ok(spec)
@@ -159,6 +175,9 @@ pub fn spec_to_wire(s: &ServiceSpec) -> v1::ServiceSpec {
         max_replicas_per_node: s.max_replicas_per_node.unwrap_or(0),
         preferences: s.preferences.clone(),
         healthcheck: s.healthcheck.as_ref().map(healthcheck_to_wire),
+        update_config: s.update_config.as_ref().map(update_config_to_wire),
+        rollback_config: s.rollback_config.as_ref().map(update_config_to_wire),
+        force_update: s.force_update,
     }
 }
 
@@ -293,6 +312,7 @@ pub fn service_to_wire(s: &Service) -> v1::Service {
             .collect(),
         vip: s.vip.map(|ip| ip.to_string()).unwrap_or_default(),
         ingress: s.ingress.iter().map(port_to_wire).collect(),
+        update: s.update.as_ref().map(update_status_to_wire),
     }
 }
 
@@ -466,6 +486,9 @@ mod tests {
                 start_period_ms: 10_000,
                 start_interval_ms: 1_000,
             }),
+            update_config: None,
+            rollback_config: None,
+            force_update: 0,
         }
     }
 

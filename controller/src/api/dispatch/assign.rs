@@ -663,6 +663,9 @@ mod tests {
             preferences: vec![],
             healthcheck: None,
             restart: Default::default(),
+            update_config: None,
+            rollback_config: None,
+            force_update: 0,
         }
     }
 
@@ -681,6 +684,7 @@ mod tests {
                 .collect(),
             vip: None,
             ingress: Vec::new(),
+            update: None,
         };
         (
             keys::service("web"),

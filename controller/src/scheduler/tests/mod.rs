@@ -61,6 +61,9 @@ fn spec(name: &str) -> ServiceSpec {
         max_replicas_per_node: None,
         preferences: vec![],
         healthcheck: None,
+        update_config: None,
+        rollback_config: None,
+        force_update: 0,
     }
 }
 

@@ -29,6 +29,9 @@ fn service(name: &str, vip: &str, ingress: &[(u16, u16)]) -> Service {
             preferences: vec![],
             healthcheck: None,
             restart: Default::default(),
+            update_config: None,
+            rollback_config: None,
+            force_update: 0,
         },
         version: 1,
         created_at: 0,
@@ -44,6 +47,7 @@ fn service(name: &str, vip: &str, ingress: &[(u16, u16)]) -> Service {
                 mode: PortMode::Ingress,
             })
             .collect(),
+        update: None,
     }
 }
 
