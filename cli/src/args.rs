@@ -61,6 +61,9 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Set the number of replicas of services: `berth scale web=5 api=3`.
     Scale(ScaleArgs),
+    /// Follow, pause, resume, undo or restart a service's rollout.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Remove services.
     Rm(RmArgs),
     /// Stream the cluster's events (services, tasks, nodes), one per line.
@@ -204,6 +207,55 @@ pub struct ScaleArgs {
     /// SERVICE=REPLICAS, one or more.
     #[arg(required = true, value_name = "SERVICE=REPLICAS", value_parser = parse_scale)]
     pub targets: Vec<(String, u32)>,
+}
+
+/// `berth rollout`'s commands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum RolloutCommand {
+    /// Follow the service's rollout until it ends: exit 0 when it completed (or there is
+    /// none), 1 when it paused or rolled back.
+    Status(RolloutStatusArgs),
+    /// List the service's versions, the current one marked.
+    History(RolloutServiceArg),
+    /// Bring back an earlier version's spec (the last one whose tasks differ, or
+    /// `--to-revision N`), rolled out as a rollback.
+    Undo(RolloutUndoArgs),
+    /// Stop choosing tasks to replace (what is in flight finishes).
+    Pause(RolloutServiceArg),
+    /// Go on after a pause (failures so far are forgiven).
+    Resume(RolloutServiceArg),
+    /// Replace every task without changing the spec (a redeploy).
+    Restart(RolloutServiceArg),
+}
+
+/// A rollout command's service.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct RolloutServiceArg {
+    /// The service.
+    pub service: String,
+}
+
+/// `berth rollout status`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct RolloutStatusArgs {
+    /// The service.
+    pub service: String,
+    /// Print where the rollout is and return at once.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// The longest to wait, in seconds (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub timeout: u64,
+}
+
+/// `berth rollout undo`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct RolloutUndoArgs {
+    /// The service.
+    pub service: String,
+    /// The version to bring back (`berth rollout history` lists them).
+    #[arg(long, value_name = "N")]
+    pub to_revision: Option<u64>,
 }
 
 /// `berth rm`'s arguments.

@@ -20,6 +20,7 @@ pub mod ls;
 pub mod node;
 pub mod ps;
 pub mod rm;
+pub mod rollout;
 pub mod scale;
 pub mod version;
 
@@ -121,6 +122,7 @@ pub fn run(cli: &Cli, io: &mut Io) -> Result<u8, CliError> {
         Command::Ps(args) => block_on(ps::run(g, args, io))?,
         Command::Inspect(args) => block_on(inspect::run(g, args, io))?,
         Command::Scale(args) => block_on(scale::run(g, args, io))?,
+        Command::Rollout(c) => block_on(rollout::run(g, c, io))?,
         Command::Rm(args) => block_on(rm::run(g, args, io))?,
         Command::Events(args) => block_on(events::run(g, args, io))?,
         Command::Logs(args) => block_on(logs::run(g, args, io))?,

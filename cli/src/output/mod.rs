@@ -4,6 +4,7 @@
 
 pub mod model;
 pub mod nodes;
+pub mod rollout;
 pub mod services;
 pub mod table;
 pub mod tasks;

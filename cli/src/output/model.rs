@@ -24,6 +24,85 @@ pub struct ServiceView {
     pub spec: SpecView,
     /// Earlier versions, oldest first.
     pub history: Vec<HistoryView>,
+    /// Its last rollout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update: Option<RolloutView>,
+}
+
+/// A service's last rollout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutView {
+    /// `updating`, `paused`, `completed`, `rolling-back`, `rollback-paused`, `rolled-back`.
+    pub state: &'static str,
+    /// The version the tasks leave.
+    pub from_version: u64,
+    /// The version they get.
+    pub to_version: u64,
+    /// When it began.
+    pub started_at: String,
+    /// When it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+    /// What happened last.
+    pub message: String,
+}
+
+impl From<&v1::ServiceUpdateStatus> for RolloutView {
+    fn from(u: &v1::ServiceUpdateStatus) -> Self {
+        RolloutView {
+            state: match u.state() {
+                v1::RolloutState::Updating => "updating",
+                v1::RolloutState::Paused => "paused",
+                v1::RolloutState::Completed => "completed",
+                v1::RolloutState::RollingBack => "rolling-back",
+                v1::RolloutState::RollbackPaused => "rollback-paused",
+                v1::RolloutState::RolledBack => "rolled-back",
+                v1::RolloutState::Unspecified => "unknown",
+            },
+            from_version: u.from_version,
+            to_version: u.to_version,
+            started_at: rfc3339(u.started_at),
+            completed_at: (u.completed_at != 0).then(|| rfc3339(u.completed_at)),
+            message: u.message.clone(),
+        }
+    }
+}
+
+/// Rollout settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpdateConfigView {
+    /// Tasks at once (0: all).
+    pub parallelism: u32,
+    /// Milliseconds between batches.
+    pub delay_ms: u64,
+    /// `stop-first` or `start-first`.
+    pub order: &'static str,
+    /// Milliseconds a task without a health check must run.
+    pub monitor_ms: u64,
+    /// `pause`, `continue` or `rollback`.
+    pub failure_action: &'static str,
+    /// Failures tolerated, 0 to 1.
+    pub max_failure_ratio: f64,
+}
+
+impl From<&v1::ServiceUpdateConfig> for UpdateConfigView {
+    fn from(c: &v1::ServiceUpdateConfig) -> Self {
+        UpdateConfigView {
+            parallelism: c.parallelism,
+            delay_ms: c.delay_ms,
+            order: match c.order() {
+                v1::UpdateOrder::StartFirst => "start-first",
+                _ => "stop-first",
+            },
+            monitor_ms: c.monitor_ms,
+            failure_action: match c.failure_action() {
+                v1::FailureAction::Continue => "continue",
+                v1::FailureAction::Rollback => "rollback",
+                _ => "pause",
+            },
+            max_failure_ratio: c.max_failure_ratio,
+        }
+    }
 }
 
 /// An earlier version of a service.
@@ -85,6 +164,12 @@ pub struct SpecView {
     /// The health check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthCheckView>,
+    /// How an update rolls out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_config: Option<UpdateConfigView>,
+    /// How a rollback rolls out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_config: Option<UpdateConfigView>,
 }
 
 /// A health check.
@@ -398,6 +483,8 @@ impl From<&v1::ServiceSpec> for SpecView {
                 window_ms: r.window_ms,
             }),
             healthcheck: s.healthcheck.as_ref().map(HealthCheckView::from),
+            update_config: s.update_config.as_ref().map(UpdateConfigView::from),
+            rollback_config: s.rollback_config.as_ref().map(UpdateConfigView::from),
         }
     }
 }
@@ -420,6 +507,7 @@ impl From<&v1::Service> for ServiceView {
                     spec: (&h.spec.clone().unwrap_or_default()).into(),
                 })
                 .collect(),
+            update: s.update.as_ref().map(RolloutView::from),
         }
     }
 }

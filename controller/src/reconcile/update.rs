@@ -203,8 +203,9 @@ pub fn plan(service: &Service, tasks: &[Task], now: i128) -> UpdatePlan {
                 RolloutState::Completed
             };
             status.completed_at = Some(now);
+            // A rollback keeps why it began (a failure, or a user's undo).
             status.message = if rollback {
-                "rollback completed".into()
+                format!("{}; rollback completed", status.message)
             } else {
                 "update completed".into()
             };

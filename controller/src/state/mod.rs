@@ -8,6 +8,7 @@
 //! and the store's key versions, checked when the batch is applied).
 
 pub mod network;
+pub mod rollout;
 pub mod subnets;
 pub mod types;
 pub mod validate;

@@ -52,6 +52,8 @@ struct View {
     full: bool,
     dns: Option<Ipv4Addr>,
     services: HashMap<String, LinkedService>,
+    /// Every task address this node's rules send traffic to, as applied.
+    endpoints: std::collections::HashSet<Ipv4Addr>,
 }
 
 #[derive(Debug, Default)]
@@ -138,6 +140,34 @@ impl NodeNetwork {
             self.shared.view().full = false;
         }
         self.send(Msg::Update(update));
+    }
+
+    /// Whether this node's rules send traffic to `address` now.
+    pub fn is_endpoint(&self, address: Ipv4Addr) -> bool {
+        self.shared.view().endpoints.contains(&address)
+    }
+
+    /// Waits until this node's rules no longer send traffic to `address` (the controller took
+    /// its task out of its services), for at most `wait`; whether they stopped. The other
+    /// nodes apply the same change at about the same time.
+    pub fn drained(&self, address: Ipv4Addr, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        let mut view = self.shared.view();
+        loop {
+            if !view.endpoints.contains(&address) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            view = self
+                .shared
+                .changed
+                .wait_timeout(view, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     /// What a container of a task linking to `links` (service names) needs: the resolver
@@ -263,6 +293,7 @@ impl Worker {
             if map_changed {
                 self.publish_view();
             }
+            self.publish_endpoints();
         }
     }
 
@@ -528,6 +559,22 @@ impl Worker {
                 warn!(services = next.len(), error = %e, "cannot apply the services' rules; syncing them all");
                 self.resync = true;
             }
+        }
+    }
+
+    /// Publishes the task addresses the applied rules send traffic to, for
+    /// [`NodeNetwork::drained`].
+    fn publish_endpoints(&self) {
+        let endpoints: std::collections::HashSet<Ipv4Addr> = self
+            .applied
+            .values()
+            .flat_map(|r| r.endpoints.iter().copied())
+            .collect();
+        let mut view = self.shared.view();
+        if view.endpoints != endpoints {
+            view.endpoints = endpoints;
+            drop(view);
+            self.shared.changed.notify_all();
         }
     }
 

@@ -43,6 +43,13 @@ use index::{Index, TaskContainer};
 pub use observe::{Seen, observed};
 
 /// How the executor runs tasks, beyond the agent's configuration.
+/// The longest a stop waits for the node's rules to drop its task ([`RuntimeExecutor`]'s
+/// drain before stop).
+pub const DRAIN_WAIT: Duration = Duration::from_secs(2);
+/// How long a drained task still runs: the other nodes' rules apply the same change within
+/// about 100 ms (docs/benchmarks.md), and requests in flight finish.
+pub const DRAIN_GRACE: Duration = Duration::from_millis(250);
+
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeOptions {
     /// The grace period of `stop` before SIGKILL, for every task; `None`: each container's
@@ -441,6 +448,7 @@ impl RuntimeExecutor {
                 })
             })?;
         }
+        self.drain(&m, &t);
         match m.stop(&t.id, self.options.stop_timeout) {
             Ok(_) | Err(ContainerError::NotFound(_)) => {}
             Err(e) => return Err(Self::container_error(task_id, "stop", &t.name)(e)),
@@ -455,6 +463,33 @@ impl RuntimeExecutor {
         });
         info!(task = %task_id, container = %t.name, phase = ?o.phase, "task stopped");
         Ok(o)
+    }
+
+    /// Drain before stop: a task that still receives traffic (its address is a backend of
+    /// this node's service rules) is left running until the rules drop it (the controller
+    /// took it out of its services when it was told to stop), then [`DRAIN_GRACE`] more for
+    /// the other nodes' rules and the requests in flight; at most [`DRAIN_WAIT`] in all.
+    fn drain(&self, m: &ContainerManager, t: &TaskContainer) {
+        let Some(address) = self
+            .observe(m, t)
+            .filter(|o| o.phase == Phase::Running)
+            .and_then(|o| o.address)
+        else {
+            return;
+        };
+        if !self.network.is_endpoint(address) {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let drained = self.network.drained(address, DRAIN_WAIT);
+        std::thread::sleep(DRAIN_GRACE);
+        info!(
+            container = %t.name,
+            %address,
+            drained,
+            took = ?started.elapsed(),
+            "drained before stop"
+        );
     }
 
     fn remove_task(&self, task_id: &str) -> Result<(), RunError> {

@@ -76,6 +76,9 @@ pub enum ControlError {
     /// A node update is malformed.
     #[error("invalid node update: {0}")]
     InvalidNodeUpdate(String),
+    /// A rollout action that does not apply to the service as it is.
+    #[error("{0}")]
+    Rollout(String),
     /// A spec is invalid or the caller's expected version is not the current one.
     #[error(transparent)]
     State(#[from] StateError),
@@ -185,6 +188,7 @@ impl From<ControlError> for Status {
             | ControlError::AmbiguousNode { .. }
             | ControlError::BadStream(_) => Status::invalid_argument(message),
             ControlError::NotRunning { .. }
+            | ControlError::Rollout(_)
             | ControlError::NeverPlaced(_)
             | ControlError::NodeReady { .. }
             | ControlError::NoNodeSessions => Status::failed_precondition(message),

@@ -244,6 +244,19 @@ impl Control for ControlService {
         local_or_leader!(self, request, "ScaleService", scale_local, scale_service)
     }
 
+    async fn rollout_service(
+        &self,
+        request: Request<berth_proto::v1::RolloutServiceRequest>,
+    ) -> Result<Response<ApplyServiceResponse>, Status> {
+        local_or_leader!(
+            self,
+            request,
+            "RolloutService",
+            rollout_local,
+            rollout_service
+        )
+    }
+
     async fn update_node(
         &self,
         request: Request<UpdateNodeRequest>,

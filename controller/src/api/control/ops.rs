@@ -106,6 +106,36 @@ impl ControlService {
         .await
     }
 
+    /// `RolloutService` on the leader.
+    pub(super) async fn rollout_local(
+        &self,
+        request: &v1::RolloutServiceRequest,
+    ) -> Result<v1::ApplyServiceResponse, ControlError> {
+        use state::rollout::{RolloutAction as A, RolloutError};
+        let action = match v1::RolloutAction::try_from(request.action) {
+            Ok(v1::RolloutAction::Pause) => A::Pause,
+            Ok(v1::RolloutAction::Resume) => A::Resume,
+            Ok(v1::RolloutAction::Restart) => A::Restart,
+            Ok(v1::RolloutAction::Undo) => {
+                A::Undo((request.to_version != 0).then_some(request.to_version))
+            }
+            _ => {
+                return Err(ControlError::Rollout(format!(
+                    "{} is not a rollout action (pause, resume, undo, restart)",
+                    request.action
+                )));
+            }
+        };
+        self.update_service(&request.name, |current| {
+            let current = current.ok_or_else(|| ControlError::NotFound(request.name.clone()))?;
+            state::rollout::rollout(current, action, now()).map_err(|e| match e {
+                RolloutError::State(s) => ControlError::State(s),
+                other => ControlError::Rollout(other.to_string()),
+            })
+        })
+        .await
+    }
+
     /// One read-decide-write round of the service `name`, repeated while concurrent writes
     /// win the race. `decide` sees the current service (if any) and says what to store.
     async fn update_service(
