@@ -173,8 +173,12 @@ pub fn plan(service: &Service, tasks: &[Task], now: i128) -> UpdatePlan {
             let why = failed
                 .iter()
                 .max_by_key(|t| t.updated_at)
-                .and_then(|t| t.reason.clone())
-                .unwrap_or_else(|| "a task failed".into());
+                .map(|t| match (&t.reason, t.health) {
+                    (Some(r), _) => r.clone(),
+                    (None, Some(Health::Unhealthy)) => "unhealthy".into(),
+                    (None, _) => "a task failed".into(),
+                })
+                .unwrap_or_default();
             let what = format!("{} of {total} new tasks failed ({why})", failed.len());
             match (config.failure_action, rollback) {
                 (FailureAction::Rollback, false) => {

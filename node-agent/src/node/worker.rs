@@ -267,6 +267,7 @@ impl Core {
                 out.push(Command::Unwatch(task_id.to_owned()));
                 if let Some(mut o) = local.observed.clone() {
                     o.health = local.health;
+                    o.reason.clone_from(&local.unhealthy);
                     report(local, o, &mut out);
                 }
                 out.push(Command::Stop(task_id.to_owned()));
