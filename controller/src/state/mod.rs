@@ -231,14 +231,27 @@ pub fn apply_service(
         history.drain(..history.len() - HISTORY_LEN);
     }
     Ok(Applied::Updated(Service {
-        spec,
         version: cur.version + 1,
         created_at: cur.created_at,
         updated_at: now,
         history,
         vip: cur.vip,
         ingress: cur.ingress.clone(),
-        update: cur.update.clone(),
+        // A change to what the tasks run starts a rollout at once (so that it can be paused
+        // right after the apply); the orchestrator carries it out and finishes it.
+        update: if cur.spec.same_tasks_as(&spec) {
+            cur.update.clone()
+        } else {
+            Some(UpdateStatus {
+                state: RolloutState::Updating,
+                from_version: cur.version,
+                to_version: cur.version + 1,
+                started_at: now,
+                completed_at: None,
+                message: "update in progress".into(),
+            })
+        },
+        spec,
     }))
 }
 
