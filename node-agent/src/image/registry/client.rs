@@ -252,7 +252,7 @@ impl Client {
         let by = service.map_or_else(String::new, |s| format!(" by the token service {s}"));
         match (&self.credentials, status) {
             (None, _) => format!(
-                "refused{by}: no credentials were given (the registry may need --username and --password-stdin)"
+                "refused{by}: no credentials were given (the registry may need a user name and password)"
             ),
             (Some((user, _)), StatusCode::FORBIDDEN) => {
                 format!("refused{by}: user {user:?} is not allowed this")

@@ -89,7 +89,8 @@ pub enum RegistryError {
 
     /// The TLS handshake failed: an unknown CA, a wrong name, or a server speaking plain HTTP.
     #[error(
-        "TLS handshake with registry {registry} ({host}) failed: {source} (give the registry's CA with --ca; plain HTTP is used only for a registry marked insecure)"
+        "TLS handshake with registry {registry}{} failed: {source} (a registry with a CA of its own needs that CA configured; one without TLS must be marked insecure to be reached over plain HTTP)",
+        if host == registry { String::new() } else { format!(" (at {host})") }
     )]
     Tls {
         /// The registry host.

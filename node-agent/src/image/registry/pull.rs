@@ -286,7 +286,11 @@ fn image_manifest(
 }
 
 async fn get_manifest(client: &Client, reference: &str) -> Result<(Vec<u8>, String), ImageError> {
-    let what = format!("manifest {reference}");
+    let what = if reference.starts_with("sha256:") {
+        format!("manifest {reference}")
+    } else {
+        format!("manifest of tag {reference}")
+    };
     let target = format!("/v2/{}/manifests/{reference}", client.repository());
     let req = Request::new(Method::GET, target, what.clone()).header(ACCEPT, ACCEPTED);
     let resp = client.send_ok(&req, |s| s == StatusCode::OK).await?;
