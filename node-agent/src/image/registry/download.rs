@@ -2,18 +2,22 @@
 //! a time however many pulls want it.
 //!
 //! ```text
-//! <root>/downloads/<hex>.lock      flock(2) held by whoever fetches or holds the blob
-//! <root>/downloads/<hex>.partial   the bytes so far (never read by anyone)
-//! <root>/downloads/<hex>           the whole blob, its size and sha256 checked
+//! <root>/downloads/<hex>.lock            flock(2): held while the blob is fetched, and
+//!                                        briefly to link or remove <hex>
+//! <root>/downloads/<hex>.partial         the bytes so far (never read by anyone)
+//! <root>/downloads/<hex>                 the whole blob, its size and sha256 checked
+//! <root>/downloads/<hex>.<pid>-<unique>  one pull's own hard link to it, until it commits
 //! ```
 //!
 //! In one process, the first pull to want a blob leads: the others follow its progress
-//! through a watch channel and share the verified file ([`Download`], reference-counted; the
-//! file and its lock go when the last pull using it is done). Across processes, the lock file
-//! does the same: a second process waits for the lock, then finds the blob in the store (or
-//! fetches it if the first one failed). A leader that fails or is cancelled leaves its
-//! followers to try again themselves. A partial file is never used: a blob only gets its
-//! final name after its size and digest are checked.
+//! through a watch channel and share its verified file ([`Download`], reference-counted;
+//! the link goes when the last pull using it is done). Across processes, the lock does the
+//! same: a second process waits for the lock, then finds the blob in the store, or the
+//! verified `<hex>` the first one left (it links it), or fetches it itself if the first one
+//! failed. The lock is never held while waiting for anything else, so pulls cannot deadlock.
+//! The committing pull removes `<hex>` once the blob is in the store. A leader that fails or
+//! is cancelled leaves its followers to try again themselves. A partial file is never used:
+//! a blob only gets its final name after its size and digest are checked.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -32,6 +36,7 @@ use tracing::{debug, warn};
 
 use super::super::digest::{Digest, is_full_hex};
 use super::super::error::ImageError;
+use super::super::fsutil::unique_name;
 use super::super::store::ImageStore;
 use super::client::{Client, Request};
 use super::error::RegistryError;
@@ -49,10 +54,12 @@ pub(crate) enum Fetched {
     File(Arc<Download>),
 }
 
-/// A verified blob in `downloads/`, with its lock; both removed on drop.
+/// A pull's own link to a verified blob in `downloads/`. On drop (the last pull of this
+/// process using it is done, committed or failed) the link goes, and the shared file too
+/// unless another process holds its lock right then.
 pub(crate) struct Download {
     path: PathBuf,
-    lock: Option<BlobLock>,
+    shared: PathBuf,
 }
 
 impl Download {
@@ -68,14 +75,9 @@ impl Drop for Download {
         {
             warn!(path = %self.path.display(), error = %e, "cannot remove a finished download");
         }
+        release_shared(&self.shared);
         let mut map = inflight();
-        if let Some(Slot::Done(w)) = map.get(&self.path)
-            && w.strong_count() == 0
-        {
-            map.remove(&self.path);
-        }
-        drop(map);
-        self.lock.take();
+        map.retain(|_, slot| !matches!(slot, Slot::Done(w) if w.strong_count() == 0));
     }
 }
 
@@ -268,31 +270,52 @@ fn report(req: &BlobRequest<'_>, state: LayerState, done: u64, total: u64) {
     });
 }
 
-/// Takes the blob's lock, then fetches it unless the store has it by then.
+/// Takes the blob's lock; unless the store has the blob by then, fetches it (or finds it
+/// fetched by another process) and links it under a name of this pull's own.
 async fn download(
     req: &BlobRequest<'_>,
-    path: &Path,
+    shared: &Path,
     tx: Option<&watch::Sender<State>>,
 ) -> Result<Fetched, ImageError> {
     if req.store.blob_path(req.digest).is_file() {
         return Ok(Fetched::InStore);
     }
-    let lock_path = with_suffix(path, ".lock");
+    let lock_path = with_suffix(shared, ".lock");
     let lock = tokio::task::spawn_blocking(move || BlobLock::acquire(&lock_path))
         .await
-        .map_err(|e| ImageError::io("lock", path, io::Error::other(e)))??;
+        .map_err(|e| ImageError::io("lock", shared, io::Error::other(e)))??;
     if req.store.blob_path(req.digest).is_file() {
         return Ok(Fetched::InStore);
     }
-    let partial = Partial(with_suffix(path, ".partial"));
-    let received = stream_to(req, &partial.0, tx).await?;
-    fs::rename(&partial.0, path).map_err(|e| ImageError::io("rename", path, e))?;
-    std::mem::forget(partial);
-    report(req, LayerState::Downloaded, received, req.size);
+    if shared.is_file() {
+        debug!(blob = %req.digest, "another process fetched this blob");
+        report(req, LayerState::Shared, req.size, req.size);
+    } else {
+        let partial = Partial(with_suffix(shared, ".partial"));
+        let received = stream_to(req, &partial.0, tx).await?;
+        fs::rename(&partial.0, shared).map_err(|e| ImageError::io("rename", shared, e))?;
+        std::mem::forget(partial);
+        report(req, LayerState::Downloaded, received, req.size);
+    }
+    let own = with_suffix(shared, &format!(".{}", unique_name()));
+    fs::hard_link(shared, &own).map_err(|e| ImageError::io("link", &own, e))?;
+    drop(lock);
     Ok(Fetched::File(Arc::new(Download {
-        path: path.to_owned(),
-        lock: Some(lock),
+        path: own,
+        shared: shared.to_owned(),
     })))
+}
+
+/// Removes a shared download, unless another process holds its lock (it is linking it, or
+/// fetching it again); opening the store removes what is left.
+fn release_shared(shared: &Path) {
+    if !shared.exists() {
+        return;
+    }
+    if let Ok(Some(lock)) = BlobLock::try_acquire(&with_suffix(shared, ".lock")) {
+        let _ = fs::remove_file(shared);
+        drop(lock);
+    }
 }
 
 /// Removes a partial download on drop.
@@ -394,26 +417,43 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Removes what crashed pulls left in `dir`: every blob whose lock nobody holds.
+/// Removes what finished or crashed pulls left in `dir`: shared and partial downloads whose
+/// lock nobody holds, and links of processes that are gone.
 pub(crate) fn clean_downloads(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".lock")) else {
-            continue;
-        };
+        let Some(name) = name.to_str() else { continue };
+        let (hex, rest) = name.split_at(name.len().min(64));
         if !is_full_hex(hex) {
             continue;
         }
-        if let Ok(Some(lock)) = BlobLock::try_acquire(&entry.path()) {
-            let blob = dir.join(hex);
-            for path in [with_suffix(&blob, ".partial"), blob] {
-                let _ = fs::remove_file(path);
+        match rest {
+            "" | ".partial" => {
+                if let Ok(Some(lock)) = BlobLock::try_acquire(&dir.join(format!("{hex}.lock"))) {
+                    let _ = fs::remove_file(entry.path());
+                    debug!(file = %name, "removed a download a pull left");
+                    drop(lock);
+                }
             }
-            debug!(blob = %hex, "removed a download a crashed pull left");
-            drop(lock);
+            ".lock" => {}
+            own => {
+                let pid = own
+                    .trim_start_matches('.')
+                    .split('-')
+                    .next()
+                    .and_then(|p| p.parse::<i32>().ok());
+                let gone = pid.is_some_and(|pid| {
+                    pid != std::process::id() as i32
+                        && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
+                });
+                if gone {
+                    let _ = fs::remove_file(entry.path());
+                    debug!(file = %name, "removed the download link of a process that is gone");
+                }
+            }
         }
     }
 }

@@ -84,8 +84,13 @@ impl ImageStore {
         for (desc, diff_id) in image.manifest.layers.iter().zip(&parsed.diff_ids) {
             wanted.push((Digest::parse(&desc.digest)?, desc.size, diff_id.clone()));
         }
-        let fetched: Vec<Fetched> = futures::stream::iter(wanted.iter())
+        // The futures are made eagerly (a closure mapped over a stream would make the pull's
+        // future not `Send` for every lifetime, so it could not be spawned).
+        let layer_fetches: Vec<_> = wanted
+            .iter()
             .map(|(blob, size, diff_id)| self.fetch_layer(&client, blob, *size, diff_id, progress))
+            .collect();
+        let fetched: Vec<Fetched> = futures::stream::iter(layer_fetches)
             .buffered(PARALLEL_LAYERS)
             .try_collect()
             .await?;

@@ -4,6 +4,7 @@
 
 mod auth;
 mod corrupt;
+mod cross_process;
 mod dedup;
 mod fake;
 mod images;

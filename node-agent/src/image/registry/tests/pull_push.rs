@@ -240,3 +240,21 @@ async fn concurrent_pulls_of_images_sharing_layers_fetch_each_once() {
     );
     assert_eq!(dst.list().unwrap().len(), 2);
 }
+
+#[test]
+fn pulls_and_pushes_can_be_spawned() {
+    fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(&tmp.path().join("store")).unwrap();
+    let (s1, s2) = (store.clone(), store);
+    spawnable(async move {
+        s1.pull("reg.example/a:1", &insecure(), &ignore)
+            .await
+            .map(|_| ())
+    });
+    spawnable(async move {
+        s2.push("a", "reg.example/a:1", &insecure())
+            .await
+            .map(|_| ())
+    });
+}
