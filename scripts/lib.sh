@@ -36,6 +36,14 @@ ensure_rust() {
 }
 
 # The packages berth's build, tests and examples use.
+# docker-registry and apache2-utils (htpasswd -B) are for the registry tests, which run the
+# registry binary themselves on loopback; the package's own service (port 5000) is stopped
+# and disabled when this installs it.
 install_deps() {
-  apt_install build-essential pkg-config busybox-static iproute2 iptables procps
+  local had_registry=0
+  dpkg-query -W -f='${Status}' docker-registry 2>/dev/null | grep -q "install ok installed" && had_registry=1
+  apt_install build-essential pkg-config busybox-static iproute2 iptables procps docker-registry apache2-utils
+  if [ "$had_registry" = 0 ] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
 }

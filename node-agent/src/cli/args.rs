@@ -417,6 +417,22 @@ pub enum ImageCommand {
         #[arg(short = 'e', long = "env")]
         env: Vec<String>,
     },
+    /// Pull an image from a registry: HOST[:PORT]/REPOSITORY[:TAG] or ...@sha256:DIGEST.
+    Pull {
+        /// The image in the registry (its host is required: there is no default registry).
+        reference: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Push a local image to a registry under HOST[:PORT]/REPOSITORY[:TAG].
+    Push {
+        /// The local image (tag or id).
+        image: String,
+        /// Where to push it.
+        reference: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
     /// Remove images.
     Rm {
         /// Remove even if a container uses it.
@@ -441,6 +457,23 @@ pub enum ImageCommand {
     },
     /// List images.
     Ls(ImagesArgs),
+}
+
+/// How to reach a registry (`image pull`, `image push`).
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Talk plain HTTP to the registry (by default only HTTPS is used).
+    #[arg(long)]
+    pub insecure: bool,
+    /// A PEM file with the CA certificate of the registry, trusted besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// User name for the registry (or its token service).
+    #[arg(short = 'u', long, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password from standard input (one line).
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
 }
 
 /// `serve`.

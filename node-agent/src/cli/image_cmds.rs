@@ -73,6 +73,15 @@ pub(super) fn image(m: &ContainerManager, c: ImageCommand) -> anyhow::Result<u8>
             Ok(0)
         }
         ImageCommand::Ls(a) => list(m, a),
+        ImageCommand::Pull {
+            reference,
+            registry,
+        } => super::registry_cmds::pull(m.images(), &reference, &registry),
+        ImageCommand::Push {
+            image,
+            reference,
+            registry,
+        } => super::registry_cmds::push(m.images(), &image, &reference, &registry),
     }
 }
 

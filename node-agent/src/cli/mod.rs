@@ -7,6 +7,7 @@ mod container_cmds;
 mod format;
 mod image_cmds;
 mod node_cmds;
+mod registry_cmds;
 
 use std::process::ExitCode;
 

@@ -184,6 +184,16 @@ pub enum ImageError {
         /// The image id.
         id: String,
     },
+
+    /// Pulling from or pushing to a registry failed.
+    #[error(transparent)]
+    Registry(Box<super::registry::RegistryError>),
+}
+
+impl From<super::registry::RegistryError> for ImageError {
+    fn from(e: super::registry::RegistryError) -> Self {
+        ImageError::Registry(Box::new(e))
+    }
 }
 
 impl ImageError {

@@ -10,15 +10,15 @@ use std::path::{Path, PathBuf};
 
 use tracing::debug;
 
-use super::config::{ParsedConfig, oci_arch};
+use super::config::ParsedConfig;
 use super::digest::{Digest, HashingReader, is_full_hex};
 use super::error::ImageError;
 use super::fsutil::{read_capped, resolve_in_root};
 use super::layer::{Compression, Decoder, LayerInput, open_detect, stage_layer};
 use super::oci::{
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor, DockerSaveEntry, Index, Manifest,
-    ManifestKind, check_config_media_type, check_layer_media_type, is_attestation, manifest_kind,
-    new_manifest_json,
+    ManifestKind, check_config_media_type, check_layer_media_type, for_this_host, is_attestation,
+    manifest_for_host, manifest_kind, new_manifest_json,
 };
 use super::record::ImageRecord;
 use super::reference::Reference;
@@ -327,12 +327,6 @@ fn import_oci_layout(
     Ok(images)
 }
 
-fn for_this_host(desc: &Descriptor) -> bool {
-    desc.platform
-        .as_ref()
-        .is_none_or(|p| p.os == "linux" && p.architecture == oci_arch())
-}
-
 /// The tag an index entry carries: `io.containerd.image.name`, else an
 /// `org.opencontainers.image.ref.name` that is a full reference (a bare tag like `latest`
 /// names no repository, so the image is imported untagged).
@@ -369,32 +363,9 @@ fn image_manifests(
         ManifestKind::Index => {
             let (bytes, label) = src.read_blob(desc, holder)?;
             let index: Index = parse_json(&bytes, &label)?;
-            let candidates: Vec<&Descriptor> = index
-                .manifests
-                .iter()
-                .filter(|d| !is_attestation(d))
-                .collect();
-            let chosen = candidates
-                .iter()
-                .find(|d| d.platform.is_some() && for_this_host(d))
-                .or_else(|| (candidates.len() == 1).then(|| &candidates[0]));
-            match chosen {
-                Some(d) => image_manifests(src, d, &label, depth + 1),
-                None => {
-                    let available: Vec<String> = candidates
-                        .iter()
-                        .filter_map(|d| d.platform.as_ref())
-                        .map(|p| format!("{}/{}", p.os, p.architecture))
-                        .collect();
-                    Err(ImageError::invalid(
-                        label,
-                        format!(
-                            "index has no manifest for linux/{} (it has: {})",
-                            oci_arch(),
-                            available.join(", ")
-                        ),
-                    ))
-                }
+            match manifest_for_host(&index) {
+                Ok(d) => image_manifests(src, d, &label, depth + 1),
+                Err(reason) => Err(ImageError::invalid(label, reason)),
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The node's content-addressed image store.
 //!
-//! Images come in as `docker save` archives, OCI image layouts (directory or tar), or a root
-//! file system ([`ImageStore::import`], [`ImageStore::import_rootfs`]). Every blob is checked
+//! Images come in as `docker save` archives, OCI image layouts (directory or tar), a root
+//! file system ([`ImageStore::import`], [`ImageStore::import_rootfs`]), or from a registry
+//! ([`ImageStore::pull`]; [`ImageStore::push`] sends them back, see [`registry`]). Every blob is checked
 //! against its sha256 digest; every layer is unpacked once, safely and with OCI whiteouts in
 //! overlayfs form, into `<root>/layers/<diff_id hex>/`, and shared by all images that use it
 //! ([`ImageStore::layer_dirs`] gives the overlay lower directories). Imports are staged and
@@ -14,6 +15,7 @@
 //! - `layer`: one layer (blob checks, compression, unpack, diff_id); `unpack`: safe extraction
 //! - `staging`: the per-import staging directory; `fsutil`: atomic writes, the lock
 //! - `config`, `oci`, `reference`, `digest`: the formats
+//! - `registry/`: pull from and push to OCI Distribution registries
 
 mod config;
 mod digest;
@@ -24,6 +26,7 @@ mod layer;
 mod oci;
 mod record;
 mod reference;
+pub mod registry;
 mod rootfs;
 mod staging;
 mod store;

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::config::oci_arch;
 use super::digest::Digest;
 use super::error::ImageError;
 
@@ -14,8 +15,9 @@ pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub(crate) const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub(crate) const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const DOCKER_MANIFEST_LIST: &str =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
 /// Annotation holding the full image name (containerd, Docker 25+).
@@ -156,6 +158,42 @@ pub(crate) fn is_attestation(desc: &Descriptor) -> bool {
         .as_ref()
         .is_some_and(|p| p.os == "unknown" && p.architecture == "unknown");
     annotated || unknown
+}
+
+/// True when a descriptor names no platform or linux on this host's architecture.
+pub(crate) fn for_this_host(desc: &Descriptor) -> bool {
+    desc.platform
+        .as_ref()
+        .is_none_or(|p| p.os == "linux" && p.architecture == oci_arch())
+}
+
+/// The entry of an index to run on this host: the one for linux on this host's architecture
+/// (attestations skipped), else the only entry there is. The error lists what the index has.
+pub(crate) fn manifest_for_host(index: &Index) -> Result<&Descriptor, String> {
+    let candidates: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| !is_attestation(d))
+        .collect();
+    let chosen = candidates
+        .iter()
+        .find(|d| d.platform.is_some() && for_this_host(d))
+        .or_else(|| (candidates.len() == 1).then(|| &candidates[0]));
+    match chosen {
+        Some(d) => Ok(d),
+        None => {
+            let available: Vec<String> = candidates
+                .iter()
+                .filter_map(|d| d.platform.as_ref())
+                .map(|p| format!("{}/{}", p.os, p.architecture))
+                .collect();
+            Err(format!(
+                "index has no manifest for linux/{} (it has: {})",
+                oci_arch(),
+                available.join(", ")
+            ))
+        }
+    }
 }
 
 /// Serialises the manifest berth writes for images it assembles itself (docker-save imports,

@@ -37,13 +37,8 @@ impl Reference {
                 "digest references are not supported; use the image id instead",
             ));
         }
-        let last_slash = reference.rfind('/');
-        let (name, tag) = match reference.rfind(':') {
-            Some(colon) if last_slash.is_none_or(|slash| colon > slash) => {
-                (&reference[..colon], &reference[colon + 1..])
-            }
-            _ => (reference, DEFAULT_TAG),
-        };
+        let (name, tag) = split_tag(reference);
+        let tag = tag.unwrap_or(DEFAULT_TAG);
         if !valid_tag(tag) {
             return Err(bad(
                 "tag must be 1 to 128 characters of letters, digits, '_', '.' or '-', not starting with '.' or '-'",
@@ -53,15 +48,9 @@ impl Reference {
             return Err(bad("repository name is longer than 255 characters"));
         }
 
-        let (domain, remainder) = match name.split_once('/') {
-            Some((first, rest))
-                if first.contains(['.', ':'])
-                    || first == "localhost"
-                    || first.to_lowercase() != first =>
-            {
-                (first, rest)
-            }
-            _ => (DEFAULT_DOMAIN, name),
+        let (domain, remainder) = match explicit_domain(name) {
+            Some(domain) => (domain, &name[domain.len() + 1..]),
+            None => (DEFAULT_DOMAIN, name),
         };
         if !valid_domain(domain) {
             return Err(bad("invalid registry host"));
@@ -93,6 +82,21 @@ impl Reference {
         })
     }
 
+    /// The registry host, `docker.io` when the reference names none.
+    pub(crate) fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The repository path inside the registry, `library/busybox`.
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The tag, `latest` when the reference names none.
+    pub(crate) fn tag(&self) -> &str {
+        &self.tag
+    }
+
     /// The full form, `docker.io/library/busybox:latest`: the key in `repositories.json`.
     pub(crate) fn key(&self) -> String {
         format!("{}/{}:{}", self.domain, self.path, self.tag)
@@ -109,6 +113,25 @@ impl Reference {
         };
         format!("{path}:{}", self.tag)
     }
+}
+
+/// Splits `name[:tag]` at the tag's colon (a colon before the last `/` is a port).
+pub(crate) fn split_tag(reference: &str) -> (&str, Option<&str>) {
+    let last_slash = reference.rfind('/');
+    match reference.rfind(':') {
+        Some(colon) if last_slash.is_none_or(|slash| colon > slash) => {
+            (&reference[..colon], Some(&reference[colon + 1..]))
+        }
+        _ => (reference, None),
+    }
+}
+
+/// The registry host a name starts with, if it names one: a first component with a `.` or a
+/// `:`, `localhost`, or one with capitals (Docker's rule).
+pub(crate) fn explicit_domain(name: &str) -> Option<&str> {
+    let (first, _) = name.split_once('/')?;
+    (first.contains(['.', ':']) || first == "localhost" || first.to_lowercase() != first)
+        .then_some(first)
 }
 
 /// The short form of a stored key, or the key itself if it does not parse.

@@ -8,6 +8,7 @@
 //! <root>/repositories.json         {"docker.io/library/busybox:latest": "sha256:<id hex>"}
 //! <root>/tmp/<unique>/             staging of imports; anything here is garbage once no
 //!                                  process holds the lock
+//! <root>/downloads/<hex>[.partial|.lock]  blobs being pulled (see `registry::download`)
 //! ```
 //!
 //! Readers (`resolve`, `list`) take no lock: every file they read is replaced by rename.
@@ -63,6 +64,7 @@ impl ImageStore {
             store.root.join("layers"),
             store.root.join("images"),
             store.tmp_dir(),
+            store.downloads_dir(),
         ] {
             DirBuilder::new()
                 .recursive(true)
@@ -72,6 +74,7 @@ impl ImageStore {
         }
         if let Some(_lock) = StoreLock::try_acquire(&store.lock_path())? {
             store.clean_tmp();
+            super::registry::clean_downloads(&store.downloads_dir());
         }
         Ok(store)
     }
@@ -213,6 +216,15 @@ impl ImageStore {
 
     pub(crate) fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    pub(crate) fn downloads_dir(&self) -> PathBuf {
+        self.root.join("downloads")
+    }
+
+    /// Where a pull puts the verified blob `digest` until it is committed.
+    pub(crate) fn download_path(&self, digest: &Digest) -> PathBuf {
+        self.downloads_dir().join(digest.hex())
     }
 
     pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {

@@ -1,7 +1,7 @@
 //! End-to-end tests of the image store over real archives built in temporary directories.
 
 mod failures;
-mod fixtures;
+pub(crate) mod fixtures;
 mod formats;
 mod refs;
 mod rootfs;
