@@ -42,6 +42,7 @@ fn executor(a: &TestAgent) -> RuntimeExecutor {
         config(a),
         RuntimeOptions {
             stop_timeout: Some(Duration::from_secs(1)),
+            registries: Default::default(),
         },
     )
     .expect("executor")

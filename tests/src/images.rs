@@ -117,3 +117,33 @@ pub fn write_docker_save(path: &Path, tag: &str, layers: &[Vec<u8>], config: ser
     );
     b.into_inner().expect("finish").flush().expect("flush");
 }
+
+/// A layer tar of everything under `dir` (paths relative to it; symbolic links kept as
+/// links), entries in name order with fixed times, so the same tree gives the same bytes.
+pub fn dir_tar(dir: &Path) -> Vec<u8> {
+    fn walk(dir: &Path, rel: &Path, out: &mut Vec<std::path::PathBuf>) {
+        let mut names: Vec<_> = std::fs::read_dir(dir.join(rel))
+            .expect("read directory")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            let r = rel.join(n);
+            out.push(r.clone());
+            let meta = std::fs::symlink_metadata(dir.join(&r)).expect("metadata");
+            if meta.is_dir() {
+                walk(dir, &r, out);
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    walk(dir, Path::new(""), &mut paths);
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.mode(tar::HeaderMode::Deterministic);
+    for p in paths {
+        b.append_path_with_name(dir.join(&p), &p)
+            .expect("append to the layer");
+    }
+    b.into_inner().expect("finish tar")
+}

@@ -114,6 +114,10 @@ pub struct NodeArgs {
     /// How often the tasks' containers are checked, in ms.
     #[arg(long, default_value_t = 250)]
     pub poll_ms: u64,
+    /// How to reach the registries images are pulled from: a JSON object of
+    /// `host[:port]` → `{insecure, ca, username, password_file}` (docs/agent.md).
+    #[arg(long, value_name = "FILE")]
+    pub registries: Option<std::path::PathBuf>,
 }
 
 /// `join`.

@@ -93,6 +93,10 @@ pub fn node(state_dir: &Path, config: AgentConfig, a: &NodeArgs) -> anyhow::Resu
         config,
         RuntimeOptions {
             stop_timeout: a.stop_timeout_s.map(Duration::from_secs),
+            registries: match &a.registries {
+                Some(path) => crate::image::registry::Registries::load(path)?,
+                None => Default::default(),
+            },
         },
     )?;
     tracing::info!(node = %id.node_id, hostname = %id.hostname, "node session starting");

@@ -55,6 +55,8 @@ pub struct RuntimeOptions {
     /// The grace period of `stop` before SIGKILL, for every task; `None`: each container's
     /// own (10 s unless its image says otherwise).
     pub stop_timeout: Option<Duration>,
+    /// How to reach the registries images are pulled from.
+    pub registries: crate::image::registry::Registries,
 }
 
 /// Why the executor could not do something; the text names the task or container.
@@ -108,16 +110,34 @@ pub enum RunError {
         /// What is wrong.
         reason: String,
     },
-    /// The image is not in the node's store.
+    /// The image is not in the node's store, and its reference names no registry.
     #[error(
-        "task {task}: image {image} is not in this node's image store; load it with \
-         `berth-agent image import FILE` (docker save or OCI archive)"
+        "task {task}: image {image} is not in this node's image store and names no registry \
+         to pull it from (host[:port]/repository:tag); load it with `berth image import FILE` \
+         (docker save or OCI archive)"
     )]
     MissingImage {
         /// The task.
         task: String,
         /// The image reference.
         image: String,
+    },
+    /// The image could not be pulled from its registry.
+    #[error("task {task}: pulling image {image}: {source}")]
+    Pull {
+        /// The task.
+        task: String,
+        /// The image reference.
+        image: String,
+        /// Why.
+        #[source]
+        source: Box<ImageError>,
+    },
+    /// A pull was asked for outside the agent's async runtime (a bug).
+    #[error("task {task}: images are pulled on the agent's async runtime, and there is none here")]
+    NoRuntime {
+        /// The task.
+        task: String,
     },
     /// The task's container name is held by a container that is not this task's.
     #[error("task {task}: its container name {name} is already used by container {holder}")]
@@ -388,6 +408,7 @@ impl RuntimeExecutor {
             }
         })?;
         let name = opts.name.clone().unwrap_or_default();
+        self.pull_if_missing(&m, task_id, &spec.image)?;
         let info = match m.create(&opts) {
             Ok(info) => info,
             Err(ContainerError::Image(ImageError::NotFound { .. })) => {
@@ -463,6 +484,37 @@ impl RuntimeExecutor {
         });
         info!(task = %task_id, container = %t.name, phase = ?o.phase, "task stopped");
         Ok(o)
+    }
+
+    /// Pulls `image` from its registry when the store lacks it and it names one (only the
+    /// layers the store lacks are fetched; concurrent pulls of a layer fetch it once).
+    fn pull_if_missing(
+        &self,
+        m: &ContainerManager,
+        task_id: &str,
+        image: &str,
+    ) -> Result<(), RunError> {
+        use crate::image::registry::registry_of;
+        if m.images().resolve(image).is_ok() {
+            return Ok(());
+        }
+        let Some(host) = registry_of(image) else {
+            return Ok(());
+        };
+        let config = self.options.registries.for_host(&host);
+        let started = std::time::Instant::now();
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| RunError::NoRuntime {
+            task: task_id.to_owned(),
+        })?;
+        let record = handle
+            .block_on(m.images().pull(image, &config, &|_| {}))
+            .map_err(|source| RunError::Pull {
+                task: task_id.to_owned(),
+                image: image.to_owned(),
+                source: Box::new(source),
+            })?;
+        info!(task = %task_id, %image, id = %record.id, took = ?started.elapsed(), "image pulled");
+        Ok(())
     }
 
     /// Drain before stop: a task that still receives traffic (its address is a backend of

@@ -26,6 +26,7 @@ mod client;
 mod config;
 mod download;
 mod error;
+mod hosts;
 mod progress;
 mod pull;
 mod push;
@@ -38,5 +39,13 @@ mod tests;
 pub use config::RegistryConfig;
 pub(crate) use download::clean_downloads;
 pub use error::{ApiError, ApiErrors, RegistryError};
+pub use hosts::{HostsError, Registries};
+
+/// The registry host of `reference` (`host[:port]/repo…`), when it names one.
+pub fn registry_of(reference: &str) -> Option<String> {
+    reference::RemoteRef::parse(reference)
+        .ok()
+        .map(|r| r.registry)
+}
 pub use progress::{LayerProgress, LayerState, ProgressFn};
 pub use push::PushReport;

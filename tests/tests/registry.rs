@@ -1,0 +1,258 @@
+//! Images from a registry end to end (issue 8): a real `docker-registry` (Distribution v2)
+//! on one host of the harness, a controller, and two agents on other hosts that pull the
+//! service's image from it (marked insecure in their registries file). An update from v1 to
+//! v2, which share their busybox layer, fetches only the changed layer on each node, as the
+//! registry's access log shows.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use berth_proto::v1;
+use berth_tests::TestAgent;
+use berth_tests::cluster::Cluster;
+use berth_tests::control_plane::ControlPlane;
+use berth_tests::env::Env;
+use berth_tests::images::{Entry, digest, dir_tar, layer_tar, write_docker_save};
+
+const REGISTRY: &str = "/usr/bin/docker-registry";
+
+fn get(addr: SocketAddr) -> Result<String, String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok();
+    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    if !out.contains(" 200 ") {
+        return Err(out.lines().next().unwrap_or_default().to_owned());
+    }
+    Ok(out
+        .rsplit("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned())
+}
+
+fn web(image: &str) -> v1::ServiceSpec {
+    v1::ServiceSpec {
+        name: "web".into(),
+        image: image.into(),
+        replicas: 2,
+        ports: vec![v1::ServicePort {
+            target: 80,
+            published: 8080,
+            protocol: v1::Protocol::Tcp.into(),
+            ..Default::default()
+        }],
+        healthcheck: Some(v1::ServiceHealthCheck {
+            kind: v1::HealthProbeKind::Http.into(),
+            port: 80,
+            path: "/index.html".into(),
+            interval_ms: 200,
+            retries: 2,
+            ..Default::default()
+        }),
+        update_config: Some(v1::ServiceUpdateConfig {
+            parallelism: 1,
+            order: v1::UpdateOrder::StartFirst.into(),
+            monitor_ms: 200,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The `GET`s of blob `digest` in the registry's access log `log`.
+fn fetches(log: &str, digest: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains(&format!("\"GET /v2/web/blobs/{digest} ")))
+        .count()
+}
+
+#[test]
+fn services_pull_their_images_and_an_update_fetches_only_the_changed_layer() {
+    let test = "services_pull_their_images_and_an_update_fetches_only_the_changed_layer";
+    if !berth_tests::require_root_and_busybox(test) {
+        return;
+    }
+    if !std::path::Path::new(REGISTRY).exists() {
+        eprintln!("\n*** SKIPPED: {test}: needs {REGISTRY} (scripts/lib.sh install_deps) ***\n");
+        return;
+    }
+    let cluster = Cluster::new(3);
+    let h0 = cluster.host(0);
+    let registry = format!("{}:5000", h0.ip);
+
+    // The registry on host 0, its storage and log in the host's directory.
+    let config = h0.dir.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {registry}\n",
+            h0.dir.join("registry-data").display()
+        ),
+    )
+    .unwrap();
+    h0.spawn("registry", REGISTRY, &["serve", config.to_str().unwrap()]);
+    let target: SocketAddr = registry.parse().unwrap();
+    let up = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        h0.run(|| TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok())
+    });
+    assert!(up, "the registry did not start: {}", h0.log("registry"));
+
+    // Two images sharing their busybox layer, built and pushed from host 0.
+    let builder = TestAgent::new(
+        berth_tests::target_dir().join("berth-agent"),
+        berth_tests::target_dir().join("berth-monitor"),
+    )
+    .in_netns(h0.ns.clone());
+    let root = builder.tmp.path().join("base");
+    berth_tests::busybox_rootfs(&root).unwrap();
+    let base = dir_tar(&root);
+    let cmd = serde_json::json!({"Cmd": ["httpd", "-f", "-p", "80", "-h", "/www"]});
+    let mut changed = Vec::new();
+    for v in ["v1", "v2"] {
+        let top = layer_tar(&[
+            Entry::Dir("www".into()),
+            Entry::File(
+                "www/index.html".into(),
+                format!("{v}\n").into_bytes(),
+                0o644,
+            ),
+        ]);
+        changed.push(digest(&top));
+        let archive = builder.tmp.path().join(format!("web-{v}.tar"));
+        write_docker_save(
+            &archive,
+            &format!("web:{v}"),
+            &[base.clone(), top],
+            cmd.clone(),
+        );
+        builder.ok(["image", "import", archive.to_str().unwrap()]);
+        let out = builder.ok([
+            "image",
+            "push",
+            &format!("web:{v}"),
+            &format!("{registry}/web:{v}"),
+            "--insecure",
+        ]);
+        eprintln!("pushed web:{v}: {}", out.trim());
+    }
+    let base_digest = digest(&base);
+
+    let cp = ControlPlane::start(&cluster, 1, &[], &["--agent-heartbeat-ms", "250"])
+        .expect("a controller");
+    let mut env = Env::new(cluster, cp);
+    let registries = env.cluster.host(0).dir.join("registries.json");
+    std::fs::write(
+        &registries,
+        format!(r#"{{"{registry}": {{"insecure": true}}}}"#),
+    )
+    .unwrap();
+    for i in 1..3 {
+        env.start_agent(
+            i,
+            &[
+                "--stop-timeout-s",
+                "1",
+                "--registries",
+                registries.to_str().unwrap(),
+            ],
+        );
+    }
+    env.wait_for("two nodes ready", || {
+        env.nodes()
+            .iter()
+            .filter(|n| n.status == v1::NodeStatus::Ready as i32)
+            .count()
+            == 2
+    });
+    let ingress = SocketAddr::new(env.cluster.host(1).ip.into(), 8080);
+
+    env.apply(web(&format!("{registry}/web:v1")));
+    env.wait_for("v1 pulled and serving on both nodes", || {
+        env.tasks("web")
+            .iter()
+            .filter(|t| t.health == v1::TaskHealth::Healthy as i32)
+            .count()
+            == 2
+    });
+    env.wait_for("v1 answers", || {
+        env.cluster.host(0).run(|| get(ingress)).as_deref() == Ok("v1")
+    });
+    let log = env.cluster.host(0).log("registry");
+    assert_eq!(
+        fetches(&log, &base_digest),
+        2,
+        "the base layer once per node"
+    );
+    assert_eq!(fetches(&log, &changed[0]), 2, "v1's layer once per node");
+    let before = log.len();
+
+    env.apply(web(&format!("{registry}/web:v2")));
+    env.wait_for("v2 rolled out", || {
+        let svc = env
+            .control(async |c| {
+                c.get_service(v1::GetServiceRequest {
+                    name: "web".into(),
+                    stale: false,
+                })
+                .await
+            })
+            .ok()
+            .and_then(|r| r.into_inner().service);
+        svc.and_then(|s| s.update).map(|u| u.state()) == Some(v1::RolloutState::Completed)
+    });
+    env.wait_for("v2 answers", || {
+        env.cluster.host(0).run(|| get(ingress)).as_deref() == Ok("v2")
+    });
+    let log = env.cluster.host(0).log("registry");
+    let update = &log[before..];
+    assert_eq!(
+        fetches(update, &base_digest),
+        0,
+        "the shared layer was fetched again:\n{update}"
+    );
+    // Spread puts the v2 tasks on one node or both: the layer once per node that pulled.
+    let pulls = fetches(update, &changed[1]);
+    assert!((1..=2).contains(&pulls), "v2's layer fetched {pulls} times");
+    eprintln!(
+        "update from the registry: v2's layer fetched {pulls} time(s) (once per node), the base layer ({} bytes) not again",
+        base.len()
+    );
+
+    // An image the registry does not have: the task fails saying so.
+    env.apply(v1::ServiceSpec {
+        name: "missing".into(),
+        image: format!("{registry}/nothing:1"),
+        replicas: 1,
+        restart: Some(v1::ServiceRestartPolicy {
+            condition: v1::RestartCondition::None.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    env.wait_for(
+        "the missing image's task failed with the registry's error",
+        || {
+            env.tasks("missing").iter().any(|t| {
+                t.observed == v1::TaskState::Failed as i32
+                    && t.reason
+                        .contains(&format!("pulling image {registry}/nothing:1"))
+            })
+        },
+    );
+    eprintln!("{:?}", env.tasks("missing")[0].reason);
+
+    env.remove("web");
+    env.remove("missing");
+    env.wait_for("every container removed", || {
+        env.agents
+            .values()
+            .all(|a| a.ok(["ps", "-a", "-q"]).trim().is_empty())
+    });
+}
