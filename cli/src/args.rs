@@ -339,6 +339,33 @@ pub enum ImageCommand {
     /// Remove images (by reference or id) from the nodes; refused on a node where a
     /// container uses it.
     Rm(ImageRmArgs),
+    /// Push an image archive (`docker save` or OCI layout) to a registry as
+    /// HOST[:PORT]/REPOSITORY[:TAG], from this machine; blobs the registry has are skipped.
+    Push(ImagePushArgs),
+}
+
+/// `berth image push`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ImagePushArgs {
+    /// The archive.
+    pub archive: PathBuf,
+    /// Where to push it: HOST[:PORT]/REPOSITORY[:TAG].
+    pub reference: String,
+    /// Which of the archive's images (a tag it has), when it holds several.
+    #[arg(long, value_name = "TAG")]
+    pub image: Option<String>,
+    /// Talk plain HTTP to the registry (by default only HTTPS is used).
+    #[arg(long)]
+    pub insecure: bool,
+    /// A PEM file with the registry's CA certificate, trusted besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// User name for the registry (or its token service).
+    #[arg(short = 'u', long, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password from standard input (one line).
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
 }
 
 /// Which nodes an image command is about.

@@ -87,6 +87,9 @@ pub enum CliError {
         /// What it failed for.
         names: Vec<String>,
     },
+    /// `image push` failed.
+    #[error("image push: {0}")]
+    Push(String),
     /// The event stream ended.
     #[error("the event stream ended: {0}; run `berth events` again")]
     StreamEnded(String),

@@ -132,15 +132,48 @@ fn services_pull_their_images_and_an_update_fetches_only_the_changed_layer() {
             &[base.clone(), top],
             cmd.clone(),
         );
-        builder.ok(["image", "import", archive.to_str().unwrap()]);
-        let out = builder.ok([
-            "image",
-            "push",
-            &format!("web:{v}"),
-            &format!("{registry}/web:{v}"),
-            "--insecure",
-        ]);
-        eprintln!("pushed web:{v}: {}", out.trim());
+        let target = format!("{registry}/web:{v}");
+        if v == "v1" {
+            // From an agent's store…
+            builder.ok(["image", "import", archive.to_str().unwrap()]);
+            let out = builder.ok(["image", "push", &format!("web:{v}"), &target, "--insecure"]);
+            eprintln!("berth-agent image push: {}", out.trim());
+        } else {
+            // …and straight from the archive with the berth CLI (the shared layer skipped).
+            let out = h0
+                .ns
+                .command(berth_tests::target_dir().join("berth"))
+                .args([
+                    "image",
+                    "push",
+                    archive.to_str().unwrap(),
+                    &target,
+                    "--insecure",
+                ])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains("2 blobs uploaded, 1 already there"), "{text}");
+            eprintln!("berth image push: {}", text.trim());
+            // Without --insecure, a plain-HTTP registry is refused.
+            let out = h0
+                .ns
+                .command(berth_tests::target_dir().join("berth"))
+                .args(["image", "push", archive.to_str().unwrap(), &target])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success(),
+                "pushed over plain HTTP without --insecure"
+            );
+            eprintln!("without --insecure: {}", err.trim());
+        }
     }
     let base_digest = digest(&base);
 

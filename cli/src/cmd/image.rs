@@ -121,6 +121,7 @@ pub async fn run(g: &GlobalArgs, c: &ImageCommand, io: &mut Io<'_>) -> Result<u8
         ImageCommand::Import(a) => import(g, a, io).await,
         ImageCommand::Ls(a) => ls(g, a, io).await,
         ImageCommand::Rm(a) => rm(g, a, io).await,
+        ImageCommand::Push(a) => super::image_push::run(a, io).await,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod events;
 pub mod exec;
 pub mod files;
 pub mod image;
+pub mod image_push;
 pub mod inspect;
 pub mod local;
 pub mod logs;
