@@ -58,7 +58,7 @@ fn web(image: &str) -> v1::ServiceSpec {
         update_config: Some(v1::ServiceUpdateConfig {
             parallelism: 1,
             order: v1::UpdateOrder::StartFirst.into(),
-            monitor_ms: 200,
+            monitor_ms: Some(200),
             ..Default::default()
         }),
         ..Default::default()

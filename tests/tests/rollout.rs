@@ -28,7 +28,7 @@ fn web(version: &str, healthy: bool, parallelism: u32) -> v1::ServiceSpec {
     let rollout = |parallelism| v1::ServiceUpdateConfig {
         parallelism,
         order: v1::UpdateOrder::StartFirst.into(),
-        monitor_ms: 500,
+        monitor_ms: Some(500),
         failure_action: v1::FailureAction::Rollback.into(),
         ..Default::default()
     };

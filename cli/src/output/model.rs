@@ -94,7 +94,7 @@ impl From<&v1::ServiceUpdateConfig> for UpdateConfigView {
                 v1::UpdateOrder::StartFirst => "start-first",
                 _ => "stop-first",
             },
-            monitor_ms: c.monitor_ms,
+            monitor_ms: c.monitor_ms.unwrap_or(5_000),
             failure_action: match c.failure_action() {
                 v1::FailureAction::Continue => "continue",
                 v1::FailureAction::Rollback => "rollback",

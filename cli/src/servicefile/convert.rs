@@ -121,7 +121,7 @@ fn update_config(c: &UpdateConfig) -> v1::ServiceUpdateConfig {
             Some(UpdateOrder::StartFirst) => v1::UpdateOrder::StartFirst,
         }
         .into(),
-        monitor_ms: millis(c.monitor),
+        monitor_ms: c.monitor.map(|d| millis(Some(d))),
         failure_action: match c.failure_action {
             None => v1::FailureAction::Unspecified,
             Some(FailureAction::Pause) => v1::FailureAction::Pause,

@@ -4,7 +4,7 @@ use berth_proto::v1;
 
 use super::types::{FailureAction, RolloutState, UpdateConfig, UpdateOrder, UpdateStatus};
 
-/// Rollout settings sent by a client: checked; a zero monitor takes the default.
+/// Rollout settings sent by a client: checked; an unset monitor takes the default.
 pub fn update_config_from_wire(
     w: &v1::ServiceUpdateConfig,
     what: &str,
@@ -38,11 +38,7 @@ pub fn update_config_from_wire(
         parallelism: w.parallelism,
         delay_ms: w.delay_ms,
         order,
-        monitor_ms: if w.monitor_ms == 0 {
-            d.monitor_ms
-        } else {
-            w.monitor_ms
-        },
+        monitor_ms: w.monitor_ms.unwrap_or(d.monitor_ms),
         failure_action,
         max_failure_ratio: w.max_failure_ratio,
     })
@@ -58,7 +54,7 @@ pub fn update_config_to_wire(c: &UpdateConfig) -> v1::ServiceUpdateConfig {
             UpdateOrder::StartFirst => v1::UpdateOrder::StartFirst,
         }
         .into(),
-        monitor_ms: c.monitor_ms,
+        monitor_ms: Some(c.monitor_ms),
         failure_action: match c.failure_action {
             FailureAction::Pause => v1::FailureAction::Pause,
             FailureAction::Continue => v1::FailureAction::Continue,
