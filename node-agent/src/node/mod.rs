@@ -75,6 +75,10 @@ pub struct Observed {
     pub health: Option<health::Health>,
 }
 
+/// Where an executor says how a task's start is going: `(task id, text)`, e.g. an image
+/// pull's bytes so far. The text becomes the reason of the task's STARTING report.
+pub type Progress = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 /// Why an executor could not do something; the text is what the task's report says.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -142,6 +146,11 @@ pub trait Executor: Send + Sync + 'static {
     fn probe_exec(&self, task_id: &str) -> Result<Option<Vec<std::ffi::OsString>>, ExecError> {
         let _ = task_id;
         Ok(None)
+    }
+    /// Takes where to say how a start is going (an image pull's progress), for the task's
+    /// reports; an executor that has nothing to say ignores it.
+    fn set_progress(&self, progress: Progress) {
+        let _ = progress;
     }
     /// Whether [`Executor::serve_io`] serves requests; a node that does not never opens the
     /// `Requests` stream (thousands of hollow nodes would only load the controller).

@@ -181,6 +181,18 @@ pub struct RuntimeExecutor {
     prepare: Mutex<()>,
     /// The overlay, service addresses and DNS of the cluster network.
     network: NodeNetwork,
+    /// Where pulls say how far they are.
+    progress: Mutex<Option<ProgressSink>>,
+}
+
+/// [`super::Progress`], shown by `Debug` as what it is.
+#[derive(Clone)]
+struct ProgressSink(super::Progress);
+
+impl std::fmt::Debug for ProgressSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressSink")
+    }
 }
 
 impl RuntimeExecutor {
@@ -210,6 +222,7 @@ impl RuntimeExecutor {
             index: Mutex::new(Index::default()),
             prepare: Mutex::new(()),
             network,
+            progress: Mutex::new(None),
         })
     }
 
@@ -506,8 +519,19 @@ impl RuntimeExecutor {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| RunError::NoRuntime {
             task: task_id.to_owned(),
         })?;
+        let sink = self
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let tally = PullTally::default();
+        let say = |p: &crate::image::registry::LayerProgress| {
+            if let (Some(sink), Some(text)) = (&sink, tally.record(p)) {
+                (sink.0)(task_id, &format!("pulling image {image}: {text}"));
+            }
+        };
         let record = handle
-            .block_on(m.images().pull(image, &config, &|_| {}))
+            .block_on(m.images().pull(image, &config, &say))
             .map_err(|source| RunError::Pull {
                 task: task_id.to_owned(),
                 image: image.to_owned(),
@@ -608,9 +632,55 @@ fn open(config: &AgentConfig) -> Result<ContainerManager, RunError> {
     })
 }
 
+/// A pull's progress over its layers, said at most every [`PULL_REPORT_EVERY`].
+#[derive(Default)]
+struct PullTally {
+    inner: Mutex<Tally>,
+}
+
+/// Each layer's (bytes done, size, finished), and when progress was last said.
+type Tally = (
+    std::collections::BTreeMap<String, (u64, u64, bool)>,
+    Option<std::time::Instant>,
+);
+
+/// How often a pull's progress is reported.
+const PULL_REPORT_EVERY: Duration = Duration::from_millis(500);
+
+impl PullTally {
+    /// Takes in `p`; the text to say now, if it is time: `12.0 of 40.0 MiB, 3 of 5 layers`.
+    fn record(&self, p: &crate::image::registry::LayerProgress) -> Option<String> {
+        use crate::image::registry::LayerState as S;
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let done = matches!(p.state, S::Cached | S::Downloaded | S::Shared);
+        inner.0.insert(p.digest.clone(), (p.done, p.total, done));
+        let now = std::time::Instant::now();
+        if inner.1.is_some_and(|last| now - last < PULL_REPORT_EVERY) {
+            return None;
+        }
+        inner.1 = Some(now);
+        let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+        let (got, total) = inner
+            .0
+            .values()
+            .fold((0, 0), |(g, t), (d, tot, _)| (g + d, t + tot));
+        let layers = inner.0.values().filter(|(_, _, d)| *d).count();
+        Some(format!(
+            "{:.1} of {:.1} MiB, {layers} of {} layers",
+            mib(got),
+            mib(total),
+            inner.0.len()
+        ))
+    }
+}
+
 impl Executor for RuntimeExecutor {
     fn serves_io(&self) -> bool {
         true
+    }
+
+    fn set_progress(&self, progress: super::Progress) {
+        *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = Some(ProgressSink(progress));
     }
 
     fn probe_exec(&self, task_id: &str) -> Result<Option<Vec<OsString>>, ExecError> {
@@ -667,5 +737,42 @@ impl Executor for RuntimeExecutor {
 
     fn remove(&self, task_id: &str) -> Result<(), ExecError> {
         Ok(self.remove_task(task_id)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::registry::{LayerProgress, LayerState};
+
+    fn p(digest: &str, state: LayerState, done: u64, total: u64) -> LayerProgress {
+        LayerProgress {
+            digest: digest.into(),
+            state,
+            done,
+            total,
+        }
+    }
+
+    #[test]
+    fn a_pull_is_said_in_bytes_and_layers_at_most_twice_a_second() {
+        let t = PullTally::default();
+        let mib = 1 << 20;
+        assert_eq!(
+            t.record(&p("a", LayerState::Cached, 4 * mib, 4 * mib))
+                .as_deref(),
+            Some("4.0 of 4.0 MiB, 1 of 1 layers")
+        );
+        // Within the half second: folded in, not said.
+        assert_eq!(
+            t.record(&p("b", LayerState::Downloading, mib, 8 * mib)),
+            None
+        );
+        std::thread::sleep(PULL_REPORT_EVERY);
+        assert_eq!(
+            t.record(&p("b", LayerState::Downloading, 2 * mib, 8 * mib))
+                .as_deref(),
+            Some("6.0 of 12.0 MiB, 1 of 2 layers")
+        );
     }
 }

@@ -610,6 +610,20 @@ pub async fn run<E: Executor>(
     // A full set that arrived when the executor could not be listed: applied at the next
     // successful listing (never without one, or running tasks could be started twice).
     let mut waiting_full: Option<Vec<Assignment>> = None;
+    {
+        // A start's progress goes out as a STARTING report saying it.
+        let reports = reports.clone();
+        executor.set_progress(Arc::new(move |task: &str, text: &str| {
+            reports.push(status_of(&Observed {
+                task_id: task.to_owned(),
+                phase: Phase::Starting,
+                address: None,
+                exit_code: None,
+                reason: Some(text.to_owned()),
+                health: None,
+            }));
+        }));
+    }
     let (health_tx, mut health_rx) = mpsc::channel(256);
     let mut shell = Shell {
         executor,
