@@ -25,12 +25,16 @@ pub struct Progress {
     pub outdated: u32,
     /// Why tasks are not running yet or failed: (task name, state, reason), latest first.
     pub problems: Vec<(String, &'static str, String)>,
+    /// The rollout, when it stopped or went back: `paused: …`, `rolled back: …`.
+    pub rollout: Option<String>,
+    /// The rollout is paused: the service will not converge without `rollout resume`.
+    pub paused: bool,
 }
 
 impl Progress {
     /// Whether the service has converged.
     pub fn converged(&self) -> bool {
-        self.running == self.desired && self.outdated == 0
+        self.running == self.desired && self.outdated == 0 && !self.paused
     }
 
     /// One line: `web  2/3 running (1 pending: no node has 2 CPUs free)`; `width` pads the
@@ -41,6 +45,9 @@ impl Progress {
             self.name, self.running, self.desired
         );
         let mut notes = Vec::new();
+        if let Some(r) = &self.rollout {
+            notes.push(r.clone());
+        }
         if self.outdated > 0 {
             notes.push(format!("{} on an older spec", self.outdated));
         }
@@ -78,13 +85,7 @@ fn current(service: &v1::Service, version: u64) -> bool {
     let (Some(now), Some(then)) = (service.spec.as_ref(), spec_at(service, version)) else {
         return false;
     };
-    v1::ServiceSpec {
-        replicas: 0,
-        ..now.clone()
-    } == v1::ServiceSpec {
-        replicas: 0,
-        ..then.clone()
-    }
+    crate::output::rollout::same_tasks(now, then)
 }
 
 /// How far `service` is, from `tasks` (others' are ignored).
@@ -95,6 +96,8 @@ pub fn progress(service: &v1::Service, tasks: &[v1::Task]) -> Progress {
     let running = live_tasks
         .iter()
         .filter(|t| t.observed() == v1::TaskState::Running && current(service, t.spec_version))
+        // With a health check, a task counts once healthy.
+        .filter(|t| spec.healthcheck.is_none() || t.health() == v1::TaskHealth::Healthy)
         .count();
     let outdated = live_tasks
         .iter()
@@ -104,10 +107,10 @@ pub fn progress(service: &v1::Service, tasks: &[v1::Task]) -> Progress {
         .iter()
         .filter(|t| {
             t.desired() == v1::TaskDesiredState::Running
-                && matches!(
+                && (matches!(
                     t.observed(),
                     v1::TaskState::Pending | v1::TaskState::Failed | v1::TaskState::Orphaned
-                )
+                ) || (t.observed() == v1::TaskState::Starting && !t.reason.is_empty()))
         })
         .map(|t| {
             let name = crate::output::model::task_name(t, "");
@@ -131,6 +134,20 @@ pub fn progress(service: &v1::Service, tasks: &[v1::Task]) -> Progress {
         },
         outdated: count(outdated),
         problems: problems.into_iter().map(|(_, n, s, r)| (n, s, r)).collect(),
+        rollout: service.update.as_ref().and_then(|u| {
+            let what = match u.state() {
+                v1::RolloutState::Paused | v1::RolloutState::RollbackPaused => "paused",
+                v1::RolloutState::RolledBack => "rolled back",
+                _ => return None,
+            };
+            Some(format!("rollout {what}: {}", u.message))
+        }),
+        paused: service.update.as_ref().is_some_and(|u| {
+            matches!(
+                u.state(),
+                v1::RolloutState::Paused | v1::RolloutState::RollbackPaused
+            )
+        }),
     }
 }
 
@@ -139,10 +156,16 @@ pub fn not_converged(all: &[Progress]) -> String {
     let mut out = Vec::new();
     for p in all.iter().filter(|p| !p.converged()) {
         let mut s = format!("  {}: {}/{} running", p.name, p.running, p.desired);
+        if let Some(r) = &p.rollout {
+            s.push_str(&format!(
+                ", {r} (`berth rollout status {0}`; `berth rollout resume {0}` goes on)",
+                p.name
+            ));
+        }
         if p.outdated > 0 {
             s.push_str(&format!(
-                ", {} task(s) still run an older spec (rolling updates are not implemented yet: `berth rm` and apply again to replace them)",
-                p.outdated
+                ", {} task(s) still run an older spec (the rollout replaces them: `berth rollout status {}`)",
+                p.outdated, p.name
             ));
         }
         for (task, state, reason) in p.problems.iter().take(5) {
