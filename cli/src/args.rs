@@ -354,18 +354,9 @@ pub struct ImagePushArgs {
     /// Which of the archive's images (a tag it has), when it holds several.
     #[arg(long, value_name = "TAG")]
     pub image: Option<String>,
-    /// Talk plain HTTP to the registry (by default only HTTPS is used).
-    #[arg(long)]
-    pub insecure: bool,
-    /// A PEM file with the registry's CA certificate, trusted besides the system's.
-    #[arg(long, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-    /// User name for the registry (or its token service).
-    #[arg(short = 'u', long, requires = "password_stdin")]
-    pub username: Option<String>,
-    /// Read the password from standard input (one line).
-    #[arg(long, requires = "username")]
-    pub password_stdin: bool,
+    /// How to reach the registry (the same flags as `berth-agent image push`).
+    #[command(flatten)]
+    pub registry: berth_agent::cli::RegistryArgs,
 }
 
 /// Which nodes an image command is about.

@@ -81,7 +81,7 @@ fn spec_at(service: &v1::Service, version: u64) -> Option<&v1::ServiceSpec> {
 }
 
 /// Whether a task at `version` runs `service`'s current spec (`replicas` aside).
-fn current(service: &v1::Service, version: u64) -> bool {
+pub(crate) fn current(service: &v1::Service, version: u64) -> bool {
     let (Some(now), Some(then)) = (service.spec.as_ref(), spec_at(service, version)) else {
         return false;
     };

@@ -142,6 +142,20 @@ impl Env {
         });
     }
 
+    /// The service `name` as stored (retried through elections).
+    pub fn service(&self, name: &str) -> v1::Service {
+        self.retry(&format!("get {name}"), || {
+            self.control(async |c| {
+                c.get_service(v1::GetServiceRequest {
+                    name: name.to_owned(),
+                    stale: false,
+                })
+                .await
+                .map(|r| r.into_inner().service.unwrap_or_default())
+            })
+        })
+    }
+
     /// Every node (none while no controller answers).
     pub fn nodes(&self) -> Vec<v1::Node> {
         self.control(async |c| {

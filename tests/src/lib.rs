@@ -6,10 +6,12 @@
 pub mod cluster;
 pub mod control_plane;
 pub mod env;
+pub mod http;
 pub mod images;
 pub mod lan;
 pub mod local;
 pub mod netns;
+pub mod registry;
 
 use std::fs;
 use std::os::unix::process::CommandExt;

@@ -4,9 +4,7 @@
 //! v2, which share their busybox layer, fetches only the changed layer on each node, as the
 //! registry's access log shows.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::SocketAddr;
 
 use berth_proto::v1;
 use berth_tests::TestAgent;
@@ -15,25 +13,8 @@ use berth_tests::control_plane::ControlPlane;
 use berth_tests::env::Env;
 use berth_tests::images::{Entry, digest, dir_tar, layer_tar, write_docker_save};
 
-const REGISTRY: &str = "/usr/bin/docker-registry";
-
 fn get(addr: SocketAddr) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok();
-    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    if !out.contains(" 200 ") {
-        return Err(out.lines().next().unwrap_or_default().to_owned());
-    }
-    Ok(out
-        .rsplit("\r\n\r\n")
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned())
+    berth_tests::http::get(addr, "/index.html")
 }
 
 fn web(image: &str) -> v1::ServiceSpec {
@@ -78,31 +59,13 @@ fn services_pull_their_images_and_an_update_fetches_only_the_changed_layer() {
     if !berth_tests::require_root_and_busybox(test) {
         return;
     }
-    if !std::path::Path::new(REGISTRY).exists() {
-        eprintln!("\n*** SKIPPED: {test}: needs {REGISTRY} (scripts/lib.sh install_deps) ***\n");
+    if !berth_tests::registry::available(test) {
         return;
     }
     let cluster = Cluster::new(3);
     let h0 = cluster.host(0);
-    let registry = format!("{}:5000", h0.ip);
-
     // The registry on host 0, its storage and log in the host's directory.
-    let config = h0.dir.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {registry}\n",
-            h0.dir.join("registry-data").display()
-        ),
-    )
-    .unwrap();
-    h0.spawn("registry", REGISTRY, &["serve", config.to_str().unwrap()]);
-    let target: SocketAddr = registry.parse().unwrap();
-    let up = (0..100).any(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        h0.run(|| TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok())
-    });
-    assert!(up, "the registry did not start: {}", h0.log("registry"));
+    let registry = berth_tests::registry::start(h0, true);
 
     // Two images sharing their busybox layer, built and pushed from host 0.
     let builder = TestAgent::new(
@@ -228,17 +191,7 @@ fn services_pull_their_images_and_an_update_fetches_only_the_changed_layer() {
 
     env.apply(web(&format!("{registry}/web:v2")));
     env.wait_for("v2 rolled out", || {
-        let svc = env
-            .control(async |c| {
-                c.get_service(v1::GetServiceRequest {
-                    name: "web".into(),
-                    stale: false,
-                })
-                .await
-            })
-            .ok()
-            .and_then(|r| r.into_inner().service);
-        svc.and_then(|s| s.update).map(|u| u.state()) == Some(v1::RolloutState::Completed)
+        env.service("web").update.map(|u| u.state()) == Some(v1::RolloutState::Completed)
     });
     env.wait_for("v2 answers", || {
         env.cluster.host(0).run(|| get(ingress)).as_deref() == Ok("v2")

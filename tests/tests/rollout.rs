@@ -7,8 +7,7 @@
 //! within a second of the failure), still without a failed request; a v5 paused at once
 //! stops replacing tasks until it is resumed; undo to version 2 brings v2's spec back.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -63,28 +62,9 @@ fn web(version: &str, healthy: bool, parallelism: u32) -> v1::ServiceSpec {
     }
 }
 
-/// One HTTP GET of `/index.html` from `host`'s network through `addr`; the body.
+/// One HTTP GET of `/index.html` through `addr`; the body.
 fn get(addr: SocketAddr) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok();
-    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
-        .map_err(|e| format!("send: {e}"))?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)
-        .map_err(|e| format!("read: {e}"))?;
-    if !out.starts_with("HTTP/1.") || !out.contains(" 200 ") {
-        return Err(format!(
-            "answer: {}",
-            out.lines().next().unwrap_or_default()
-        ));
-    }
-    Ok(out
-        .rsplit("\r\n\r\n")
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned())
+    berth_tests::http::get(addr, "/index.html")
 }
 
 /// What a client saw.
@@ -113,16 +93,7 @@ fn traffic(client: &Host, addr: SocketAddr, stop: &AtomicBool, seen: &Mutex<Seen
 }
 
 fn service(env: &Env) -> v1::Service {
-    env.retry("get web", || {
-        env.control(async |c| {
-            c.get_service(v1::GetServiceRequest {
-                name: "web".into(),
-                stale: false,
-            })
-            .await
-            .map(|r| r.into_inner().service.unwrap_or_default())
-        })
-    })
+    env.service("web")
 }
 
 fn rollout(env: &Env, action: v1::RolloutAction, to_version: u64) -> v1::Service {

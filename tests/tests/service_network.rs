@@ -18,8 +18,7 @@
 //! namespace of its host; everything (namespaces, containers, cgroups) goes at the end.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use berth_proto::v1;
@@ -130,29 +129,7 @@ impl Env {
 
 /// An HTTP GET from `host`'s network; the body.
 fn get(host: &Host, addr: SocketAddr, path: &str) -> Result<String, String> {
-    host.run(|| {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| e.to_string())?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-        // busybox httpd ends its own headers with CRLF and a CGI's with LF: the body starts
-        // after the first empty line of either kind.
-        let end = [
-            out.find("\r\n\r\n").map(|i| i + 4),
-            out.find("\n\n").map(|i| i + 2),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(out.len());
-        let (head, body) = out.split_at(end);
-        if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
-            return Err(format!("GET {addr}{path}: {head}"));
-        }
-        Ok(body.trim().to_owned())
-    })
+    host.run(|| berth_tests::http::get(addr, path))
 }
 
 /// A stand-in for redis: busybox httpd on 6379 answering the container's hostname.

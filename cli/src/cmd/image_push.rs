@@ -2,10 +2,7 @@
 //! machine, then pushed to the registry by the agent's registry client (only the blobs the
 //! registry lacks are sent).
 
-use std::io::BufRead;
-
 use berth_agent::image::ImageStore;
-use berth_agent::image::registry::RegistryConfig;
 
 use super::Io;
 use crate::args::ImagePushArgs;
@@ -15,33 +12,8 @@ use crate::exit;
 /// Runs `berth image push`.
 pub async fn run(a: &ImagePushArgs, io: &mut Io<'_>) -> Result<u8, CliError> {
     let fail = |what: String| CliError::Push(what);
-    let ca_pem = a
-        .ca
-        .as_ref()
-        .map(|p| std::fs::read_to_string(p).map_err(|e| fail(format!("--ca {}: {e}", p.display()))))
-        .transpose()?;
-    let password = if a.password_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| fail(format!("reading the password from standard input: {e}")))?;
-        let p = line.trim_end_matches(['\n', '\r']).to_owned();
-        if p.is_empty() {
-            return Err(fail(
-                "--password-stdin: standard input gave an empty password".into(),
-            ));
-        }
-        Some(p)
-    } else {
-        None
-    };
-    let config = RegistryConfig {
-        insecure: a.insecure,
-        ca_pem,
-        username: a.username.clone(),
-        password,
-    };
+    let config =
+        berth_agent::cli::registry_config(&a.registry).map_err(|e| fail(format!("{e:#}")))?;
     let dir = tempfile::Builder::new()
         .prefix("berth-push-")
         .tempdir()

@@ -1,7 +1,5 @@
 //! `berth inspect SERVICE`: the full spec, version and history (YAML unless `-o json`).
 
-use berth_proto::v1;
-
 use super::Io;
 use crate::args::{GlobalArgs, InspectArgs};
 use crate::error::CliError;
@@ -11,18 +9,7 @@ use crate::output::{self, OutputFormat, model::ServiceView};
 /// Runs `berth inspect`.
 pub async fn run(g: &GlobalArgs, args: &InspectArgs, io: &mut Io<'_>) -> Result<u8, CliError> {
     let client = super::connect(g, io).await?;
-    let name = args.service.clone();
-    let service = client
-        .call(&format!("inspect {name}"), |mut c| {
-            let name = name.clone();
-            async move {
-                c.get_service(v1::GetServiceRequest { name, stale: false })
-                    .await
-            }
-        })
-        .await?
-        .service
-        .unwrap_or_default();
+    let service = super::get_service(&client, &args.service).await?;
     let view = ServiceView::from(&service);
     let text = match args.output {
         OutputFormat::Json => output::to_json(&view)?,

@@ -110,6 +110,44 @@ pub fn block_on<T>(f: impl Future<Output = Result<T, CliError>>) -> Result<T, Cl
         .block_on(f)
 }
 
+/// The service `name` (an unknown one is an error naming it).
+pub(crate) async fn get_service(
+    client: &crate::client::Client,
+    name: &str,
+) -> Result<berth_proto::v1::Service, CliError> {
+    Ok(client
+        .call(&format!("get service {name}"), |mut c| {
+            let name = name.to_owned();
+            async move {
+                c.get_service(berth_proto::v1::GetServiceRequest { name, stale: false })
+                    .await
+            }
+        })
+        .await?
+        .service
+        .unwrap_or_default())
+}
+
+/// The tasks of `service` (every service's for `""`), current and past.
+pub(crate) async fn list_tasks(
+    client: &crate::client::Client,
+    service: &str,
+) -> Result<Vec<berth_proto::v1::Task>, CliError> {
+    Ok(client
+        .call("list the tasks", |mut c| {
+            let service = service.to_owned();
+            async move {
+                c.list_tasks(berth_proto::v1::ListTasksRequest {
+                    service,
+                    stale: false,
+                })
+                .await
+            }
+        })
+        .await?
+        .tasks)
+}
+
 /// Runs `cli`'s command; returns the exit code of a command that did not fail (`diff`
 /// says whether there are changes with it).
 pub fn run(cli: &Cli, io: &mut Io) -> Result<u8, CliError> {

@@ -18,30 +18,9 @@ pub async fn run(g: &GlobalArgs, args: &PsArgs, io: &mut Io<'_>) -> Result<u8, C
     let service = args.service.clone().unwrap_or_default();
     if !service.is_empty() {
         // An unknown service is an error, not an empty list.
-        let name = service.clone();
-        client
-            .call(&format!("ps {service}"), |mut c| {
-                let name = name.clone();
-                async move {
-                    c.get_service(v1::GetServiceRequest { name, stale: false })
-                        .await
-                }
-            })
-            .await?;
+        super::get_service(&client, &service).await?;
     }
-    let list = client
-        .call("list the tasks", |mut c| {
-            let service = service.clone();
-            async move {
-                c.list_tasks(v1::ListTasksRequest {
-                    service,
-                    stale: false,
-                })
-                .await
-            }
-        })
-        .await?
-        .tasks;
+    let list = super::list_tasks(&client, &service).await?;
     let nodes = list_nodes(&client).await?;
     let names = node_names(&nodes);
     let views = tasks::views(&list, &names, args.all);

@@ -23,7 +23,7 @@ pub async fn run(g: &GlobalArgs, c: &RolloutCommand, io: &mut Io<'_>) -> Result<
             return status(&client, &a.service, a.no_wait, limit, io).await;
         }
         RolloutCommand::History(a) => {
-            let service = get(&client, &a.service).await?;
+            let service = super::get_service(&client, &a.service).await?;
             io.print(&rollout::history(&service))?;
             return Ok(exit::OK);
         }
@@ -60,36 +60,6 @@ pub async fn run(g: &GlobalArgs, c: &RolloutCommand, io: &mut Io<'_>) -> Result<
     Ok(exit::OK)
 }
 
-async fn get(client: &Client, name: &str) -> Result<v1::Service, CliError> {
-    Ok(client
-        .call(&format!("inspect {name}"), |mut c| {
-            let name = name.to_owned();
-            async move {
-                c.get_service(v1::GetServiceRequest { name, stale: false })
-                    .await
-            }
-        })
-        .await?
-        .service
-        .unwrap_or_default())
-}
-
-async fn tasks(client: &Client, name: &str) -> Result<Vec<v1::Task>, CliError> {
-    Ok(client
-        .call(&format!("ps {name}"), |mut c| {
-            let service = name.to_owned();
-            async move {
-                c.list_tasks(v1::ListTasksRequest {
-                    service,
-                    stale: false,
-                })
-                .await
-            }
-        })
-        .await?
-        .tasks)
-}
-
 /// Follows the rollout: a bar redrawn on a terminal, a line per change otherwise.
 async fn status(
     client: &Client,
@@ -101,8 +71,8 @@ async fn status(
     let started = Instant::now();
     let mut last = String::new();
     loop {
-        let service = get(client, name).await?;
-        let p: Progress = rollout::progress(&service, &tasks(client, name).await?);
+        let service = super::get_service(client, name).await?;
+        let p: Progress = rollout::progress(&service, &super::list_tasks(client, name).await?);
         let line = p.line(name, 20);
         let ended = p.ended();
         if ended.is_some() || no_wait {

@@ -33,16 +33,6 @@ pub struct Progress {
 /// `service`'s rollout from its `tasks`.
 pub fn progress(service: &v1::Service, tasks: &[v1::Task]) -> Progress {
     let spec = service.spec.clone().unwrap_or_default();
-    let spec_of = |version: u64| -> Option<&v1::ServiceSpec> {
-        if version == service.version {
-            return service.spec.as_ref();
-        }
-        service
-            .history
-            .iter()
-            .find(|h| h.version == version)
-            .and_then(|h| h.spec.as_ref())
-    };
     let live: Vec<&v1::Task> = tasks
         .iter()
         .filter(|t| {
@@ -53,7 +43,7 @@ pub fn progress(service: &v1::Service, tasks: &[v1::Task]) -> Progress {
         .collect();
     let updated = live
         .iter()
-        .filter(|t| spec_of(t.spec_version).is_some_and(|s| same_tasks(s, &spec)))
+        .filter(|t| crate::progress::current(service, t.spec_version))
         .filter(|t| spec.healthcheck.is_none() || t.health == v1::TaskHealth::Healthy as i32)
         .count();
     let total = if spec.global {

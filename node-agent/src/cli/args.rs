@@ -463,8 +463,8 @@ pub enum ImageCommand {
     Ls(ImagesArgs),
 }
 
-/// How to reach a registry (`image pull`, `image push`).
-#[derive(Debug, Args)]
+/// How to reach a registry (`image pull`, `image push`; also `berth image push`).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct RegistryArgs {
     /// Talk plain HTTP to the registry (by default only HTTPS is used).
     #[arg(long)]

@@ -13,7 +13,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::Cli;
+pub use args::{Cli, RegistryArgs};
+pub use registry_cmds::registry_config;
 
 use crate::container::{AgentConfig, ContainerManager};
 

@@ -10,8 +10,9 @@ use super::args::RegistryArgs;
 use crate::image::ImageStore;
 use crate::image::registry::{LayerProgress, LayerState, RegistryConfig};
 
-/// The registry settings the flags give; the password comes from standard input.
-fn config(a: &RegistryArgs) -> anyhow::Result<RegistryConfig> {
+/// The registry settings the flags give; the password comes from standard input (also
+/// `berth image push`'s).
+pub fn registry_config(a: &RegistryArgs) -> anyhow::Result<RegistryConfig> {
     let ca_pem = a
         .ca
         .as_ref()
@@ -64,7 +65,7 @@ fn mb(bytes: u64) -> String {
 
 /// `image pull REF`: a line per layer as it is settled, then the image.
 pub(super) fn pull(store: &ImageStore, reference: &str, a: &RegistryArgs) -> anyhow::Result<u8> {
-    let config = config(a)?;
+    let config = registry_config(a)?;
     let said: Mutex<HashSet<String>> = Mutex::default();
     let progress = |p: &LayerProgress| {
         let line = match p.state {
@@ -90,7 +91,7 @@ pub(super) fn push(
     reference: &str,
     a: &RegistryArgs,
 ) -> anyhow::Result<u8> {
-    let config = config(a)?;
+    let config = registry_config(a)?;
     let report = runtime()?.block_on(store.push(image, reference, &config))?;
     println!(
         "pushed {reference}@{} ({} blobs uploaded, {} already there)",

@@ -151,56 +151,53 @@ impl NodeNetwork {
     /// its task out of its services), for at most `wait`; whether they stopped. The other
     /// nodes apply the same change at about the same time.
     pub fn drained(&self, address: Ipv4Addr, wait: Duration) -> bool {
-        let deadline = Instant::now() + wait;
-        let mut view = self.shared.view();
-        loop {
-            if !view.endpoints.contains(&address) {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            view = self
-                .shared
-                .changed
-                .wait_timeout(view, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let view = self.wait_view(wait, |v| !v.endpoints.contains(&address));
+        !view.endpoints.contains(&address)
     }
 
     /// What a container of a task linking to `links` (service names) needs: the resolver
     /// and the linked services' VIPs. Waits up to `wait` for a map naming them all; `Err`
     /// names the missing ones.
     pub fn task_network(&self, links: &[&str], wait: Duration) -> Result<TaskNetwork, String> {
+        let view = self.wait_view(wait, |v| {
+            (v.full || links.is_empty()) && links.iter().all(|l| v.services.contains_key(*l))
+        });
+        let missing: Vec<&str> = links
+            .iter()
+            .copied()
+            .filter(|l| !view.services.contains_key(*l))
+            .collect();
+        if (view.full || links.is_empty()) && missing.is_empty() {
+            return Ok(TaskNetwork {
+                dns: view.dns.into_iter().collect(),
+                links: links
+                    .iter()
+                    .filter_map(|l| Some((l.to_string(), view.services.get(*l)?.clone())))
+                    .collect(),
+            });
+        }
+        Err(if view.full {
+            format!(
+                "linked service(s) {} unknown to the cluster's network map (removed?)",
+                missing.join(", ")
+            )
+        } else {
+            "the node has not received the cluster's network map yet".to_owned()
+        })
+    }
+
+    /// The view once `ready` holds of it, or as it is after `wait`.
+    fn wait_view(
+        &self,
+        wait: Duration,
+        mut ready: impl FnMut(&View) -> bool,
+    ) -> MutexGuard<'_, View> {
         let deadline = Instant::now() + wait;
         let mut view = self.shared.view();
         loop {
-            let missing: Vec<&str> = links
-                .iter()
-                .copied()
-                .filter(|l| !view.services.contains_key(*l))
-                .collect();
-            if (view.full || links.is_empty()) && missing.is_empty() {
-                return Ok(TaskNetwork {
-                    dns: view.dns.into_iter().collect(),
-                    links: links
-                        .iter()
-                        .filter_map(|l| Some((l.to_string(), view.services.get(*l)?.clone())))
-                        .collect(),
-                });
-            }
             let now = Instant::now();
-            if now >= deadline {
-                return Err(if view.full {
-                    format!(
-                        "linked service(s) {} unknown to the cluster's network map (removed?)",
-                        missing.join(", ")
-                    )
-                } else {
-                    "the node has not received the cluster's network map yet".to_owned()
-                });
+            if ready(&view) || now >= deadline {
+                return view;
             }
             view = self
                 .shared

@@ -10,15 +10,12 @@
 //! cargo build --release --workspace --bins && ./target/release/berth-pull-bench [--runs 5] [--layer-mib 8]
 //! ```
 
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use berth_tests::TestAgent;
 use berth_tests::cluster::Cluster;
 use berth_tests::images::{Entry, layer_tar, write_docker_save};
 use berth_tests::median;
-
-const REGISTRY: &str = "/usr/bin/docker-registry";
 
 fn arg(name: &str) -> Option<String> {
     std::env::args().skip_while(|a| a != name).nth(1)
@@ -59,34 +56,11 @@ fn main() {
     let runs: usize = arg("--runs").and_then(|v| v.parse().ok()).unwrap_or(5);
     let mib: usize = arg("--layer-mib").and_then(|v| v.parse().ok()).unwrap_or(8);
     assert!(
-        std::path::Path::new(REGISTRY).exists(),
-        "needs {REGISTRY}: scripts/lib.sh install_deps installs it"
+        berth_tests::registry::available("berth-pull-bench"),
+        "needs the registry"
     );
     let cluster = Cluster::new(1);
-    let h0 = cluster.host(0);
-    let registry = format!("{}:5000", h0.ip);
-    let config = h0.dir.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {registry}\n",
-            h0.dir.join("registry-data").display()
-        ),
-    )
-    .expect("registry config");
-    h0.spawn(
-        "registry",
-        REGISTRY,
-        &["serve", config.to_str().expect("utf8")],
-    );
-    let target: SocketAddr = registry.parse().expect("address");
-    assert!(
-        (0..100).any(|_| {
-            std::thread::sleep(Duration::from_millis(50));
-            h0.run(|| TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok())
-        }),
-        "the registry did not start"
-    );
+    let registry = berth_tests::registry::start(cluster.host(0), false);
 
     // Two images: four shared layers, a fifth of their own; pushed once.
     let shared: Vec<Vec<u8>> = (1..=4).map(|s| layer(s, mib)).collect();

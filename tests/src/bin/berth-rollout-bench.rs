@@ -45,19 +45,6 @@ fn web(replicas: u32, run: usize, parallelism: u32, order: v1::UpdateOrder) -> v
     }
 }
 
-fn service(env: &Env) -> v1::Service {
-    env.retry("get web", || {
-        env.control(async |c| {
-            c.get_service(v1::GetServiceRequest {
-                name: "web".into(),
-                stale: false,
-            })
-            .await
-            .map(|r| r.into_inner().service.unwrap_or_default())
-        })
-    })
-}
-
 fn running(env: &Env, version: u64) -> usize {
     env.tasks("web")
         .iter()
@@ -94,10 +81,10 @@ fn main() {
             let applied = env.apply(web(replicas, run, parallelism, *order));
             let version = applied.version;
             env.wait_for("the rollout completed", || {
-                service(&env).update.map(|u| u.state()) == Some(v1::RolloutState::Completed)
+                env.service("web").update.map(|u| u.state()) == Some(v1::RolloutState::Completed)
                     && running(&env, version) == replicas as usize
             });
-            let u = service(&env).update.expect("a rollout");
+            let u = env.service("web").update.expect("a rollout");
             let took =
                 Duration::from_nanos(u64::try_from(u.completed_at - u.started_at).unwrap_or(0));
             eprintln!(
