@@ -3,32 +3,15 @@
 use super::*;
 use crate::reconcile::replicated::{REPLACED, UPDATING, ended, reconcile_with};
 use crate::state::{
-    HealthCheckSpec, HealthProbe, RestartPolicy, ServiceMode, ServiceSpec, SpecVersion,
-    UpdateConfig,
+    HealthCheckSpec, HealthProbe, ServiceMode, ServiceSpec, SpecVersion, UpdateConfig,
 };
 
 const MS: i128 = 1_000_000;
 
 fn spec(image: &str, replicas: u32, config: UpdateConfig) -> ServiceSpec {
     ServiceSpec {
-        name: "web".into(),
-        image: image.into(),
-        entrypoint: None,
-        command: vec![],
-        env: vec![],
-        mode: ServiceMode::Replicated { replicas },
-        ports: vec![],
-        links: vec![],
-        resources: Default::default(),
-        constraints: vec![],
-        labels: Default::default(),
-        restart: RestartPolicy::default(),
-        max_replicas_per_node: None,
-        preferences: vec![],
-        healthcheck: None,
         update_config: Some(config),
-        rollback_config: None,
-        force_update: 0,
+        ..ServiceSpec::minimal("web", image, replicas)
     }
 }
 

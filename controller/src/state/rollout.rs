@@ -151,24 +151,8 @@ mod tests {
 
     fn service() -> Service {
         let spec = |image: &str| ServiceSpec {
-            name: "web".into(),
-            image: image.into(),
-            entrypoint: None,
-            command: vec![],
-            env: vec![],
-            mode: crate::state::ServiceMode::Replicated { replicas: 3 },
-            ports: vec![],
-            links: vec![],
-            resources: Default::default(),
-            constraints: vec![],
-            labels: Default::default(),
-            restart: Default::default(),
-            max_replicas_per_node: None,
-            preferences: vec![],
-            healthcheck: None,
             update_config: Some(UpdateConfig::default()),
-            rollback_config: None,
-            force_update: 0,
+            ..ServiceSpec::minimal("web", image, 3)
         };
         Service {
             spec: spec("web:3"),

@@ -71,6 +71,31 @@ fn is_zero(v: &u64) -> bool {
 }
 
 impl ServiceSpec {
+    /// A replicated spec of `image` with every other key at its default, for tests.
+    #[cfg(test)]
+    pub(crate) fn minimal(name: &str, image: &str, replicas: u32) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            image: image.into(),
+            entrypoint: None,
+            command: vec![],
+            env: vec![],
+            mode: ServiceMode::Replicated { replicas },
+            ports: vec![],
+            links: vec![],
+            resources: Resources::default(),
+            constraints: vec![],
+            labels: Default::default(),
+            restart: RestartPolicy::default(),
+            max_replicas_per_node: None,
+            preferences: vec![],
+            healthcheck: None,
+            update_config: None,
+            rollback_config: None,
+            force_update: 0,
+        }
+    }
+
     /// Whether tasks of `self` and of `other` are the same: they differ at most in what does
     /// not reach a task (the replica count, the rollout settings). A new version that only
     /// scales does not replace the running tasks.
