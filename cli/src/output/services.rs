@@ -143,6 +143,16 @@ pub(crate) mod tests {
         failed.exit_code = 1;
         failed.reason =
             "exited with code 1 (a long reason that goes on and on past the column)".into();
+        let mut pulling = task(
+            "0190f3a40a0b0c0d0e0f101112131415",
+            "web",
+            3,
+            "n1",
+            R,
+            Starting,
+            T - 2_000_000_000,
+        );
+        pulling.reason = "pulling image reg:5000/web:2: 12.0 of 40.0 MiB, 3 of 5 layers".into();
         let mut pending = task(
             "0190f3a3c1d2e3f4a5b6c7d8e9f0a1b2",
             "api",
@@ -177,15 +187,7 @@ pub(crate) mod tests {
             healthy,
             checking,
             failed,
-            task(
-                "0190f3a40a0b0c0d0e0f101112131415",
-                "web",
-                3,
-                "n1",
-                R,
-                Starting,
-                T - 2_000_000_000,
-            ),
+            pulling,
             task(
                 "0190f3a51f2e3d4c5b6a79881726354d",
                 "monitor",

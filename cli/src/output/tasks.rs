@@ -77,9 +77,13 @@ pub fn ordered<'a>(
 
 /// The error column: the reason, with the exit code when it is not in it.
 fn error_text(t: &v1::Task) -> String {
+    // A starting task's reason says how its start goes (an image pull's progress).
     let failed = matches!(
         t.observed(),
-        v1::TaskState::Failed | v1::TaskState::Orphaned | v1::TaskState::Pending
+        v1::TaskState::Failed
+            | v1::TaskState::Orphaned
+            | v1::TaskState::Pending
+            | v1::TaskState::Starting
     );
     let code = (t.has_exit_code && t.exit_code != 0).then_some(t.exit_code);
     match (failed || code.is_some(), t.reason.is_empty(), code) {
