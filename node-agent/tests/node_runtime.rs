@@ -361,17 +361,15 @@ fn a_missing_image_or_spec_is_an_error_naming_it() {
         ex.prepare(&berth_agent::node::NodeNetInfo::for_subnet(subnet()))
             .unwrap();
         let err = ex
-            .start(&task(
-                &tid(1),
-                1,
-                "registry.example/nope:2",
-                &["true"],
-                vec![],
-            ))
+            .start(&task(&tid(1), 1, "nope:2", &["true"], vec![]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("registry.example/nope:2"), "{err}");
-        assert!(err.contains("berth-agent image import"), "{err}");
+        assert!(
+            err.contains("image nope:2 is not in this node's image store"),
+            "{err}"
+        );
+        assert!(err.contains("names no registry"), "{err}");
+        assert!(err.contains("berth image import"), "{err}");
         assert!(err.contains(&tid(1)), "{err}");
         let mut no_spec = task(&tid(2), 1, "bb", &["true"], vec![]);
         no_spec.spec = None;

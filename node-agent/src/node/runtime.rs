@@ -133,11 +133,14 @@ pub enum RunError {
         #[source]
         source: Box<ImageError>,
     },
-    /// A pull was asked for outside the agent's async runtime (a bug).
-    #[error("task {task}: images are pulled on the agent's async runtime, and there is none here")]
-    NoRuntime {
+    /// No async runtime could be made for a pull outside the agent's.
+    #[error("task {task}: cannot start a runtime to pull its image: {source}")]
+    PullRuntime {
         /// The task.
         task: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// The task's container name is held by a container that is not this task's.
     #[error("task {task}: its container name {name} is already used by container {holder}")]
@@ -516,9 +519,6 @@ impl RuntimeExecutor {
         };
         let config = self.options.registries.for_host(&host);
         let started = std::time::Instant::now();
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| RunError::NoRuntime {
-            task: task_id.to_owned(),
-        })?;
         let sink = self
             .progress
             .lock()
@@ -530,13 +530,24 @@ impl RuntimeExecutor {
                 (sink.0)(task_id, &format!("pulling image {image}: {text}"));
             }
         };
-        let record = handle
-            .block_on(m.images().pull(image, &config, &say))
-            .map_err(|source| RunError::Pull {
-                task: task_id.to_owned(),
-                image: image.to_owned(),
-                source: Box::new(source),
-            })?;
+        let pull = m.images().pull(image, &config, &say);
+        // On the agent's runtime (starts run on its blocking threads), else on one of its own.
+        let pulled = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle.block_on(pull),
+            Err(_) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|source| RunError::PullRuntime {
+                    task: task_id.to_owned(),
+                    source,
+                })?
+                .block_on(pull),
+        };
+        let record = pulled.map_err(|source| RunError::Pull {
+            task: task_id.to_owned(),
+            image: image.to_owned(),
+            source: Box::new(source),
+        })?;
         info!(task = %task_id, %image, id = %record.id, took = ?started.elapsed(), "image pulled");
         Ok(())
     }
