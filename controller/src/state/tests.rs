@@ -236,3 +236,35 @@ fn scaling_changes_only_the_replicas_and_refuses_global_services() {
         "{refused}"
     );
 }
+
+#[test]
+fn same_tasks_ignores_replicas_and_rollout_settings_only() {
+    let a = spec("web", "web:1", 3);
+    let scaled = ServiceSpec {
+        mode: ServiceMode::Replicated { replicas: 9 },
+        update_config: Some(UpdateConfig::default()),
+        rollback_config: Some(UpdateConfig::default()),
+        ..a.clone()
+    };
+    assert!(a.same_tasks_as(&scaled));
+    for other in [
+        ServiceSpec {
+            image: "web:2".into(),
+            ..a.clone()
+        },
+        ServiceSpec {
+            env: vec!["A=2".into()],
+            ..a.clone()
+        },
+        ServiceSpec {
+            force_update: 1,
+            ..a.clone()
+        },
+        ServiceSpec {
+            mode: ServiceMode::Global,
+            ..a.clone()
+        },
+    ] {
+        assert!(!a.same_tasks_as(&other), "{other:?}");
+    }
+}
